@@ -1,0 +1,39 @@
+# One place that knows how to install and run the project.
+# torch is installed FIRST and pinned: an unpinned torch request made before it pulls
+# several GB of CUDA packages; with 2.13.0 present, our `torch>=2.3` needs nothing more.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH  ?= torch==2.13.0
+
+.PHONY: install venv run test test-fast bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH)
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+install venv: $(VENV)/.installed
+
+# The main job on the embedded defaults: analyze the demo clip offline with a tiny
+# locally built checkpoint (no network, no weights needed).
+run: install
+	$(VENV)/bin/policy-engine demo
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not media and not slow"
+
+bench: install
+	$(PY) benchmarks/bench_scan.py
+
+lint: install
+	$(VENV)/bin/ruff check policy_engine tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Scoring and coverage: pure computation over embeddings and timestamps (numpy only)."""

@@ -1,0 +1,58 @@
+"""The Python API the CLI (and tests, and other programs) call: settings in, objects out."""
+
+from __future__ import annotations
+
+from policy_engine.config import Settings
+from policy_engine.errors import ConfigError
+from policy_engine.media.framing import Framing
+from policy_engine.media.timecode import parse_duration
+from policy_engine.media.video import SamplingMode, SamplingSpec
+from policy_engine.models.clip import ClipEmbedder
+from policy_engine.pipeline import AnalysisOptions
+
+
+def _choice(enum: type, value: str, flag: str) -> object:
+    try:
+        return enum(value.lower())
+    except ValueError:
+        allowed = " | ".join(m.value for m in enum)
+        raise ConfigError(f"{flag} {value!r}: choose one of {allowed}") from None
+
+
+def analysis_options(
+    settings: Settings,
+    *,
+    start: str | float | None = None,
+    end: str | float | None = None,
+    max_frames: int | None = None,
+) -> AnalysisOptions:
+    """Sampling, framing and interval options from settings and window flags."""
+    try:
+        spec = SamplingSpec(
+            mode=_choice(SamplingMode, settings.sampling, "--sampling"),  # type: ignore[arg-type]
+            fps=settings.fps,
+            start=parse_duration(start) if start is not None else 0.0,
+            end=parse_duration(end) if end is not None else None,
+            max_frames=max_frames,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if settings.interval <= 0:
+        raise ConfigError(f"--interval must be positive, got {settings.interval}")
+    return AnalysisOptions(
+        sampling=spec,
+        framing=_choice(Framing, settings.framing, "--framing"),  # type: ignore[arg-type]
+        interval_seconds=settings.interval,
+    )
+
+
+def load_embedder(settings: Settings) -> ClipEmbedder:
+    """The CLIP embedder the settings name, on the device they ask for."""
+    if settings.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {settings.batch_size}")
+    return ClipEmbedder.load(
+        settings.model,
+        device=settings.device,
+        dtype=settings.dtype,
+        batch_size=settings.batch_size,
+    )

@@ -1,0 +1,314 @@
+"""``policy-engine``: a thin command line over the Python API (pipeline, models, policy).
+
+Exit codes: 0 ok, 1 unexpected error, 2 bad usage or settings, 3 unreadable video,
+4 model or device problem.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from policy_engine import __version__
+from policy_engine.analysis.scoring import Category
+from policy_engine.config import Settings, load_settings
+from policy_engine.errors import (
+    ConfigError,
+    DeviceUnavailableError,
+    MediaError,
+    ModelError,
+    PolicyEngineError,
+)
+from policy_engine.media.timecode import format_timecode
+
+app = typer.Typer(
+    name="policy-engine",
+    help="Broadcast-compliance and watershed policy engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+model_app = typer.Typer(help="Model utilities.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+_EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (ConfigError, 2),
+    (MediaError, 3),
+    (ModelError, 4),
+    (DeviceUnavailableError, 4),
+]
+
+
+# -- shared options (the public flag names other commands reuse) --------------------------
+CategoryOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--category",
+        "-c",
+        help="NAME=prompt,prompt,... (repeatable). Prompts are captions, e.g."
+        " 'violence=people fighting,a person being shot'.",
+    ),
+]
+NullOpt = Annotated[
+    list[str] | None,
+    typer.Option("--null", help="Mark a --category as null (absorbs 'nothing matched')."),
+]
+RulesOpt = Annotated[
+    Path | None, typer.Option("--rules", help="Rule-set YAML file whose categories to use.")
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Hugging Face id or local checkpoint folder.", show_default=False),
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="auto | hpu | cuda | mps | cpu [default: auto]")
+]
+DtypeOpt = Annotated[
+    str | None, typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 [default: auto]")
+]
+FpsOpt = Annotated[
+    float | None, typer.Option("--fps", help="Frames sampled per second of video [default: 2]")
+]
+SamplingOpt = Annotated[
+    str | None,
+    typer.Option("--sampling", help="fps | all | keyframes [default: fps]"),
+]
+FramingOpt = Annotated[
+    str | None,
+    typer.Option("--framing", help="letterbox | tiles | center | squash [default: letterbox]"),
+]
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), 1)
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _parse_categories(specs: list[str], null_names: list[str]) -> list[Category]:
+    categories: list[Category] = []
+    for spec in specs:
+        name, sep, prompt_text = spec.partition("=")
+        prompts = tuple(p.strip() for p in prompt_text.split(",") if p.strip())
+        if not sep or not name.strip() or not prompts:
+            raise ConfigError(
+                f"--category {spec!r}: write NAME=prompt,prompt (e.g. 'computer=a laptop screen')"
+            )
+        categories.append(Category(name.strip(), prompts, null=name.strip() in null_names))
+    unknown = set(null_names) - {c.name for c in categories}
+    if unknown:
+        raise ConfigError(f"--null names no --category: {', '.join(sorted(unknown))}")
+    return categories
+
+
+def _categories(specs: list[str] | None, nulls: list[str] | None, rules: Path | None) -> list[Category]:
+    from policy_engine.policy.defaults import DEFAULT_CATEGORIES, with_null_category
+
+    if specs and rules:
+        raise ConfigError("give either --category or --rules, not both")
+    if rules:
+        from policy_engine.policy.categories import load_categories
+
+        categories = load_categories(rules)
+    elif specs:
+        categories = _parse_categories(specs, nulls or [])
+    else:
+        return list(DEFAULT_CATEGORIES)
+    categories, added = with_null_category(categories)
+    if added:
+        err.print(
+            f"note: no null category given; added '{categories[-1].name}' so that frames"
+            " matching none of yours are not forced into one (mark one with --null).",
+            highlight=False,
+        )
+    return categories
+
+
+@app.command()
+def analyze(
+    video: Annotated[Path, typer.Argument(help="Video file to analyse.")],
+    category: CategoryOpt = None,
+    null: NullOpt = None,
+    rules: RulesOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    fps: FpsOpt = None,
+    sampling: SamplingOpt = None,
+    framing: FramingOpt = None,
+    start: Annotated[str | None, typer.Option(help="Start of the window (3s, 00:01:00).")] = None,
+    end: Annotated[str | None, typer.Option(help="End of the window.")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="At most this many samples.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per model call [32].")] = None,
+    interval: Annotated[float | None, typer.Option(help="Seconds per interval [10].")] = None,
+    config: Annotated[Path | None, typer.Option(help="Settings file (TOML).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    frames: Annotated[bool, typer.Option(help="With --json: per-frame probabilities.")] = False,
+) -> None:
+    """Per-category coverage of one video: share of running time, first seen, runs."""
+    try:
+        settings = load_settings(
+            {
+                "model": model,
+                "device": device,
+                "dtype": dtype,
+                "fps": fps,
+                "sampling": sampling,
+                "framing": framing,
+                "batch_size": batch_size,
+                "interval": interval,
+            },
+            config_file=config,
+        )
+        categories = _categories(category, null, rules)
+        result = _run_analysis(video, categories, settings, start, end, max_frames, as_json)
+    except PolicyEngineError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(frames=frames), indent=2, default=str) + "\n")
+    else:
+        _print_result(result)
+
+
+def _run_analysis(
+    video: Path,
+    categories: list[Category],
+    settings: Settings,
+    start: str | None,
+    end: str | None,
+    max_frames: int | None,
+    quiet: bool,
+) -> Any:
+    from policy_engine.api import analysis_options, load_embedder
+    from policy_engine.pipeline import analyze_video
+
+    options = analysis_options(settings, start=start, end=end, max_frames=max_frames)
+    with err.status(f"loading model {settings.model} …", spinner="dots"):
+        embedder = load_embedder(settings)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(video.name, total=None)
+
+        def update(done: float, total: float) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return analyze_video(video, categories, embedder, options, progress=update)
+
+
+def _print_result(result: Any) -> None:
+    video, model, cov = result.video, result.model, result.coverage
+    wall = result.timings["total_s"]
+    out.print(f"[bold]{video.path}[/]", highlight=False)
+    out.print(
+        f"  {video.width}x{video.height} {video.codec}, {cov.running_time:.2f} s analysed,"
+        f" {cov.frame_count} frames sampled ({result.options.sampling.mode.value}"
+        f"{' %g/s' % result.options.sampling.fps if result.options.sampling.mode.value == 'fps' else ''},"
+        f" {result.options.framing.value})",
+        highlight=False,
+    )
+    out.print(
+        f"  model {model.name} ({model.weights_sha256[:19]}…) on {model.device_used}"
+        f" (asked {model.device_asked}), {model.dtype};"
+        f" {wall:.2f} s wall, {cov.running_time / wall if wall else 0:.1f}x real time",
+        highlight=False,
+    )
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("category", "share", "seconds", "first seen", "last seen", "longest run"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    table.add_column("segments", justify="right")
+    table.add_column("peak p", justify="right")
+    for c in cov.categories.values():
+        table.add_row(
+            c.name + (" (null)" if c.null else ""),
+            f"{100 * c.share:.1f}%",
+            f"{c.seconds:.2f}",
+            format_timecode(c.first_seen) if c.first_seen is not None else "-",
+            format_timecode(c.last_seen) if c.last_seen is not None else "-",
+            f"{c.longest_run:.2f} s",
+            str(len(c.segments)),
+            f"{c.peak_probability:.2f}",
+        )
+    out.print(table)
+    if cov.intervals:
+        labels = "  ".join(
+            f"{format_timecode(i.start)[3:8]} {i.label or '-'}" for i in cov.intervals
+        )
+        out.print(f"[bold]dominant per {cov.interval_seconds:g} s:[/] {labels}", highlight=False)
+
+
+@model_app.command("make-tiny")
+def make_tiny(
+    directory: Annotated[Path, typer.Argument(help="Folder to write the checkpoint to.")],
+) -> None:
+    """Write a tiny random-weight CLIP checkpoint (offline tests and demos)."""
+    from policy_engine.models.tiny import make_tiny_clip
+
+    path = make_tiny_clip(directory)
+    out.print(f"tiny CLIP checkpoint written to {path} (random weights: labels mean nothing)")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the demo's model and clip go.")] = Path(
+        ".demo"
+    ),
+    video: Annotated[Path | None, typer.Argument(help="A video; default: generated.")] = None,
+) -> None:
+    """Run the engine end to end offline: tiny checkpoint + a generated (or given) clip."""
+    from policy_engine.demo import prepare_demo
+
+    try:
+        model_dir, clip = prepare_demo(workdir, video)
+        settings = load_settings({"model": str(model_dir)})
+        err.print(
+            f"demo: tiny random-weight model at {model_dir}; real use: --model"
+            " openai/clip-vit-base-patch32 (see README)",
+            highlight=False,
+        )
+        result = _run_analysis(clip, _categories(None, None, None), settings, None, None, None, False)
+    except PolicyEngineError as exc:
+        raise _fail(exc) from None
+    _print_result(result)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"policy-engine {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Broadcast-compliance and watershed policy engine."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Typed errors: each says what went wrong, where, and what to do about it.
+
+The CLI prints these as one readable line (no traceback); the batch pipeline turns a
+MediaError into a failed scan with its ``reason`` and goes on to the next file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PolicyEngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class MediaError(PolicyEngineError):
+    """A file could not be read as a video: zero-byte, truncated, not a video, no video stream."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ModelError(PolicyEngineError):
+    """A model could not be found or loaded."""
+
+
+class ModelNotAvailableError(ModelError):
+    """The model is neither a local checkpoint nor in the local Hugging Face cache (offline)."""
+
+
+class DeviceUnavailableError(PolicyEngineError):
+    """An accelerator asked for by name is not present; never silently replaced by the CPU."""
+
+
+class ConfigError(PolicyEngineError):
+    """A setting or a command-line value is invalid."""

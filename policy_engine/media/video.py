@@ -1,0 +1,477 @@
+"""Probe a video and sample its frames by presentation time (PyAV).
+
+Why PyAV and not supervision/OpenCV: OpenCV's frame generator yields no timestamps and
+decodes every frame it skips anyway; PyAV gives each frame's pts and time base, FFmpeg's
+frame threading, and a converter (swscale) that resizes while it converts colour, so only
+the frames we keep are converted, straight to the model's input size.
+
+Time contract: a frame's time is its presentation timestamp (pts x time_base), measured
+from the container's start, never index / nominal fps. Decoders emit frames in
+presentation order; some containers (AVI with B-frames) carry decode-order timestamps
+that the decoder hands out shuffled, so timestamps are re-sorted through a small window
+(``_PtsReorder``): for well-formed streams that is the identity.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from policy_engine.errors import MediaError
+from policy_engine.media.framing import FramePlan, Framing, apply_plan, plan_framing
+
+# Decoders may emit frames up to this many frames "early" with respect to the (wrong)
+# timestamps of a decode-order container; H.264 reorder depth is at most 16.
+_REORDER_DEPTH = 16
+# A stream that ends this much before its declared duration is reported as truncated.
+_TRUNCATION_TOLERANCE_S = 1.0
+_TRUNCATION_TOLERANCE_FRACTION = 0.05
+
+
+class SamplingMode(str, Enum):
+    FPS = "fps"  # one frame per 1/fps seconds of presentation time (nearest frame)
+    ALL = "all"  # every decoded frame
+    KEYFRAMES = "keyframes"  # decode keyframes only (fast; irregular times are fine)
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    mode: SamplingMode = SamplingMode.FPS
+    fps: float = 2.0
+    start: float = 0.0
+    end: float | None = None
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode is SamplingMode.FPS and not (self.fps > 0 and math.isfinite(self.fps)):
+            raise ValueError(f"sampling fps must be a positive number, got {self.fps!r}")
+        if self.start < 0:
+            raise ValueError(f"sampling start must be >= 0 s, got {self.start}")
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"sampling end ({self.end} s) must be after start ({self.start} s)")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"max frames must be at least 1, got {self.max_frames}")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode.value,
+            "fps": self.fps if self.mode is SamplingMode.FPS else None,
+            "start": self.start,
+            "end": self.end,
+            "max_frames": self.max_frames,
+        }
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    size_bytes: int
+    container: str
+    duration: float | None  # seconds, as declared by the container/stream
+    fps: float | None  # the stream's declared average frame rate (containers can be wrong)
+    guessed_fps: float | None  # FFmpeg's guess from the timestamps (r_frame_rate)
+    width: int
+    height: int
+    codec: str
+    rotation: int  # display rotation, degrees counter-clockwise
+    sample_aspect_ratio: float
+    has_audio: bool
+    frame_count: int | None  # as declared; None when the container does not say
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        w = round(self.width * self.sample_aspect_ratio)
+        return (self.height, w) if round(self.rotation / 90) % 2 else (w, self.height)
+
+
+@dataclass
+class SampledFrame:
+    index: int  # order among sampled frames
+    time: float  # presentation time, seconds from the start of the video
+    pts: int | None
+    pixels: np.ndarray  # (crops, size, size, 3) uint8, ready for the model
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise MediaError(path, "file not found")
+    if path.is_dir():
+        raise MediaError(path, "is a folder, not a video file")
+    if not os.access(path, os.R_OK):
+        raise MediaError(path, "cannot be read: permission denied")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "file is empty (0 bytes): probably still being copied or a failed transfer")
+
+
+def _open(path: Path) -> Any:
+    _check_readable(path)
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise MediaError(path, f"not a readable video file ({_ffmpeg_message(exc)})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MediaError(path, f"cannot be opened: {exc}") from exc
+
+
+def _ffmpeg_message(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(":", 1)[0] if "Errno" in text else text
+
+
+def _video_stream(container: Any, path: Path) -> Any:
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        container.close()
+        raise MediaError(path, f"contains no video stream (streams found: {', '.join(kinds)})")
+    return container.streams.video[0]
+
+
+def _rate(value: Fraction | None) -> float | None:
+    return float(value) if value else None
+
+
+def _origin_seconds(container: Any) -> float:
+    """The container's start (seconds): times are measured from it, as players show them."""
+    start = container.start_time
+    return start / av.time_base if start not in (None, 0) else 0.0
+
+
+def _declared_duration(container: Any, stream: Any) -> float | None:
+    if container.duration:
+        return container.duration / av.time_base
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Container-level facts about a video, without decoding it. Raises MediaError."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = _video_stream(container, path)
+        ctx = stream.codec_context
+        sar = ctx.sample_aspect_ratio
+        return VideoInfo(
+            path=str(path),
+            size_bytes=path.stat().st_size,
+            container=container.format.name,
+            duration=_declared_duration(container, stream),
+            fps=_rate(stream.average_rate) or _rate(stream.guessed_rate),
+            guessed_fps=_rate(stream.guessed_rate),
+            width=ctx.width,
+            height=ctx.height,
+            codec=ctx.name,
+            rotation=_stream_rotation(stream),
+            sample_aspect_ratio=float(sar) if sar else 1.0,
+            has_audio=bool(container.streams.audio),
+            frame_count=stream.frames or None,
+        )
+    finally:
+        container.close()
+
+
+def _stream_rotation(stream: Any) -> int:
+    """Display rotation from the stream's display matrix, where PyAV exposes it."""
+    side_data = getattr(stream, "side_data", None) or {}
+    for key, value in dict(side_data).items():
+        if "DISPLAYMATRIX" in str(key).upper():
+            try:
+                return int(round(float(value)))
+            except (TypeError, ValueError):
+                return 0
+    return 0
+
+
+class _PtsReorder:
+    """Pairs frames (in presentation order) with their sorted timestamps.
+
+    Frames go in as decoded; they come out delayed by up to ``depth`` frames, each with
+    the smallest timestamp not yet handed out. For monotonic streams this changes nothing.
+    """
+
+    def __init__(self, depth: int = _REORDER_DEPTH) -> None:
+        self._depth = depth
+        self._frames: deque[Any] = deque()
+        self._pts: list[int] = []
+        self.reordered = False
+        self._last_in: int | None = None
+
+    def push(self, frame: Any, pts: int) -> Iterator[tuple[Any, int]]:
+        if self._last_in is not None and pts < self._last_in:
+            self.reordered = True
+        self._last_in = pts
+        self._frames.append(frame)
+        heapq.heappush(self._pts, pts)
+        if len(self._frames) > self._depth:
+            yield self._frames.popleft(), heapq.heappop(self._pts)
+
+    def flush(self) -> Iterator[tuple[Any, int]]:
+        while self._frames:
+            yield self._frames.popleft(), heapq.heappop(self._pts)
+
+
+@dataclass
+class SamplingSummary:
+    """What decoding found out, filled in as the sampler runs."""
+
+    decoded_frames: int = 0
+    sampled_frames: int = 0
+    first_time: float | None = None
+    end_time: float | None = None  # end of the last decoded frame (its time + duration)
+    timestamps_reordered: bool = False
+    missing_timestamps: int = 0
+    plans: list[FramePlan] = field(default_factory=list)
+
+    @property
+    def measured_fps(self) -> float | None:
+        """Frame rate measured from the decoded timestamps (every-frame decoding only)."""
+        if self.first_time is None or self.end_time is None or self.decoded_frames < 2:
+            return None
+        return self.decoded_frames / (self.end_time - self.first_time)
+
+
+class FrameSampler:
+    """Iterates over the sampled frames of one video; ``summary`` is complete afterwards.
+
+    Decoding runs with FFmpeg's frame+slice threading; only sampled frames are converted,
+    and the converter resizes them to the model's input size in the same pass.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        spec: SamplingSpec,
+        *,
+        size: int,
+        framing: Framing = Framing.LETTERBOX,
+        pad_value: tuple[int, int, int] = (0, 0, 0),
+        decode_threads: int = 0,
+    ) -> None:
+        self.path = Path(path)
+        self.spec = spec
+        self.size = size
+        self.framing = framing
+        self.pad_value = pad_value
+        self.decode_threads = decode_threads
+        self.summary = SamplingSummary()
+        self.info = probe(self.path)
+        self._plans: dict[tuple[int, int, int], FramePlan] = {}
+
+    # -- public -------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[SampledFrame]:
+        container = _open(self.path)
+        try:
+            stream = _video_stream(container, self.path)
+            self._configure(stream)
+            yield from self._sample(container, stream)
+        finally:
+            container.close()
+        self._check_complete()
+
+    @property
+    def window_end(self) -> float:
+        """End of the analysed window: the video's end, or the spec's end if earlier."""
+        end = self.summary.end_time
+        if end is None:
+            end = self.info.duration or 0.0
+        return min(end, self.spec.end) if self.spec.end is not None else end
+
+    # -- decoding -----------------------------------------------------------------------
+    def _configure(self, stream: Any) -> None:
+        stream.thread_type = "AUTO"
+        if self.decode_threads:
+            stream.thread_count = self.decode_threads
+        if self.spec.mode is SamplingMode.KEYFRAMES:
+            stream.codec_context.skip_frame = "NONKEY"
+
+    def _timed_frames(self, container: Any, stream: Any) -> Iterator[tuple[Any, float]]:
+        """Decoded frames with their presentation time, in presentation order."""
+        time_base = stream.time_base
+        origin = _origin_seconds(container)
+        reorder = _PtsReorder()
+        fallback_step = 1.0 / (_rate(stream.average_rate) or _rate(stream.guessed_rate) or 25.0)
+        last_pts: int | None = None
+        if self.spec.start > 0:
+            self._seek(container, stream, origin)
+        try:
+            for frame in container.decode(stream):
+                self.summary.decoded_frames += 1
+                pts = frame.pts
+                if pts is None:  # no timestamp at all: continue the sequence
+                    self.summary.missing_timestamps += 1
+                    step = round(fallback_step / time_base)
+                    pts = (last_pts + step) if last_pts is not None else 0
+                last_pts = pts
+                for ready, ready_pts in reorder.push(frame, pts):
+                    yield ready, float(ready_pts * time_base) - origin
+                if self._past_end(float(pts * time_base) - origin - _REORDER_DEPTH * fallback_step):
+                    break
+        except av.FFmpegError as exc:
+            raise MediaError(
+                self.path,
+                f"decoding failed after {self.summary.decoded_frames} frames"
+                f" ({_ffmpeg_message(exc)}); the file is probably corrupt or truncated",
+            ) from exc
+        for ready, ready_pts in reorder.flush():
+            yield ready, float(ready_pts * time_base) - origin
+        self.summary.timestamps_reordered = reorder.reordered
+
+    def _seek(self, container: Any, stream: Any, origin: float) -> None:
+        # Seek to the keyframe before the window start; frames before it are dropped.
+        target = int((self.spec.start + origin) / stream.time_base)
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        except av.FFmpegError:
+            container.seek(0)
+
+    def _past_end(self, time: float) -> bool:
+        return self.spec.end is not None and time > self.spec.end
+
+    def _frame_duration(self, frame: Any, stream: Any) -> float:
+        if frame.duration:
+            return float(frame.duration * stream.time_base)
+        rate = _rate(stream.average_rate) or _rate(stream.guessed_rate)
+        return 1.0 / rate if rate else 0.0
+
+    # -- sampling -----------------------------------------------------------------------
+    def _sample(self, container: Any, stream: Any) -> Iterator[SampledFrame]:
+        spec = self.spec
+        spacing = self._min_spacing()
+        next_target = spec.start
+        previous: tuple[Any, float] | None = None
+        last_emitted_time: float | None = None
+
+        def emit(frame: Any, time: float) -> SampledFrame:
+            nonlocal last_emitted_time
+            last_emitted_time = time
+            sampled = SampledFrame(
+                index=self.summary.sampled_frames,
+                time=time,
+                pts=frame.pts,
+                pixels=self._convert(frame),
+            )
+            self.summary.sampled_frames += 1
+            return sampled
+
+        for frame, time in self._timed_frames(container, stream):
+            if time < spec.start - 1e-9 and spec.mode is not SamplingMode.FPS:
+                continue
+            if spec.end is not None and time >= spec.end:
+                break
+            self._note_time(frame, time, stream)
+            if spec.mode is SamplingMode.FPS:
+                # For each target time passed, keep whichever neighbour is nearer.
+                while next_target <= time and self._room_for_more():
+                    chosen = self._nearest(previous, (frame, time), next_target)
+                    next_target += spacing
+                    if chosen[0] is not None and chosen[1] != last_emitted_time:
+                        if chosen[1] >= spec.start - 0.5 * spacing:
+                            yield emit(*chosen)
+                previous = (frame, time)
+            elif self._room_for_more() and (
+                last_emitted_time is None or time >= last_emitted_time + spacing - 1e-9
+            ):
+                yield emit(frame, time)
+            if not self._room_for_more():
+                break
+        # Targets after the last frame but inside the video: the last frame stands for them.
+        if (
+            spec.mode is SamplingMode.FPS
+            and previous is not None
+            and previous[1] != last_emitted_time
+            and self._room_for_more()
+            and next_target < self.window_end
+        ):
+            yield emit(*previous)
+
+    def _note_time(self, frame: Any, time: float, stream: Any) -> None:
+        s = self.summary
+        if s.first_time is None:
+            s.first_time = time
+        end = time + self._frame_duration(frame, stream)
+        s.end_time = end if s.end_time is None else max(s.end_time, end)
+
+    @staticmethod
+    def _nearest(
+        previous: tuple[Any, float] | None, current: tuple[Any, float], target: float
+    ) -> tuple[Any, float]:
+        if previous is None:
+            return current
+        return previous if abs(previous[1] - target) <= abs(current[1] - target) else current
+
+    def _min_spacing(self) -> float:
+        """Seconds between samples: 1/fps, widened so that max_frames spans the window."""
+        spec = self.spec
+        spacing = 1.0 / spec.fps if spec.mode is SamplingMode.FPS else 0.0
+        if spec.max_frames:
+            end = spec.end if spec.end is not None else self.info.duration
+            if end:
+                spacing = max(spacing, (end - spec.start) / spec.max_frames)
+        return spacing
+
+    def _room_for_more(self) -> bool:
+        return self.spec.max_frames is None or self.summary.sampled_frames < self.spec.max_frames
+
+    def _convert(self, frame: Any) -> np.ndarray:
+        plan = self._plan_for(frame)
+        scaled = frame.to_ndarray(
+            width=plan.scaled_width,
+            height=plan.scaled_height,
+            format="rgb24",
+            interpolation="AREA",
+        )
+        return apply_plan(plan, scaled)
+
+    def _plan_for(self, frame: Any) -> FramePlan:
+        rotation = frame.rotation or self.info.rotation
+        key = (frame.width, frame.height, rotation)
+        plan = self._plans.get(key)  # one plan per picture geometry (it rarely changes)
+        if plan is not None:
+            return plan
+        plan = plan_framing(
+            frame.width,
+            frame.height,
+            self.size,
+            self.framing,
+            sample_aspect_ratio=self.info.sample_aspect_ratio,
+            rotation_degrees=rotation,
+            pad_value=self.pad_value,
+        )
+        self._plans[key] = plan
+        self.summary.plans.append(plan)
+        return plan
+
+    def _check_complete(self) -> None:
+        s = self.summary
+        if s.decoded_frames == 0:
+            raise MediaError(
+                self.path, "no frame could be decoded: the file is corrupt, truncated or empty"
+            )
+        declared = self.info.duration
+        if self.spec.mode is SamplingMode.KEYFRAMES:
+            # Only keyframes were decoded: the last one says nothing about where the video
+            # ends, so the declared duration is the end.
+            if declared is not None:
+                s.end_time = max(s.end_time or 0.0, declared)
+            return
+        if self.spec.end is not None or declared is None or s.end_time is None:
+            return
+        tolerance = max(_TRUNCATION_TOLERANCE_S, _TRUNCATION_TOLERANCE_FRACTION * declared)
+        if s.end_time < declared - tolerance:
+            raise MediaError(
+                self.path,
+                f"truncated: frames end at {s.end_time:.2f} s of a declared {declared:.2f} s;"
+                " the copy is probably incomplete",
+            )

@@ -1,0 +1,1 @@
+"""Device selection, model identity and the CLIP embedder (torch + transformers)."""

@@ -1,0 +1,119 @@
+"""A tiny CLIP checkpoint, written to disk, for offline tests, demos and CI.
+
+Random weights (its labels mean nothing) but a real checkpoint: config, safetensors
+weights, a real byte-level BPE tokenizer built locally, and a preprocessor config, all
+loaded back through the same ``from_pretrained`` path as ``openai/clip-vit-base-patch32``.
+Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# A handful of merges so the tokenizer really is BPE, not just bytes.
+_MERGES = ("t h", "th e", "i n", "e r", "a n", "o n", "r e", "p e", "o p", "l e")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable character map."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars), strict=True))
+
+
+def _vocab_and_merges() -> tuple[dict[str, int], list[str]]:
+    symbols = list(_bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for token in [*symbols, *(s + "</w>" for s in symbols)]:
+        vocab[token] = len(vocab)
+    merges: list[str] = []
+    for merge in _MERGES:
+        left, right = merge.split()
+        for suffix in ("", "</w>"):
+            merges.append(f"{left} {right}{suffix}")
+            vocab.setdefault(left + right + suffix, len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return vocab, merges
+
+
+def make_tiny_clip(
+    directory: str | Path,
+    *,
+    image_size: int = 32,
+    patch_size: int = 8,
+    hidden_size: int = 32,
+    projection_dim: int = 16,
+    layers: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny CLIP checkpoint to ``directory`` and return its path."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab, merges = _vocab_and_merges()
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77})
+    )
+    tokenizer = CLIPTokenizer.from_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+    special = {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"]}
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": hidden_size,
+            "intermediate_size": hidden_size * 2,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 77,
+            "pad_token_id": vocab["<|endoftext|>"],
+            **special,
+        },
+        vision_config={
+            "hidden_size": hidden_size,
+            "intermediate_size": hidden_size * 2,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": patch_size,
+        },
+        projection_dim=projection_dim,
+    )
+    torch.manual_seed(seed)
+    CLIPModel(config).save_pretrained(directory)
+    (directory / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_processor_type": "CLIPImageProcessor",
+                "crop_size": {"height": image_size, "width": image_size},
+                "size": {"shortest_edge": image_size},
+                "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                "image_std": [0.26862954, 0.26130258, 0.27577711],
+                "do_center_crop": True,
+                "do_normalize": True,
+                "do_resize": True,
+                "resample": 3,
+            },
+            indent=2,
+        )
+    )
+    return directory

@@ -1,0 +1,216 @@
+"""One asset end to end: sample -> embed -> score -> coverage. The only module that wires
+media, models and analysis together.
+
+Decoding and the image tower overlap: a producer thread decodes and converts sampled
+frames (FFmpeg and swscale release the GIL) while the caller's thread runs the model on
+full batches. On two cores the two compete for the same cores, so the pipeline's job is
+to keep the model fed and add nothing of its own.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policy_engine import __version__
+from policy_engine.analysis.coverage import DEFAULT_INTERVAL_SECONDS, Coverage, coverage_from_scores
+from policy_engine.analysis.scoring import (
+    Category,
+    FrameScores,
+    flatten_prompts,
+    score_frames,
+    validate_categories,
+)
+from policy_engine.media.framing import Framing
+from policy_engine.media.video import FrameSampler, SampledFrame, SamplingSpec, VideoInfo
+from policy_engine.models.clip import ClipEmbedder, ModelIdentity
+
+ProgressCallback = Callable[[float, float], None]  # (seconds analysed, seconds in window)
+_QUEUE_BATCHES = 2  # decoded batches buffered ahead of the model
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    sampling: SamplingSpec = field(default_factory=SamplingSpec)
+    framing: Framing = Framing.LETTERBOX
+    interval_seconds: float = DEFAULT_INTERVAL_SECONDS
+
+
+@dataclass
+class AnalysisResult:
+    video: VideoInfo
+    model: ModelIdentity
+    options: AnalysisOptions
+    times: np.ndarray  # (F,) sample times, seconds
+    embeddings: list[np.ndarray]  # per frame (crops, D) float32 unit vectors
+    scores: FrameScores
+    coverage: Coverage
+    timings: dict[str, float]
+    decoding: dict[str, Any]
+    software_version: str = __version__
+
+    def to_dict(self, *, frames: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "video": self.video.__dict__,
+            "model": self.model.as_dict(),
+            "sampling": self.options.sampling.describe(),
+            "framing": self.options.framing.value,
+            "software_version": self.software_version,
+            "timings": self.timings,
+            "decoding": self.decoding,
+            "coverage": self.coverage.to_dict(),
+        }
+        if frames:
+            names = self.scores.category_names
+            data["frames"] = [
+                {
+                    "time": float(t),
+                    "label": names[int(label)],
+                    "probabilities": {n: float(p) for n, p in zip(names, probs, strict=True)},
+                }
+                for t, label, probs in zip(
+                    self.times, self.scores.labels, self.scores.probabilities, strict=True
+                )
+            ]
+        return data
+
+
+class _ProducerFailed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_DONE = object()
+
+
+def _decode_in_background(sampler: FrameSampler, capacity: int) -> Iterator[SampledFrame]:
+    """Run the sampler in a thread; re-raise its errors here, in the caller's thread."""
+    frames: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for frame in sampler:
+                while not stop.is_set():
+                    try:
+                        frames.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            frames.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            frames.put(_ProducerFailed(exc))
+
+    worker = threading.Thread(target=produce, name="policy-engine-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = frames.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _ProducerFailed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
+def analyze_video(
+    path: str | Path,
+    categories: Sequence[Category],
+    embedder: ClipEmbedder,
+    options: AnalysisOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> AnalysisResult:
+    """Sample, embed, score and measure coverage for one video. Raises MediaError for
+    unreadable input (the caller decides whether that fails a batch: it should not)."""
+    options = options or AnalysisOptions()
+    validate_categories(categories)
+    started = time.perf_counter()
+    prompts, _ = flatten_prompts(categories)
+    text_embeddings = embedder.embed_texts(prompts)
+
+    sampler = FrameSampler(
+        path,
+        options.sampling,
+        size=embedder.image_input.size,
+        framing=options.framing,
+        pad_value=embedder.image_input.pad_value,
+    )
+    window = _window_length(sampler)
+    times: list[float] = []
+    embeddings: list[np.ndarray] = []
+    pending: list[SampledFrame] = []
+    model_seconds = 0.0
+
+    def flush() -> None:
+        nonlocal model_seconds
+        if not pending:
+            return
+        pixels = np.concatenate([f.pixels for f in pending])
+        tick = time.perf_counter()
+        vectors = embedder.embed_images(pixels)
+        model_seconds += time.perf_counter() - tick
+        offset = 0
+        for frame in pending:
+            crops = len(frame.pixels)
+            embeddings.append(vectors[offset : offset + crops])
+            times.append(frame.time)
+            offset += crops
+        if progress is not None:
+            progress(max(0.0, pending[-1].time - options.sampling.start), window)
+        pending.clear()
+
+    crops_in_batch = 0
+    capacity = max(4, _QUEUE_BATCHES * embedder.batch_size)
+    for frame in _decode_in_background(sampler, capacity):
+        pending.append(frame)
+        crops_in_batch += len(frame.pixels)
+        if crops_in_batch >= embedder.batch_size:
+            flush()
+            crops_in_batch = 0
+    flush()
+    if progress is not None:
+        progress(window, window)
+
+    end = sampler.window_end
+    start = min(options.sampling.start, end)
+    scores = score_frames(categories, times, embeddings, text_embeddings, embedder.logit_scale)
+    coverage = coverage_from_scores(
+        scores, start=start, end=end, interval_seconds=options.interval_seconds
+    )
+    total = time.perf_counter() - started
+    summary = sampler.summary
+    return AnalysisResult(
+        video=sampler.info,
+        model=embedder.identity,
+        options=options,
+        times=np.asarray(times),
+        embeddings=embeddings,
+        scores=scores,
+        coverage=coverage,
+        timings={"total_s": total, "model_s": model_seconds, "other_s": total - model_seconds},
+        decoding={
+            "decoded_frames": summary.decoded_frames,
+            "sampled_frames": summary.sampled_frames,
+            "timestamps_reordered": summary.timestamps_reordered,
+            "missing_timestamps": summary.missing_timestamps,
+            "crops_per_frame": sorted({p.crops_per_frame for p in summary.plans}),
+        },
+    )
+
+
+def _window_length(sampler: FrameSampler) -> float:
+    end = sampler.spec.end if sampler.spec.end is not None else (sampler.info.duration or 0.0)
+    return max(0.0, end - sampler.spec.start)

@@ -1,0 +1,50 @@
+"""Shared fixtures: offline Hugging Face, a tiny CLIP checkpoint, generated videos, and
+the real clips in ../shared/media (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Never let a test reach the Hugging Face hub: set before transformers is imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Weight-hash cache and HF cache in a temp dir, never the user's home."""
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setattr("policy_engine.models.checkpoint._HASH_CACHE", cache / "policy_engine")
+    monkeypatch.setenv("HF_HOME", str(cache / "hf"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from policy_engine.models.tiny import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def colour_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10 s at 25 fps: 3 s red, 4 s green, 3 s blue (320x180)."""
+    from policy_engine.media.synthetic import write_color_segments
+
+    path = tmp_path_factory.mktemp("videos") / "colours.mp4"
+    return write_color_segments(
+        path, [(3.0, (220, 20, 20)), (4.0, (20, 200, 20)), (3.0, (20, 20, 220))], size=(320, 180)
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_media() -> Path:
+    if not SHARED_MEDIA.is_dir():
+        pytest.skip(f"real clips not present at {SHARED_MEDIA} (see ../shared/media/README.md)")
+    return SHARED_MEDIA
