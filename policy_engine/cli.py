@@ -112,7 +112,9 @@ def _parse_categories(specs: list[str], null_names: list[str]) -> list[Category]
     return categories
 
 
-def _categories(specs: list[str] | None, nulls: list[str] | None, rules: Path | None) -> list[Category]:
+def _categories(
+    specs: list[str] | None, nulls: list[str] | None, rules: Path | None
+) -> list[Category]:
     from policy_engine.policy.defaults import DEFAULT_CATEGORIES, with_null_category
 
     if specs and rules:
@@ -219,11 +221,12 @@ def _print_result(result: Any) -> None:
     video, model, cov = result.video, result.model, result.coverage
     wall = result.timings["total_s"]
     out.print(f"[bold]{video.path}[/]", highlight=False)
+    sampling = result.options.sampling
+    rate = f" {sampling.fps:g}/s" if sampling.mode.value == "fps" else ""
     out.print(
         f"  {video.width}x{video.height} {video.codec}, {cov.running_time:.2f} s analysed,"
-        f" {cov.frame_count} frames sampled ({result.options.sampling.mode.value}"
-        f"{' %g/s' % result.options.sampling.fps if result.options.sampling.mode.value == 'fps' else ''},"
-        f" {result.options.framing.value})",
+        f" {cov.frame_count} frames sampled ({sampling.mode.value}{rate},"
+        f" {result.options.framing.value} framing)",
         highlight=False,
     )
     out.print(
@@ -285,7 +288,9 @@ def demo(
             " openai/clip-vit-base-patch32 (see README)",
             highlight=False,
         )
-        result = _run_analysis(clip, _categories(None, None, None), settings, None, None, None, False)
+        result = _run_analysis(
+            clip, _categories(None, None, None), settings, None, None, None, False
+        )
     except PolicyEngineError as exc:
         raise _fail(exc) from None
     _print_result(result)

@@ -9,11 +9,12 @@ came from, so a user can see why a setting has the value it has.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from policy_engine.errors import ConfigError
 from policy_engine.models.checkpoint import DEFAULT_MODEL

@@ -7,13 +7,13 @@ import pytest
 from policy_engine.analysis.coverage import compute_coverage, frame_spans
 
 NAMES = ["violence", "computer", "other"]
-V, C, O = 0, 1, 2
+V, C, OTHER = 0, 1, 2
 
 
 def test_regular_samples() -> None:
     # 2 fps over 5 s: samples at 0.0 .. 4.5, each standing for 0.5 s.
     times = np.arange(10) * 0.5
-    labels = [O, V, V, V, O, C, C, O, V, O]
+    labels = [OTHER, V, V, V, OTHER, C, C, OTHER, V, OTHER]
     cov = compute_coverage(times, labels, NAMES, start=0.0, end=5.0, interval_seconds=2.0)
     v = cov["violence"]
     # violence: frames 1-3 (0.5..2.0) and frame 8 (4.0..4.5) -> 1.5 + 0.5 = 2.0 s
@@ -32,7 +32,7 @@ def test_regular_samples() -> None:
 def test_irregular_times_are_time_weighted() -> None:
     # Keyframe-like samples: 0, 4, 5, 9 in a 12 s video.
     # spans: [0,4) other, [4,5) violence, [5,9) violence, [9,12) computer
-    cov = compute_coverage([0, 4, 5, 9], [O, V, V, C], NAMES, start=0, end=12)
+    cov = compute_coverage([0, 4, 5, 9], [OTHER, V, V, C], NAMES, start=0, end=12)
     assert cov["violence"].seconds == pytest.approx(5.0)
     assert cov["violence"].share == pytest.approx(5 / 12)
     assert cov["violence"].longest_run == pytest.approx(5.0)  # one merged run 4..9
@@ -58,15 +58,15 @@ def test_first_sample_after_window_start_covers_from_start() -> None:
 
 def test_window_clips_spans() -> None:
     # Window [10, 14): a sample at 9.98 (nearest to 10) is clipped to 10.
-    cov = compute_coverage([9.98, 11.0, 12.0, 13.0], [V, O, O, V], NAMES, start=10, end=14)
+    cov = compute_coverage([9.98, 11.0, 12.0, 13.0], [V, OTHER, OTHER, V], NAMES, start=10, end=14)
     assert cov.running_time == pytest.approx(4.0)
     assert cov["violence"].seconds == pytest.approx(2.0)
     assert cov["violence"].first_seen == pytest.approx(10.0)
 
 
 def test_unsorted_input_is_sorted_by_time() -> None:
-    a = compute_coverage([0, 1, 2], [V, C, O], NAMES, start=0, end=3)
-    b = compute_coverage([2, 0, 1], [O, V, C], NAMES, start=0, end=3)
+    a = compute_coverage([0, 1, 2], [V, C, OTHER], NAMES, start=0, end=3)
+    b = compute_coverage([2, 0, 1], [OTHER, V, C], NAMES, start=0, end=3)
     assert a.to_dict() == b.to_dict()
 
 
@@ -76,7 +76,9 @@ def test_dominant_label_per_interval_with_truncated_last_interval() -> None:
     # [0,10): other 6 s, violence 4 s -> other (0.6)
     # [10,20): violence 10..14 (4 s), computer 14..20 (6 s) -> computer (0.6)
     # [20,25): computer 20..22 (2 s), violence 22..25 (3 s) -> violence (0.6)
-    cov = compute_coverage([0, 6, 14, 22], [O, V, C, V], NAMES, start=0, end=25, interval_seconds=10)
+    cov = compute_coverage(
+        [0, 6, 14, 22], [OTHER, V, C, V], NAMES, start=0, end=25, interval_seconds=10
+    )
     got = [(i.start, i.end, i.label, round(i.fraction, 3)) for i in cov.intervals]
     assert got == [(0, 10, "other", 0.6), (10, 20, "computer", 0.6), (20, 25, "violence", 0.6)]
 
@@ -88,9 +90,7 @@ def test_interval_tie_goes_to_first_listed_category() -> None:
 
 def test_peak_probability_is_reported() -> None:
     probs = np.array([[0.1, 0.2, 0.7], [0.44, 0.1, 0.46], [0.3, 0.6, 0.1]])
-    cov = compute_coverage(
-        [0, 1, 2], probs.argmax(1), NAMES, start=0, end=3, probabilities=probs
-    )
+    cov = compute_coverage([0, 1, 2], probs.argmax(1), NAMES, start=0, end=3, probabilities=probs)
     # violence never wins a frame, but it came close at 1 s
     assert cov["violence"].frames == 0
     assert cov["violence"].peak_probability == pytest.approx(0.44)
@@ -102,7 +102,7 @@ def test_share_does_not_depend_on_sampling_rate() -> None:
     shares = []
     for fps in (1, 2, 10):
         times = np.arange(0, 20, 1 / fps)
-        labels = np.where((times >= 5) & (times < 12), V, O)
+        labels = np.where((times >= 5) & (times < 12), V, OTHER)
         shares.append(compute_coverage(times, labels, NAMES, start=0, end=20)["violence"].share)
     assert shares == pytest.approx([0.35, 0.35, 0.35])
 

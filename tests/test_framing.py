@@ -19,7 +19,9 @@ def test_center_crop_drops_the_sides() -> None:
     plan = plan_framing(1280, 720, 224, Framing.CENTER)
     assert (plan.scaled_width, plan.scaled_height) == (398, 224)
     assert plan.offsets == ((87, 0),)
-    scaled = np.tile(np.arange(398, dtype=np.uint16)[None, :, None] % 256, (224, 1, 3)).astype(np.uint8)
+    scaled = np.tile(np.arange(398, dtype=np.uint16)[None, :, None] % 256, (224, 1, 3)).astype(
+        np.uint8
+    )
     square = apply_plan(plan, scaled)[0]
     assert square[0, 0, 0] == 87 and square[0, -1, 0] == (87 + 223) % 256
 

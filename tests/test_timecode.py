@@ -5,7 +5,12 @@ from policy_engine.media.timecode import format_timecode, parse_duration
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "00:00:00.000"), (3.0006, "00:00:03.001"), (61.25, "00:01:01.250"), (3725.5, "01:02:05.500")],
+    [
+        (0, "00:00:00.000"),
+        (3.0006, "00:00:03.001"),
+        (61.25, "00:01:01.250"),
+        (3725.5, "01:02:05.500"),
+    ],
 )
 def test_format_timecode(seconds: float, text: str) -> None:
     assert format_timecode(seconds) == text

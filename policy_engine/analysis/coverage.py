@@ -105,7 +105,9 @@ def _segments(mask: np.ndarray, begins: np.ndarray, finishes: np.ndarray) -> lis
     edges = np.diff(padded)
     run_starts = np.flatnonzero(edges == 1)
     run_stops = np.flatnonzero(edges == -1) - 1
-    segments = [Segment(float(begins[a]), float(finishes[b])) for a, b in zip(run_starts, run_stops)]
+    segments = [
+        Segment(float(begins[a]), float(finishes[b])) for a, b in zip(run_starts, run_stops)
+    ]
     return [s for s in segments if s.duration > 0]
 
 
@@ -225,6 +227,8 @@ def dominant_labels(
             continue
         winner = int(np.argmax(held))
         result.append(
-            IntervalLabel(float(lo), float(hi), category_names[winner], float(held[winner] / (hi - lo)))
+            IntervalLabel(
+                float(lo), float(hi), category_names[winner], float(held[winner] / (hi - lo))
+            )
         )
     return tuple(result)

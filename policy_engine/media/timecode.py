@@ -29,10 +29,7 @@ def parse_duration(text: str | int | float) -> float:
     """
     if isinstance(text, bool):
         raise ValueError(f"a duration must be a number of seconds, not {text!r}")
-    if isinstance(text, (int, float)):
-        value = float(text)
-    else:
-        value = _parse_duration_text(text)
+    value = float(text) if isinstance(text, (int, float)) else _parse_duration_text(text)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"a duration must be a finite number of seconds >= 0, got {text!r}")
     return value

@@ -111,7 +111,9 @@ def _check_readable(path: Path) -> None:
     if not os.access(path, os.R_OK):
         raise MediaError(path, "cannot be read: permission denied")
     if path.stat().st_size == 0:
-        raise MediaError(path, "file is empty (0 bytes): probably still being copied or a failed transfer")
+        raise MediaError(
+            path, "file is empty (0 bytes): probably still being copied or a failed transfer"
+        )
 
 
 def _open(path: Path) -> Any:
@@ -232,6 +234,7 @@ class SamplingSummary:
     end_time: float | None = None  # end of the last decoded frame (its time + duration)
     timestamps_reordered: bool = False
     missing_timestamps: int = 0
+    stopped_early: bool = False  # max_frames reached before the end of the video
     plans: list[FramePlan] = field(default_factory=list)
 
     @property
@@ -284,7 +287,7 @@ class FrameSampler:
     def window_end(self) -> float:
         """End of the analysed window: the video's end, or the spec's end if earlier."""
         end = self.summary.end_time
-        if end is None:
+        if end is None or (self.summary.stopped_early and self.info.duration):
             end = self.info.duration or 0.0
         return min(end, self.spec.end) if self.spec.end is not None else end
 
@@ -376,15 +379,18 @@ class FrameSampler:
                 while next_target <= time and self._room_for_more():
                     chosen = self._nearest(previous, (frame, time), next_target)
                     next_target += spacing
-                    if chosen[0] is not None and chosen[1] != last_emitted_time:
-                        if chosen[1] >= spec.start - 0.5 * spacing:
-                            yield emit(*chosen)
+                    fresh = chosen[1] != last_emitted_time  # fps above the frame rate
+                    if fresh and chosen[1] >= spec.start - 0.5 * spacing:
+                        yield emit(*chosen)
                 previous = (frame, time)
-            elif self._room_for_more() and (
-                last_emitted_time is None or time >= last_emitted_time + spacing - 1e-9
-            ):
+            elif self._room_for_more() and time >= next_target - 1e-9:
                 yield emit(frame, time)
+                if spacing > 0:  # max_frames: keep to a grid so spacing does not drift
+                    next_target = (
+                        spec.start + (math.floor((time - spec.start) / spacing) + 1) * spacing
+                    )
             if not self._room_for_more():
+                self.summary.stopped_early = True
                 break
         # Targets after the last frame but inside the video: the last frame stands for them.
         if (
@@ -466,7 +472,7 @@ class FrameSampler:
             if declared is not None:
                 s.end_time = max(s.end_time or 0.0, declared)
             return
-        if self.spec.end is not None or declared is None or s.end_time is None:
+        if self.spec.end is not None or s.stopped_early or declared is None or s.end_time is None:
             return
         tolerance = max(_TRUNCATION_TOLERANCE_S, _TRUNCATION_TOLERANCE_FRACTION * declared)
         if s.end_time < declared - tolerance:

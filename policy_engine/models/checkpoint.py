@@ -70,7 +70,7 @@ def _not_available_message(repo_id: str, exc: BaseException) -> str:
         f"model {repo_id!r} is not in the local Hugging Face cache and could not be"
         f" downloaded ({reason}).\n"
         "  To provide it: on a machine with internet access run\n"
-        f"    python -c \"from transformers import CLIPModel, CLIPProcessor as P;"
+        f'    python -c "from transformers import CLIPModel, CLIPProcessor as P;'
         f" m='{repo_id}'; CLIPModel.from_pretrained(m).save_pretrained('clip');"
         f" P.from_pretrained(m).save_pretrained('clip')\"\n"
         "  copy the 'clip' folder here and pass --model /path/to/clip (or set"

@@ -22,7 +22,9 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+    raw = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+    # YAML reads a bare `null:` key as None (and `yes:` as True): keys are names here.
+    mapping = {("null" if key is None else str(key)): value for key, value in raw.items()}
     mapping["__line__"] = node.start_mark.line + 1
     mapping["__column__"] = node.start_mark.column + 1
     return mapping
@@ -67,8 +69,10 @@ def load_categories(path: str | Path) -> list[Category]:
                 f" allowed: {', '.join(sorted(_CATEGORY_KEYS))}"
             )
         prompts = body.get("prompts")
-        if not isinstance(prompts, list) or not prompts or not all(
-            isinstance(p, str) and p.strip() for p in prompts
+        if (
+            not isinstance(prompts, list)
+            or not prompts
+            or not all(isinstance(p, str) and p.strip() for p in prompts)
         ):
             errors.append(f"{where}: category {name!r}: 'prompts' must be a non-empty list of text")
             continue

@@ -1,0 +1,122 @@
+"""The command line: flags, JSON output, and errors as one readable line with an exit code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from policy_engine.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_analyze_json(colour_video: Path, tiny_clip_dir: Path) -> None:
+    code, stdout, stderr = run(
+        "analyze",
+        str(colour_video),
+        "--model",
+        str(tiny_clip_dir),
+        "--device",
+        "cpu",
+        "--fps",
+        "1",
+        "--category",
+        "violence=people fighting,a person being shot",
+        "--category",
+        "background=something else",
+        "--null",
+        "background",
+        "--json",
+    )
+    assert code == 0, stderr
+    data = json.loads(stdout)
+    assert set(data["coverage"]["categories"]) == {"violence", "background"}
+    assert data["coverage"]["frame_count"] == 10
+    assert data["sampling"]["fps"] == 1.0
+    assert data["model"]["device_asked"] == "cpu" and data["model"]["dtype"] in ("fp32", "bf16")
+    assert data["framing"] == "letterbox"
+
+
+def test_analyze_table_and_added_null_category(colour_video: Path, tiny_clip_dir: Path) -> None:
+    code, stdout, stderr = run(
+        "analyze", str(colour_video), "--model", str(tiny_clip_dir), "-c", "computer=a laptop"
+    )
+    assert code == 0, stderr
+    assert "no null category given" in stderr
+    assert "computer" in stdout and "other (null)" in stdout and "dominant per 10 s" in stdout
+
+
+def test_analyze_with_rules_file(colour_video: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "categories:\n"
+        "  violence: {prompts: [people fighting]}\n"
+        "  background: {prompts: [something else], null: true}\n"
+    )
+    code, stdout, stderr = run(
+        "analyze", str(colour_video), "--model", str(tiny_clip_dir), "--rules", str(rules), "--json"
+    )
+    assert code == 0, stderr
+    assert list(json.loads(stdout)["coverage"]["categories"]) == ["violence", "background"]
+
+
+def test_rules_file_errors_name_file_line_and_column(tmp_path: Path, colour_video: Path) -> None:
+    rules = tmp_path / "bad.yaml"
+    rules.write_text("categories:\n  violence:\n    promts: [people fighting]\n")
+    code, _, stderr = run("analyze", str(colour_video), "--rules", str(rules))
+    assert code == 2
+    assert f"{rules}:3:5" in stderr and "promts" in stderr and "allowed" in stderr
+
+
+def test_bad_video_is_one_line_and_exit_3(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    code, stdout, stderr = run("analyze", str(empty), "--model", str(tiny_clip_dir))
+    assert code == 3
+    assert "empty (0 bytes)" in stderr and "Traceback" not in stderr + stdout
+
+
+def test_missing_accelerator_and_model(colour_video: Path, tiny_clip_dir: Path) -> None:
+    code, _, stderr = run(
+        "analyze", str(colour_video), "--model", str(tiny_clip_dir), "--device", "cuda"
+    )
+    assert code == 4 and "not available" in stderr
+    code, _, stderr = run("analyze", str(colour_video), "--model", "openai/clip-vit-base-patch32")
+    assert code == 4 and "--model /path/to/clip" in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--category", "no-equals-sign"], "NAME=prompt"),
+        (["--sampling", "sometimes"], "fps | all | keyframes"),
+        (["--framing", "zoom"], "letterbox"),
+        (["--fps", "0"], "fps"),
+        (["--start", "soon"], "not a duration"),
+        (["--null", "ghost", "-c", "a=b"], "--null"),
+    ],
+)
+def test_usage_errors_exit_2(
+    colour_video: Path, tiny_clip_dir: Path, args: list[str], message: str
+) -> None:
+    code, _, stderr = run("analyze", str(colour_video), "--model", str(tiny_clip_dir), *args)
+    assert code == 2 and message in stderr
+
+
+def test_model_make_tiny(tmp_path: Path) -> None:
+    code, stdout, _ = run("model", "make-tiny", str(tmp_path / "m"))
+    assert code == 0 and (tmp_path / "m" / "model.safetensors").is_file()
+
+
+def test_demo_runs_offline(tmp_path: Path) -> None:
+    code, stdout, stderr = run("demo", "--workdir", str(tmp_path))
+    assert code == 0, stderr
+    assert "violence" in stdout and "tiny random-weight model" in stderr
