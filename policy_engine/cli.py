@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 unexpected error, 2 bad usage or settings, 3 unreadable vide
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -312,7 +313,19 @@ def main_options(
 
 
 def main() -> None:
-    app()
+    """Entry point: expected errors are handled per command; anything else is a bug, shown
+    as one line unless POLICY_ENGINE_DEBUG is set (then with its traceback)."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - last line of defence for the user
+        if os.environ.get("POLICY_ENGINE_DEBUG"):
+            raise
+        err.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "  This is a bug; rerun with POLICY_ENGINE_DEBUG=1 for the traceback and report it.",
+            highlight=False,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -120,3 +120,24 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
     code, stdout, stderr = run("demo", "--workdir", str(tmp_path))
     assert code == 0, stderr
     assert "violence" in stdout and "tiny random-weight model" in stderr
+
+
+def test_unexpected_errors_are_one_line_with_a_debug_hint(
+    colour_video: Path, tiny_clip_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from policy_engine import cli
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr("policy_engine.pipeline.analyze_video", broken)
+    monkeypatch.setattr(
+        "sys.argv", ["policy-engine", "analyze", str(colour_video), "--model", str(tiny_clip_dir)]
+    )
+    monkeypatch.delenv("POLICY_ENGINE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as caught:
+        cli.main()
+    assert caught.value.code == 1
+    stderr = capsys.readouterr().err
+    assert "simulated bug" in stderr and "POLICY_ENGINE_DEBUG=1" in stderr
+    assert "Traceback" not in stderr
