@@ -1,0 +1,26 @@
+"""The design's layering rule: pure analysis and policy code imports no heavy library."""
+
+import subprocess
+import sys
+
+PURE = [
+    "policy_engine.analysis.scoring",
+    "policy_engine.analysis.coverage",
+    "policy_engine.policy.categories",
+    "policy_engine.policy.defaults",
+    "policy_engine.media.timecode",
+    "policy_engine.media.framing",
+]
+HEAVY = ["torch", "av", "transformers", "sqlalchemy", "jinja2"]
+
+
+def test_pure_modules_import_no_heavy_libraries() -> None:
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in PURE)
+        + f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
