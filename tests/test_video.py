@@ -53,6 +53,7 @@ def test_every_frame_and_keyframes(colour_video: Path) -> None:
     sampler, keys = _sample(colour_video, mode=SamplingMode.KEYFRAMES)
     assert 1 <= len(keys) < 250
     assert sampler.summary.decoded_frames == len(keys)  # only keyframes were decoded
+    assert sampler.summary.measured_fps is None  # keyframe spacing is no frame rate
     assert sampler.window_end == pytest.approx(10.0, abs=0.1)
 
 

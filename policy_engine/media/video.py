@@ -235,12 +235,15 @@ class SamplingSummary:
     timestamps_reordered: bool = False
     missing_timestamps: int = 0
     stopped_early: bool = False  # max_frames reached before the end of the video
+    keyframes_only: bool = False  # only keyframes were decoded
     plans: list[FramePlan] = field(default_factory=list)
 
     @property
     def measured_fps(self) -> float | None:
         """Frame rate measured from the decoded timestamps (every-frame decoding only)."""
-        if self.first_time is None or self.end_time is None or self.decoded_frames < 2:
+        if self.keyframes_only or self.decoded_frames < 2:
+            return None
+        if self.first_time is None or self.end_time is None:
             return None
         return self.decoded_frames / (self.end_time - self.first_time)
 
@@ -298,6 +301,7 @@ class FrameSampler:
             stream.thread_count = self.decode_threads
         if self.spec.mode is SamplingMode.KEYFRAMES:
             stream.codec_context.skip_frame = "NONKEY"
+            self.summary.keyframes_only = True
 
     def _timed_frames(self, container: Any, stream: Any) -> Iterator[tuple[Any, float]]:
         """Decoded frames with their presentation time, in presentation order."""
