@@ -77,7 +77,6 @@ class FakeHabana:
         hpu = types.ModuleType("habana_frameworks.torch.hpu")
         core.mark_step = lambda: self.calls.append("mark_step")  # type: ignore[attr-defined]
         hpu.is_available = lambda: True  # type: ignore[attr-defined]
-        hpu.synchronize = lambda: self.calls.append("synchronize")  # type: ignore[attr-defined]
 
         def wrap_in_hpu_graph(module: torch.nn.Module) -> torch.nn.Module:
             self.calls.append(f"wrap:{type(module).__name__}")

@@ -96,6 +96,30 @@ def test_variable_frame_rate_uses_timestamps(tmp_path: Path) -> None:
     assert [round(f.time, 3) for f in at_2fps][:3] == [0.0, 0.2, 2.2]
 
 
+def test_display_rotation_is_honoured(tmp_path: Path) -> None:
+    # Coded 64x32 (landscape) with a 90-degree display matrix: shown as 32x64 portrait.
+    path = tmp_path / "rotated.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(90)
+        for i in range(10):
+            picture = np.zeros((32, 64, 3), np.uint8)
+            picture[:, :32] = 255  # left half of the coded picture is white
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 10)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    info = probe(path)
+    assert info.rotation == 90 and info.display_size == (32, 64)
+    sampler, frames = _sample(path, fps=1.0)
+    plan = sampler.summary.plans[0]
+    assert plan.quarter_turns == 1 and plan.offsets == ((8, 0),)  # portrait in the square
+    square = frames[0].pixels[0]
+    # 90 degrees counter-clockwise: the coded left half becomes the bottom half
+    assert square[24, 16].mean() > 200 and square[8, 16].mean() < 50
+
+
 # -- bad input --------------------------------------------------------------------------
 
 

@@ -175,7 +175,7 @@ def probe(path: str | Path) -> VideoInfo:
             width=ctx.width,
             height=ctx.height,
             codec=ctx.name,
-            rotation=_stream_rotation(stream),
+            rotation=_first_frame_rotation(container, stream),
             sample_aspect_ratio=float(sar) if sar else 1.0,
             has_audio=bool(container.streams.audio),
             frame_count=stream.frames or None,
@@ -184,15 +184,13 @@ def probe(path: str | Path) -> VideoInfo:
         container.close()
 
 
-def _stream_rotation(stream: Any) -> int:
-    """Display rotation from the stream's display matrix, where PyAV exposes it."""
-    side_data = getattr(stream, "side_data", None) or {}
-    for key, value in dict(side_data).items():
-        if "DISPLAYMATRIX" in str(key).upper():
-            try:
-                return int(round(float(value)))
-            except (TypeError, ValueError):
-                return 0
+def _first_frame_rotation(container: Any, stream: Any) -> int:
+    """Display rotation (the display matrix travels as frame side data: read one frame)."""
+    try:
+        for frame in container.decode(stream):
+            return int(frame.rotation or 0)
+    except av.FFmpegError:
+        pass  # an undecodable file is reported by the sampler, with its reason
     return 0
 
 

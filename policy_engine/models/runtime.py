@@ -73,10 +73,6 @@ class Runtime:
     def step(self) -> None:
         """Called after each batch (graph boundary on lazy devices)."""
 
-    def synchronize(self) -> None:
-        if self.device.used == "cuda":
-            torch.cuda.synchronize()
-
 
 class HpuRuntime(Runtime):
     """Intel Gaudi: lazy mode + mark_step, bf16 autocast, static shapes, HPU graphs."""
@@ -121,12 +117,6 @@ class HpuRuntime(Runtime):
 
     def step(self) -> None:
         self._core.mark_step()
-
-    def synchronize(self) -> None:
-        self._core.mark_step()
-        synchronize = getattr(self._hpu, "synchronize", None)
-        if synchronize is not None:
-            synchronize()
 
 
 def _submodule(package: ModuleType, name: str) -> ModuleType:
