@@ -148,7 +148,8 @@ def analyze_video(
         framing=options.framing,
         pad_value=embedder.image_input.pad_value,
     )
-    window = _window_length(sampler)
+    # Before decoding, window_end is the declared end: the progress bar's total.
+    window = max(0.0, sampler.window_end - options.sampling.start)
     times: list[float] = []
     embeddings: list[np.ndarray] = []
     pending: list[SampledFrame] = []
@@ -209,8 +210,3 @@ def analyze_video(
             "crops_per_frame": sorted({p.crops_per_frame for p in summary.plans}),
         },
     )
-
-
-def _window_length(sampler: FrameSampler) -> float:
-    end = sampler.spec.end if sampler.spec.end is not None else (sampler.info.duration or 0.0)
-    return max(0.0, end - sampler.spec.start)
