@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from policy_engine.config import Settings
 from policy_engine.errors import ConfigError
 from policy_engine.media.framing import Framing
@@ -9,6 +11,10 @@ from policy_engine.media.timecode import parse_duration
 from policy_engine.media.video import SamplingMode, SamplingSpec
 from policy_engine.models.clip import ClipEmbedder
 from policy_engine.pipeline import AnalysisOptions
+from policy_engine.policy.model import RuleSet
+
+# rule-set sampling keys -> settings fields
+_RULESET_SAMPLING = {"fps": "fps", "mode": "sampling", "framing": "framing", "interval": "interval"}
 
 
 def _choice(enum: type, value: str, flag: str) -> object:
@@ -56,3 +62,16 @@ def load_embedder(settings: Settings) -> ClipEmbedder:
         dtype=settings.dtype,
         batch_size=settings.batch_size,
     )
+
+
+def settings_for_ruleset(settings: Settings, ruleset: RuleSet) -> Settings:
+    """The rule set's sampling applies where the user did not choose (file, env or flag):
+    an editor's ``sampling: {fps: 4}`` is part of what the rules mean."""
+    chosen = {
+        field: value
+        for key, field in _RULESET_SAMPLING.items()
+        if (value := ruleset.sampling.get(key)) is not None
+        and settings.source_of(field) == "default"
+    }
+    sources = {**settings.sources, **{f: f"rule set {ruleset.name}" for f in chosen}}
+    return replace(settings, **chosen, sources=sources)

@@ -66,7 +66,8 @@ NullOpt = Annotated[
     typer.Option("--null", help="Mark a --category as null (absorbs 'nothing matched')."),
 ]
 RulesOpt = Annotated[
-    Path | None, typer.Option("--rules", help="Rule-set YAML file whose categories to use.")
+    Path | None,
+    typer.Option("--rules", help="Rule-set YAML file: its categories, sampling and rules."),
 ]
 ModelOpt = Annotated[
     str | None,
@@ -113,22 +114,12 @@ def _parse_categories(specs: list[str], null_names: list[str]) -> list[Category]
     return categories
 
 
-def _categories(
-    specs: list[str] | None, nulls: list[str] | None, rules: Path | None
-) -> list[Category]:
+def _categories(specs: list[str] | None, nulls: list[str] | None) -> list[Category]:
     from policy_engine.policy.defaults import DEFAULT_CATEGORIES, with_null_category
 
-    if specs and rules:
-        raise ConfigError("give either --category or --rules, not both")
-    if rules:
-        from policy_engine.policy.categories import load_categories
-
-        categories = load_categories(rules)
-    elif specs:
-        categories = _parse_categories(specs, nulls or [])
-    else:
+    if not specs:
         return list(DEFAULT_CATEGORIES)
-    categories, added = with_null_category(categories)
+    categories, added = with_null_category(_parse_categories(specs, nulls or []))
     if added:
         err.print(
             f"note: no null category given; added '{categories[-1].name}' so that frames"
@@ -174,14 +165,35 @@ def analyze(
             },
             config_file=config,
         )
-        categories = _categories(category, null, rules)
+        ruleset = None
+        if rules is not None:
+            if category:
+                raise ConfigError("give either --category or --rules, not both")
+            from policy_engine.api import settings_for_ruleset
+            from policy_engine.policy.loader import load_ruleset
+
+            ruleset = load_ruleset(rules)
+            settings = settings_for_ruleset(settings, ruleset)
+            categories = list(ruleset.categories)
+        else:
+            categories = _categories(category, null)
         result = _run_analysis(video, categories, settings, start, end, max_frames, as_json)
     except PolicyEngineError as exc:
         raise _fail(exc) from None
+    decision = None
+    if ruleset is not None:
+        from policy_engine.policy.evaluate import evaluate
+
+        decision = evaluate(ruleset, result.coverage, result.scores)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(frames=frames), indent=2, default=str) + "\n")
-    else:
-        _print_result(result)
+        data = result.to_dict(frames=frames)
+        if decision is not None:
+            data["decision"] = decision.to_dict()
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    _print_result(result)
+    if decision is not None:
+        _print_decision(decision)
 
 
 def _run_analysis(
@@ -260,6 +272,113 @@ def _print_result(result: Any) -> None:
         out.print(f"[bold]dominant per {cov.interval_seconds:g} s:[/] {labels}", highlight=False)
 
 
+def _print_decision(decision: Any) -> None:
+    from policy_engine.media.timecode import format_timecode
+
+    out.print(
+        f"\n[bold]decision ({decision.ruleset} v{decision.ruleset_version},"
+        f" {decision.ruleset_sha256[:19]}…):[/] [bold]{decision.schedule}[/]"
+        f"{'; REVIEW REQUIRED' if decision.review else ''}"
+        f"{'; tags ' + ', '.join(decision.tags) if decision.tags else ''}",
+        highlight=False,
+    )
+    for slot in decision.slots:
+        out.print(
+            f"  {slot.territory}: {slot.window or slot.earliest} ({slot.timezone})", highlight=False
+        )
+    for warning in decision.warnings:
+        out.print(f"  warning: {warning}", highlight=False)
+    for title, reasons in (("fired", decision.reasons), ("near miss", decision.near_misses)):
+        for reason in reasons:
+            ref = f" [{reason.reference}]" if reason.reference else ""
+            measured = "; ".join(m.describe() for m in reason.measurements)
+            frames = ", ".join(
+                f"{format_timecode(e.time)} p={e.probability:.2f}" for e in reason.evidence
+            )
+            out.print(f"  {title}: {reason.rule_id}{ref}: {measured}", highlight=False)
+            if frames:
+                out.print(f"    evidence: {frames}", highlight=False)
+
+
+rules_app = typer.Typer(help="Editors' tools for rule files.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+RulePaths = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Rule files or folders [default: the configured rules folder]."),
+]
+
+
+def _rule_paths(paths: list[Path] | None) -> list[Path]:
+    return list(paths) if paths else [Path(load_settings().rules)]
+
+
+@rules_app.command("validate")
+def rules_validate(paths: RulePaths = None) -> None:
+    """Load rule files and report every error (file:line:column); exit 2 on any."""
+    from policy_engine.policy.loader import load_catalogue, rule_files
+
+    try:
+        files = rule_files(_rule_paths(paths))
+        if not files:
+            raise ConfigError(f"no rule files (*.yaml) in {', '.join(map(str, paths or []))}")
+        rulesets, problems = load_catalogue(files)
+    except PolicyEngineError as exc:
+        raise _fail(exc) from None
+    for ruleset in rulesets:
+        out.print(
+            f"ok  {ruleset.path}: {ruleset.name} v{ruleset.version}, {len(ruleset.categories)}"
+            f" categories, {len(ruleset.rules)} rules, {len(ruleset.tests)} tests,"
+            f" {ruleset.sha256[:19]}…",
+            highlight=False,
+        )
+    for problem in problems:
+        err.print(f"[red]error[/] {problem}", highlight=False, soft_wrap=True)
+    if problems:
+        err.print(f"{len(problems)} problem(s); the rule sets above them are unaffected.")
+        raise typer.Exit(2)
+
+
+@rules_app.command("test")
+def rules_test(paths: RulePaths = None) -> None:
+    """Run each rule file's test cases (coverage numbers in, expected decision out)."""
+    from policy_engine.policy.loader import load_catalogue
+    from policy_engine.policy.ruletests import run_tests
+
+    rulesets, problems = load_catalogue(_rule_paths(paths))
+    for problem in problems:
+        err.print(f"[red]error[/] {problem}", highlight=False, soft_wrap=True)
+    passed = failed = 0
+    for ruleset in rulesets:
+        if not ruleset.tests:
+            out.print(f"[yellow]no tests[/] {ruleset.name} ({ruleset.path})", highlight=False)
+        for outcome in run_tests(ruleset):
+            if outcome.passed:
+                passed += 1
+                out.print(f"[green]pass[/] {ruleset.name}: {outcome.name}", highlight=False)
+                continue
+            failed += 1
+            out.print(
+                f"[red]FAIL[/] {ruleset.name}: {outcome.name} ({outcome.source})", highlight=False
+            )
+            for failure in outcome.failures:
+                out.print(f"       {failure}", highlight=False)
+    out.print(f"{passed} passed, {failed} failed")
+    if failed or problems:
+        raise typer.Exit(1 if failed else 2)
+
+
+@rules_app.command("explain")
+def rules_explain(path: Annotated[Path, typer.Argument(help="A rule file.")]) -> None:
+    """A readable summary of what a rule set does."""
+    from policy_engine.policy.explain import explain
+    from policy_engine.policy.loader import load_ruleset
+
+    try:
+        out.print(explain(load_ruleset(path)), highlight=False, markup=False)
+    except PolicyEngineError as exc:
+        raise _fail(exc) from None
+
+
 @model_app.command("make-tiny")
 def make_tiny(
     directory: Annotated[Path, typer.Argument(help="Folder to write the checkpoint to.")],
@@ -289,9 +408,7 @@ def demo(
             " openai/clip-vit-base-patch32 (see README)",
             highlight=False,
         )
-        result = _run_analysis(
-            clip, _categories(None, None, None), settings, None, None, None, False
-        )
+        result = _run_analysis(clip, _categories(None, None), settings, None, None, None, False)
     except PolicyEngineError as exc:
         raise _fail(exc) from None
     _print_result(result)

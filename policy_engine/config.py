@@ -33,6 +33,7 @@ class Settings:
     framing: str = "letterbox"  # letterbox | tiles | center | squash
     batch_size: int = 32
     interval: float = 10.0  # seconds per dominant-label interval
+    rules: str = "rules"  # rule file or folder of rule files
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def source_of(self, name: str) -> str:

@@ -54,26 +54,53 @@ def test_analyze_table_and_added_null_category(colour_video: Path, tiny_clip_dir
     assert "computer" in stdout and "other (null)" in stdout and "dominant per 10 s" in stdout
 
 
-def test_analyze_with_rules_file(colour_video: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
+def test_analyze_with_rules_file_decides(
+    colour_video: Path, tiny_clip_dir: Path, tmp_path: Path
+) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(
+        "ruleset: test-set\nversion: 2\nsampling: {fps: 1}\n"
         "categories:\n"
         "  violence: {prompts: [people fighting]}\n"
         "  background: {prompts: [something else], null: true}\n"
+        "rules:\n"
+        "  - id: anything-at-all\n"
+        "    when: {not: {category: violence, coverage_above: 100%}}\n"
+        "    then: {schedule: post-watershed, tag: Checked}\n"
     )
     code, stdout, stderr = run(
         "analyze", str(colour_video), "--model", str(tiny_clip_dir), "--rules", str(rules), "--json"
     )
     assert code == 0, stderr
-    assert list(json.loads(stdout)["coverage"]["categories"]) == ["violence", "background"]
+    data = json.loads(stdout)
+    assert list(data["coverage"]["categories"]) == ["violence", "background"]
+    assert data["coverage"]["frame_count"] == 10  # the rule set's sampling: 1 fps
+    decision = data["decision"]
+    assert decision["ruleset"] == "test-set" and decision["schedule"] == "post-watershed"
+    assert decision["tags"] == ["Checked"] and decision["ruleset_sha256"].startswith("sha256:")
+    assert decision["reasons"][0]["rule_id"] == "anything-at-all"
+    code, stdout, _ = run(
+        "analyze",
+        str(colour_video),
+        "--model",
+        str(tiny_clip_dir),
+        "--rules",
+        str(rules),
+        "--fps",
+        "2",
+        "--json",
+    )
+    assert json.loads(stdout)["coverage"]["frame_count"] == 20  # a flag beats the rule set
 
 
 def test_rules_file_errors_name_file_line_and_column(tmp_path: Path, colour_video: Path) -> None:
     rules = tmp_path / "bad.yaml"
-    rules.write_text("categories:\n  violence:\n    promts: [people fighting]\n")
+    rules.write_text(
+        "ruleset: x\ncategories:\n  violence:\n    promts: [people fighting]\nrules: []\n"
+    )
     code, _, stderr = run("analyze", str(colour_video), "--rules", str(rules))
     assert code == 2
-    assert f"{rules}:3:5" in stderr and "promts" in stderr and "allowed" in stderr
+    assert f"{rules}:4:5" in stderr and "did you mean 'prompts'" in stderr
 
 
 def test_bad_video_is_one_line_and_exit_3(tmp_path: Path, tiny_clip_dir: Path) -> None:

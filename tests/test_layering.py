@@ -6,7 +6,11 @@ import sys
 PURE = [
     "policy_engine.analysis.scoring",
     "policy_engine.analysis.coverage",
-    "policy_engine.policy.categories",
+    "policy_engine.policy.loader",
+    "policy_engine.policy.evaluate",
+    "policy_engine.policy.territory",
+    "policy_engine.policy.ruletests",
+    "policy_engine.policy.explain",
     "policy_engine.policy.defaults",
     "policy_engine.media.timecode",
     "policy_engine.media.framing",

@@ -1,0 +1,206 @@
+"""Evaluating a rule set against coverage: a decision with its reasons. Pure.
+
+Several rules firing: the most restrictive schedule level wins, tags are united, review
+is required if any fired rule asks for it, and every fired rule is a reason with the
+measured values, the thresholds and its evidence frames. Rules that did not fire but
+would have with every threshold eased by the near-miss margin are listed as near misses,
+so reviewers see borderline cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from policy_engine.analysis.coverage import CategoryCoverage, Coverage
+from policy_engine.analysis.scoring import FrameScores
+from policy_engine.policy import model as m
+from policy_engine.policy.territory import Slot, earliest_slot
+from policy_engine.policy.thresholds import format_fraction, format_seconds
+
+DEFAULT_EVIDENCE_FRAMES = 3
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One clause of a rule, measured."""
+
+    category: str
+    metric: str
+    measured: float | None  # None: the category never appeared (first_seen)
+    threshold: float
+    holds: bool
+
+    def describe(self) -> str:
+        fmt = format_fraction if self.metric in m.FRACTION_METRICS else format_seconds
+        measured = "never" if self.measured is None else fmt(self.measured)
+        return f"{self.category} {self.metric} {fmt(self.threshold)}: measured {measured}"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    category: str
+    time: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Reason:
+    rule_id: str
+    description: str
+    reference: str
+    outcome: m.Outcome
+    measurements: tuple[Measurement, ...]
+    evidence: tuple[Evidence, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    ruleset: str
+    ruleset_version: str
+    ruleset_sha256: str
+    schedule: str
+    tags: tuple[str, ...]
+    review: bool
+    warnings: tuple[str, ...]
+    reasons: tuple[Reason, ...]
+    near_misses: tuple[Reason, ...]
+    slots: tuple[Slot, ...] = field(default_factory=tuple)
+
+    @property
+    def fired(self) -> list[str]:
+        return [r.rule_id for r in self.reasons]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure(clause: m.Clause, coverage: CategoryCoverage | None) -> float | None:
+    if coverage is None:
+        return None if clause.metric == m.FIRST_SEEN_BEFORE else 0.0
+    return {
+        m.SHARE_ABOVE: coverage.share,
+        m.SHARE_BELOW: coverage.share,
+        m.SECONDS_ABOVE: coverage.seconds,
+        m.LONGEST_RUN_ABOVE: coverage.longest_run,
+        m.FIRST_SEEN_BEFORE: coverage.first_seen,
+    }[clause.metric]
+
+
+def clause_holds(clause: m.Clause, measured: float | None, slack: float = 0.0) -> bool:
+    """Whether the clause holds; ``slack`` > 0 eases the threshold by that fraction (for
+    near misses), < 0 tightens it (inside a ``not``)."""
+    if measured is None:
+        return False
+    t = clause.threshold
+    if clause.metric in (m.SHARE_BELOW, m.FIRST_SEEN_BEFORE):
+        return measured < t * (1 + slack)
+    return measured > t * (1 - slack)
+
+
+def holds(condition: m.Condition, coverage: Coverage, slack: float = 0.0) -> bool:
+    if isinstance(condition, m.Clause):
+        value = measure(condition, coverage.categories.get(condition.category))
+        return clause_holds(condition, value, slack)
+    if isinstance(condition, m.AllOf):
+        return all(holds(part, coverage, slack) for part in condition.parts)
+    if isinstance(condition, m.AnyOf):
+        return any(holds(part, coverage, slack) for part in condition.parts)
+    return not holds(condition.part, coverage, -slack)
+
+
+def clauses(condition: m.Condition) -> Iterator[m.Clause]:
+    if isinstance(condition, m.Clause):
+        yield condition
+    elif isinstance(condition, m.NotOf):
+        yield from clauses(condition.part)
+    else:
+        for part in condition.parts:
+            yield from clauses(part)
+
+
+def strongest_frames(scores: FrameScores | None, category: str, count: int) -> list[Evidence]:
+    """The sampled frames most probably showing ``category`` (its own frames first)."""
+    if scores is None or category not in scores.category_names or len(scores.times) == 0:
+        return []
+    index = scores.category_names.index(category)
+    probs = scores.probabilities[:, index]
+    labelled = scores.labels == index
+    # sort labelled frames first, then by probability, strongest first
+    order = np.lexsort((-probs, ~labelled))[:count]
+    return [Evidence(category, float(scores.times[i]), float(probs[i])) for i in order]
+
+
+def _reason(
+    rule: m.Rule, coverage: Coverage, scores: FrameScores | None, evidence_frames: int
+) -> Reason:
+    measurements = []
+    evidence: list[Evidence] = []
+    for clause in clauses(rule.when):
+        value = measure(clause, coverage.categories.get(clause.category))
+        measurements.append(
+            Measurement(
+                clause.category, clause.metric, value, clause.threshold, clause_holds(clause, value)
+            )
+        )
+        if all(e.category != clause.category for e in evidence):
+            evidence.extend(strongest_frames(scores, clause.category, evidence_frames))
+    return Reason(
+        rule_id=rule.id,
+        description=rule.description,
+        reference=rule.reference,
+        outcome=rule.then,
+        measurements=tuple(measurements),
+        evidence=tuple(evidence),
+    )
+
+
+def evaluate(
+    ruleset: m.RuleSet,
+    coverage: Coverage,
+    scores: FrameScores | None = None,
+    *,
+    margin: float | None = None,
+    evidence_frames: int = DEFAULT_EVIDENCE_FRAMES,
+) -> Decision:
+    """The decision ``ruleset`` makes about a video with this ``coverage``."""
+    margin = ruleset.near_miss_margin if margin is None else margin
+    fired = [r for r in ruleset.rules if holds(r.when, coverage)]
+    close = [
+        r
+        for r in ruleset.rules
+        if r not in fired and margin > 0 and holds(r.when, coverage, margin)
+    ]
+    levels = [r.then.schedule for r in fired if r.then.schedule] or [ruleset.levels[0]]
+    schedule = max(levels, key=ruleset.level_rank)
+    tags = tuple(sorted({t for r in fired for t in r.then.tags}))
+    warnings = tuple(dict.fromkeys(r.then.warning for r in fired if r.then.warning))
+    return Decision(
+        ruleset=ruleset.name,
+        ruleset_version=ruleset.version,
+        ruleset_sha256=ruleset.sha256,
+        schedule=schedule,
+        tags=tags,
+        review=any(r.then.review for r in fired),
+        warnings=warnings,  # type: ignore[arg-type]
+        reasons=tuple(_reason(r, coverage, scores, evidence_frames) for r in fired),
+        near_misses=tuple(_reason(r, coverage, scores, evidence_frames) for r in close),
+        slots=tuple(earliest_slot(schedule, ruleset.levels, t) for t in ruleset.territories),
+    )
+
+
+def combine(
+    decisions: Sequence[Decision], levels: tuple[str, ...] = m.DEFAULT_LEVELS
+) -> dict[str, Any]:
+    """One verdict over several rule sets applied to one asset (e.g. a territory profile
+    plus a tagging set): the most restrictive level on the shared scale, tags united."""
+    ranked = [d.schedule for d in decisions if d.schedule in levels]
+    return {
+        "schedule": max(ranked, key=levels.index) if ranked else levels[0],
+        "tags": sorted({t for d in decisions for t in d.tags}),
+        "review": any(d.review for d in decisions),
+        "warnings": list(dict.fromkeys(w for d in decisions for w in d.warnings)),
+    }
