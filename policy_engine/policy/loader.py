@@ -165,7 +165,9 @@ class _Parser:
         name = self.text(top.get("ruleset"), "ruleset", required="ruleset" in top)
         levels = self.levels(top.get("schedule_levels"))
         categories = self.categories(top["categories"]) if "categories" in top else ()
-        category_names = {c.name for c in categories}
+        # Names as declared, valid or not: one broken category is one error, not one more
+        # for every rule that names it.
+        category_names = {c.name for c in categories} | _declared_names(top.get("categories"))
         rules = self.rules(top["rules"], category_names, levels) if "rules" in top else ()
         territories = self.territories(top.get("territories"), levels)
         margin = 0.25
@@ -323,9 +325,11 @@ class _Parser:
                 self.error(node, f"{what}: '{combinators[0]}' must stand alone in its mapping")
                 return None
             return self.combinator(combinators[0], node.value[0][1], categories, what)
+        reported = len(self.problems)
         fields = self.mapping(
             node, ("category", *m.METRICS), f"{what} condition", required=("category",)
         )
+        misspelt = len(self.problems) > reported  # an unknown key: likely the metric
         if fields is None or "category" not in fields:
             return None
         category = self.text(fields["category"], "category", required=True)
@@ -337,6 +341,8 @@ class _Parser:
             )
             category = ""
         metrics = [k for k in fields if k in m.METRICS]
+        if not metrics and misspelt:
+            return None  # already reported, with a suggestion
         if len(metrics) != 1:
             self.error(
                 node,
@@ -526,6 +532,12 @@ class _Parser:
         return expect
 
 
+def _declared_names(node: Node | None) -> set[str]:
+    if not isinstance(node, MappingNode):
+        return set()
+    return {key_text(key) for key, _ in node.value if key_text(key).strip()}
+
+
 def _positive_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"must be a positive number, got {value!r}")
@@ -564,7 +576,7 @@ def parse_ruleset(text: str, path: str = "<text>") -> m.RuleSet:
     parser = _Parser(path)
     ruleset = parser.ruleset(root, text)
     if parser.problems or ruleset is None:
-        raise RuleSetError(parser.problems)
+        raise RuleSetError(sorted(parser.problems, key=lambda p: (p.line or 0, p.column or 0)))
     return ruleset
 
 

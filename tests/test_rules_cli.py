@@ -1,0 +1,76 @@
+"""`policy-engine rules validate | test | explain` and the shipped rule sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from policy_engine.cli import app
+
+RULES = Path(__file__).resolve().parent.parent / "rules"
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_shipped_rules_validate() -> None:
+    code, stdout, stderr = run("rules", "validate", str(RULES))
+    assert code == 0, stderr
+    for name in ("uk-trailers", "us-broadcast", "genre-tags"):
+        assert name in stdout
+
+
+def test_shipped_rule_tests_pass() -> None:
+    code, stdout, _ = run("rules", "test", str(RULES))
+    assert code == 0, stdout
+    assert "0 failed" in stdout and "FAIL" not in stdout
+    passed = int(stdout.strip().splitlines()[-1].split()[0])
+    assert passed >= 19
+
+
+def test_validate_reports_every_error_and_exits_2(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text((RULES / "genre-tags.yaml").read_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "ruleset: bad\ncategories:\n  a: {prompts: []}\nrules:\n"
+        "  - id: r\n    when: {category: b, coverage_abov: 5%}\n    then: {schedule: later}\n"
+    )
+    code, stdout, stderr = run("rules", "validate", str(tmp_path))
+    assert code == 2
+    assert "genre-tags" in stdout  # the good file still loads
+    assert f"{bad}:3:16" in stderr and "empty prompt list" in stderr
+    assert f"{bad}:6:25" in stderr and "did you mean 'coverage_above'" in stderr
+    assert f"{bad}:7:22" in stderr and "schedule 'later' is not a level" in stderr
+
+
+def test_failing_rule_test_exits_1_and_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "tags.yaml"
+    path.write_text(
+        (RULES / "genre-tags.yaml").read_text()
+        + "tests:\n  - name: wrong on purpose\n    coverage: {computer: 12%}\n"
+        "    expect: {tags: [Cooking]}\n"
+    )
+    code, stdout, _ = run("rules", "test", str(path))
+    assert code == 1
+    assert "FAIL genre-tags: wrong on purpose" in stdout
+    assert "tags: expected ['Cooking'], got ['Technology']" in stdout
+
+
+def test_explain() -> None:
+    code, stdout, _ = run("rules", "explain", str(RULES / "uk-trailers.yaml"))
+    assert code == 0
+    assert "if violence covers more than 5% of the running time" in stdout
+    assert "then schedule at least post-watershed; require human review" in stdout
+    assert "UK (Europe/London)" in stdout and "21:00-05:30" in stdout
+
+
+def test_explain_bad_file_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("ruleset: [\n")
+    code, _, stderr = run("rules", "explain", str(path))
+    assert code == 2 and "not valid YAML" in stderr
