@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: install venv run test test-fast bench lint clean
+.PHONY: install venv run test test-fast bench lint rules-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not media and not slow"
+
+# The shipped rule sets must load and pass their own test cases.
+rules-check: install
+	$(VENV)/bin/policy-engine rules validate rules
+	$(VENV)/bin/policy-engine rules test rules
 
 bench: install
 	$(PY) benchmarks/bench_scan.py
