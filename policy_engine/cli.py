@@ -165,48 +165,50 @@ def analyze(
             },
             config_file=config,
         )
-        ruleset = None
+        rulesets: list[Any] = []
         if rules is not None:
             if category:
                 raise ConfigError("give either --category or --rules, not both")
             from policy_engine.api import settings_for_ruleset
-            from policy_engine.policy.loader import load_ruleset
 
-            ruleset = load_ruleset(rules)
-            settings = settings_for_ruleset(settings, ruleset)
-            categories = list(ruleset.categories)
+            rulesets = _load_rulesets(rules)
+            settings = settings_for_ruleset(settings, rulesets[0])
+            categories = list(rulesets[0].categories)
         else:
             categories = _categories(category, null)
-        result = _run_analysis(video, categories, settings, start, end, max_frames, as_json)
+        result, decisions = _analyse_and_decide(
+            video, categories, rulesets, settings, start, end, max_frames, as_json
+        )
     except PolicyEngineError as exc:
         raise _fail(exc) from None
-    decision = None
-    if ruleset is not None:
-        from policy_engine.policy.evaluate import evaluate
-
-        decision = evaluate(ruleset, result.coverage, result.scores)
-    if as_json:
-        data = result.to_dict(frames=frames)
-        if decision is not None:
-            data["decision"] = decision.to_dict()
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-        return
-    _print_result(result)
-    if decision is not None:
-        _print_decision(decision)
+    _report(result, decisions, as_json=as_json, frames=frames)
 
 
-def _run_analysis(
+def _load_rulesets(path: Path) -> list[Any]:
+    """The rule sets of a file or folder; any broken file stops the command (exit 2)."""
+    from policy_engine.policy.loader import RuleSetError, load_catalogue
+
+    rulesets, problems = load_catalogue([path])
+    if problems:
+        raise RuleSetError(problems)
+    if not rulesets:
+        raise ConfigError(f"--rules {path}: no rule files (*.yaml) found")
+    return rulesets
+
+
+def _analyse_and_decide(
     video: Path,
     categories: list[Category],
+    rulesets: list[Any],
     settings: Settings,
     start: str | None,
     end: str | None,
     max_frames: int | None,
     quiet: bool,
-) -> Any:
+) -> tuple[Any, list[Any]]:
+    """Analyse once; each rule set then decides on its own categories (see pipeline.decide)."""
     from policy_engine.api import analysis_options, load_embedder
-    from policy_engine.pipeline import analyze_video
+    from policy_engine.pipeline import analyze_video, decide
 
     options = analysis_options(settings, start=start, end=end, max_frames=max_frames)
     with err.status(f"loading model {settings.model} …", spinner="dots"):
@@ -227,7 +229,31 @@ def _run_analysis(
         def update(done: float, total: float) -> None:
             progress.update(task, completed=done, total=total)
 
-        return analyze_video(video, categories, embedder, options, progress=update)
+        result = analyze_video(video, categories, embedder, options, progress=update)
+    return result, decide(result, rulesets, embedder)
+
+
+def _report(result: Any, decisions: list[Any], *, as_json: bool, frames: bool = False) -> None:
+    from policy_engine.policy.evaluate import combine
+
+    if as_json:
+        data = result.to_dict(frames=frames)
+        if decisions:
+            data["decisions"] = [d.to_dict() for d in decisions]
+            data["verdict"] = combine(decisions)
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    _print_result(result)
+    for decision in decisions:
+        _print_decision(decision)
+    if len(decisions) > 1:
+        verdict = combine(decisions)
+        out.print(
+            f"\n[bold]verdict over {len(decisions)} rule sets: {verdict['schedule']}[/]"
+            f"{'; REVIEW REQUIRED' if verdict['review'] else ''}"
+            f"{'; tags ' + ', '.join(verdict['tags']) if verdict['tags'] else ''}",
+            highlight=False,
+        )
 
 
 def _print_result(result: Any) -> None:
@@ -404,14 +430,19 @@ def demo(
         model_dir, clip = prepare_demo(workdir, video)
         settings = load_settings({"model": str(model_dir)})
         err.print(
-            f"demo: tiny random-weight model at {model_dir}; real use: --model"
-            " openai/clip-vit-base-patch32 (see README)",
+            f"demo: tiny random-weight model at {model_dir} (labels mean nothing); real use:"
+            " --model openai/clip-vit-base-patch32 (see README)",
             highlight=False,
         )
-        result = _run_analysis(clip, _categories(None, None), settings, None, None, None, False)
+        rules_path = Path(settings.rules)
+        rulesets = _load_rulesets(rules_path) if rules_path.exists() else []
+        categories = list(rulesets[0].categories) if rulesets else _categories(None, None)
+        result, decisions = _analyse_and_decide(
+            clip, categories, rulesets, settings, None, None, None, False
+        )
     except PolicyEngineError as exc:
         raise _fail(exc) from None
-    _print_result(result)
+    _report(result, decisions, as_json=False)
 
 
 def _version(value: bool) -> None:

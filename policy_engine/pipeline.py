@@ -31,6 +31,8 @@ from policy_engine.analysis.scoring import (
 from policy_engine.media.framing import Framing
 from policy_engine.media.video import FrameSampler, SampledFrame, SamplingSpec, VideoInfo
 from policy_engine.models.clip import ClipEmbedder, ModelIdentity
+from policy_engine.policy.evaluate import Decision, evaluate
+from policy_engine.policy.model import RuleSet
 
 ProgressCallback = Callable[[float, float], None]  # (seconds analysed, seconds in window)
 _QUEUE_BATCHES = 2  # decoded batches buffered ahead of the model
@@ -210,3 +212,41 @@ def analyze_video(
             "crops_per_frame": sorted({p.crops_per_frame for p in summary.plans}),
         },
     )
+
+
+def rescore(
+    result: AnalysisResult, categories: Sequence[Category], embedder: ClipEmbedder
+) -> tuple[FrameScores, Coverage]:
+    """Scores and coverage for another category set from the frames already embedded: only
+    the text tower runs (prompt embeddings are cached), no frame is decoded again."""
+    validate_categories(categories)
+    prompts, _ = flatten_prompts(categories)
+    scores = score_frames(
+        categories,
+        result.times,
+        result.embeddings,
+        embedder.embed_texts(prompts),
+        embedder.logit_scale,
+    )
+    coverage = coverage_from_scores(
+        scores,
+        start=result.coverage.start,
+        end=result.coverage.end,
+        interval_seconds=result.coverage.interval_seconds,
+    )
+    return scores, coverage
+
+
+def decide(
+    result: AnalysisResult, rulesets: Sequence[RuleSet], embedder: ClipEmbedder
+) -> list[Decision]:
+    """Each rule set's decision, each judged on its own categories (a softmax depends on
+    the set of prompts it runs over), all from one pass of the image tower."""
+    decisions = []
+    for ruleset in rulesets:
+        if tuple(ruleset.categories) == tuple(result.scores.categories):
+            scores, coverage = result.scores, result.coverage
+        else:
+            scores, coverage = rescore(result, ruleset.categories, embedder)
+        decisions.append(evaluate(ruleset, coverage, scores))
+    return decisions

@@ -75,7 +75,8 @@ def test_analyze_with_rules_file_decides(
     data = json.loads(stdout)
     assert list(data["coverage"]["categories"]) == ["violence", "background"]
     assert data["coverage"]["frame_count"] == 10  # the rule set's sampling: 1 fps
-    decision = data["decision"]
+    (decision,) = data["decisions"]
+    assert data["verdict"]["schedule"] == "post-watershed"
     assert decision["ruleset"] == "test-set" and decision["schedule"] == "post-watershed"
     assert decision["tags"] == ["Checked"] and decision["ruleset_sha256"].startswith("sha256:")
     assert decision["reasons"][0]["rule_id"] == "anything-at-all"
@@ -143,10 +144,40 @@ def test_model_make_tiny(tmp_path: Path) -> None:
     assert code == 0 and (tmp_path / "m" / "model.safetensors").is_file()
 
 
-def test_demo_runs_offline(tmp_path: Path) -> None:
+def test_demo_runs_offline_with_the_shipped_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # where rules/ is
     code, stdout, stderr = run("demo", "--workdir", str(tmp_path))
     assert code == 0, stderr
-    assert "violence" in stdout and "tiny random-weight model" in stderr
+    assert "tiny random-weight model" in stderr
+    for name in ("uk-trailers", "us-broadcast", "genre-tags"):
+        assert f"decision ({name} v1" in stdout
+    assert "verdict over 3 rule sets" in stdout
+
+
+def test_analyze_with_a_folder_of_rule_sets(colour_video: Path, tiny_clip_dir: Path) -> None:
+    rules = Path(__file__).resolve().parent.parent / "rules"
+    code, stdout, stderr = run(
+        "analyze", str(colour_video), "--model", str(tiny_clip_dir), "--rules", str(rules), "--json"
+    )
+    assert code == 0, stderr
+    data = json.loads(stdout)
+    assert [d["ruleset"] for d in data["decisions"]] == [
+        "genre-tags",
+        "uk-trailers",
+        "us-broadcast",
+    ]
+    levels = ["unrestricted", "post-watershed", "not-for-broadcast"]
+    assert data["verdict"]["schedule"] == max(
+        (d["schedule"] for d in data["decisions"]), key=levels.index
+    )
+
+
+def test_broken_rule_file_in_folder_stops_analyze(tmp_path: Path, colour_video: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("ruleset: x\n")
+    code, _, stderr = run("analyze", str(colour_video), "--rules", str(tmp_path))
+    assert code == 2 and "broken.yaml" in stderr and "needs 'categories'" in stderr
 
 
 def test_unexpected_errors_are_one_line_with_a_debug_hint(

@@ -76,3 +76,47 @@ def test_decoder_errors_surface_in_the_callers_thread(
     monkeypatch.setattr("policy_engine.media.video.FrameSampler._convert", explode)
     with pytest.raises(MediaError, match="simulated"):
         analyze_video(colour_video, CATS, embedder)
+
+
+def test_rescoring_from_embeddings_equals_a_fresh_analysis(
+    colour_video: Path, embedder: ClipEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from policy_engine.pipeline import rescore
+
+    other = [
+        Category("bluish", ("a blue picture", "the sea")),
+        Category("greenish", ("a green field",)),
+        Category("rest", ("something else",), null=True),
+    ]
+    first = analyze_video(colour_video, CATS, embedder)
+    fresh = analyze_video(colour_video, other, embedder)
+
+    def no_decoding(*_args, **_kwargs):
+        raise AssertionError("rescoring must not decode or run the image tower")
+
+    monkeypatch.setattr("policy_engine.media.video.FrameSampler.__iter__", no_decoding)
+    monkeypatch.setattr(embedder, "embed_images", no_decoding)
+    scores, coverage = rescore(first, other, embedder)
+    assert np.allclose(scores.probabilities, fresh.scores.probabilities, atol=1e-6)
+    assert coverage.to_dict() == fresh.coverage.to_dict()
+
+
+def test_decide_judges_each_rule_set_on_its_own_categories(
+    colour_video: Path, embedder: ClipEmbedder
+) -> None:
+    from policy_engine.pipeline import decide
+    from policy_engine.policy.loader import parse_ruleset
+
+    def ruleset(name: str, category: str) -> object:
+        return parse_ruleset(
+            f"ruleset: {name}\ncategories:\n  {category}: {{prompts: [a red picture]}}\n"
+            "  rest: {prompts: [something else], null: true}\nrules:\n"
+            f"  - id: r\n    when: {{not: {{category: {category}, coverage_above: 100%}}}}\n"
+            "    then: {tag: Seen}\n"
+        )
+
+    result = analyze_video(colour_video, CATS, embedder)
+    a, b = decide(result, [ruleset("a", "reddish"), ruleset("b", "crimson")], embedder)
+    assert (a.ruleset, b.ruleset) == ("a", "b")
+    assert a.reasons[0].measurements[0].category == "reddish"
+    assert b.reasons[0].measurements[0].category == "crimson"
