@@ -405,6 +405,49 @@ def rules_explain(path: Annotated[Path, typer.Argument(help="A rule file.")]) ->
         raise _fail(exc) from None
 
 
+@rules_app.command("slot")
+def rules_slot(
+    path: Annotated[Path, typer.Argument(help="The rule file whose levels and territories apply.")],
+    level: Annotated[str, typer.Argument(help="Schedule level, e.g. post-watershed.")],
+    when: Annotated[
+        str, typer.Argument(help="Planned start: 2026-11-21T20:30 (local) or with offset.")
+    ],
+    territory: Annotated[
+        list[str] | None, typer.Option("--territory", "-t", help="Only these territories.")
+    ] = None,
+) -> None:
+    """Is a planned slot permitted? Exit 0 if it is in every territory asked, else 1."""
+    from datetime import datetime
+
+    from policy_engine.policy.loader import load_ruleset
+    from policy_engine.policy.territory import slot_permitted
+
+    try:
+        ruleset = load_ruleset(path)
+        try:
+            start = datetime.fromisoformat(when)
+        except ValueError:
+            raise ConfigError(f"{when!r} is not a date-time; write 2026-11-21T20:30") from None
+        if level not in ruleset.levels:
+            raise ConfigError(f"unknown level {level!r}; levels: {' < '.join(ruleset.levels)}")
+        chosen = [t for t in ruleset.territories if not territory or t.name in territory]
+        if not chosen:
+            names = ", ".join(t.name for t in ruleset.territories)
+            raise ConfigError(
+                f"no territory {', '.join(territory or [])} in {path}; it has {names}"
+            )
+    except PolicyEngineError as exc:
+        raise _fail(exc) from None
+    allowed = True
+    for t in chosen:
+        ok = slot_permitted(level, ruleset.levels, t, start)
+        allowed &= ok
+        verdict = "[green]permitted[/]" if ok else "[red]not permitted[/]"
+        out.print(f"{t.name} ({t.timezone}): {level} at {when}: {verdict}", highlight=False)
+    if not allowed:
+        raise typer.Exit(1)
+
+
 @model_app.command("make-tiny")
 def make_tiny(
     directory: Annotated[Path, typer.Argument(help="Folder to write the checkpoint to.")],

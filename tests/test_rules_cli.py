@@ -74,3 +74,23 @@ def test_explain_bad_file_exit_2(tmp_path: Path) -> None:
     path.write_text("ruleset: [\n")
     code, _, stderr = run("rules", "explain", str(path))
     assert code == 2 and "not valid YAML" in stderr
+
+
+def test_slot_check() -> None:
+    uk = str(RULES / "uk-trailers.yaml")
+    code, stdout, _ = run("rules", "slot", uk, "post-watershed", "2026-11-21T21:15")
+    assert (
+        code == 0 and "UK (Europe/London): post-watershed at 2026-11-21T21:15: permitted" in stdout
+    )
+    code, stdout, _ = run("rules", "slot", uk, "post-watershed", "2026-11-21T20:59")
+    assert code == 1 and "not permitted" in stdout
+    us = str(RULES / "us-broadcast.yaml")
+    # 21:30 London = 16:30 New York = 13:30 Los Angeles
+    code, stdout, _ = run(
+        "rules", "slot", us, "post-watershed", "2026-11-21T21:30+00:00", "-t", "US-Eastern"
+    )
+    assert code == 1 and "US-Pacific" not in stdout
+    code, _, stderr = run("rules", "slot", uk, "late-night", "2026-11-21T23:00")
+    assert code == 2 and "unknown level" in stderr
+    code, _, stderr = run("rules", "slot", uk, "post-watershed", "tonight")
+    assert code == 2 and "not a date-time" in stderr
