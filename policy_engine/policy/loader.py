@@ -121,6 +121,24 @@ class _Parser:
                 self.error(node, f"{what} needs {name!r}")
         return items
 
+    def known(
+        self,
+        node: Node,
+        word: str,
+        allowed: Iterable[str],
+        before: str,
+        after: str = "",
+        listing: str = "",
+    ) -> bool:
+        """Whether ``word`` is one of ``allowed``; if not, an error naming the nearest one:
+        ``{before}'word'{after} (did you mean ...?); {listing}``."""
+        allowed = list(allowed)
+        if word in allowed:
+            return True
+        tail = f"; {listing}" if listing else ""
+        self.error(node, f"{before}{word!r}{after}{_suggest(word, allowed)}{tail}")
+        return False
+
     def sequence(self, node: Node, what: str) -> list[Node] | None:
         if not isinstance(node, SequenceNode):
             self.error(node, f"{what} must be a list")
@@ -222,13 +240,13 @@ class _Parser:
             else:
                 choices = SAMPLING_MODES if key == "mode" else FRAMINGS
                 word = self.text(value, f"sampling.{key}")
-                if word not in choices:
-                    self.error(
-                        value,
-                        f"sampling.{key} {word!r}{_suggest(word, choices)};"
-                        f" allowed: {', '.join(choices)}",
-                    )
-                else:
+                if self.known(
+                    value,
+                    word,
+                    choices,
+                    f"sampling.{key} ",
+                    listing=f"allowed: {', '.join(choices)}",
+                ):
                     result[key] = word
         return result
 
@@ -333,12 +351,14 @@ class _Parser:
         if fields is None or "category" not in fields:
             return None
         category = self.text(fields["category"], "category", required=True)
-        if category and category not in categories:
-            self.error(
-                fields["category"],
-                f"{what} names category {category!r}, which is not defined"
-                f"{_suggest(category, categories)}; defined: {', '.join(sorted(categories))}",
-            )
+        if category and not self.known(
+            fields["category"],
+            category,
+            categories,
+            f"{what} names category ",
+            ", which is not defined",
+            f"defined: {', '.join(sorted(categories))}",
+        ):
             category = ""
         metrics = [k for k in fields if k in m.METRICS]
         if not metrics and misspelt:
@@ -385,11 +405,14 @@ class _Parser:
         schedule = None
         if "schedule" in fields:
             schedule = self.text(fields["schedule"], "schedule", required=True)
-            if schedule and schedule not in levels:
-                self.error(
+            if schedule:
+                self.known(
                     fields["schedule"],
-                    f"{what}: schedule {schedule!r} is not a level{_suggest(schedule, levels)};"
-                    f" levels: {' < '.join(levels)}",
+                    schedule,
+                    levels,
+                    f"{what}: schedule ",
+                    " is not a level",
+                    f"levels: {' < '.join(levels)}",
                 )
         tags: list[str] = []
         if "tag" in fields:
@@ -480,10 +503,7 @@ class _Parser:
         result: dict[str, dict[str, float]] = {}
         for key, value in node.value:
             name = key_text(key)
-            if name not in categories:
-                self.error(
-                    key, f"test {test!r}: unknown category {name!r}{_suggest(name, categories)}"
-                )
+            if not self.known(key, name, categories, f"test {test!r}: unknown category "):
                 continue
             if isinstance(value, ScalarNode):
                 share = self.guard(value, parse_fraction, f"test {test!r}: {name}")
@@ -508,12 +528,7 @@ class _Parser:
         for key, value in fields.items():
             if key == "schedule":
                 level = self.text(value, "schedule", required=True)
-                if level not in levels:
-                    self.error(
-                        value,
-                        f"test {test!r}: schedule {level!r} is not a level"
-                        f"{_suggest(level, levels)}",
-                    )
+                self.known(value, level, levels, f"test {test!r}: schedule ", " is not a level")
                 expect[key] = level
             elif key == "review":
                 expect[key] = self.flag(value, f"test {test!r}: review")
@@ -524,10 +539,7 @@ class _Parser:
                 ]
                 if key in ("fired", "near_misses"):
                     for word, item in zip(words, value.value):
-                        if word not in rule_ids:
-                            self.error(
-                                item, f"test {test!r}: no rule {word!r}{_suggest(word, rule_ids)}"
-                            )
+                        self.known(item, word, rule_ids, f"test {test!r}: no rule ")
                 expect[key] = words
         return expect
 

@@ -52,6 +52,10 @@ def where(node: Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+def _reject(path: str, node: Node, message: str) -> YamlRejected:
+    return YamlRejected(Problem(path, *where(node), message))
+
+
 def read_text(path: Path) -> str:
     """The file's text, refusing huge files before reading them."""
     size = path.stat().st_size
@@ -98,15 +102,11 @@ def _check(root: Node, path: str) -> None:
         if id(node) in sizes:
             continue
         if node.tag not in _PLAIN_TAGS:
-            line, column = where(node)
-            raise YamlRejected(
-                Problem(
-                    path,
-                    line,
-                    column,
-                    f"the YAML tag {node.tag!r} is not allowed in a rule file; use plain"
-                    " mappings, lists, text and numbers",
-                )
+            raise _reject(
+                path,
+                node,
+                f"the YAML tag {node.tag!r} is not allowed in a rule file; use plain"
+                " mappings, lists, text and numbers",
             )
         children = _children(node)
         if not children_done:
@@ -115,15 +115,11 @@ def _check(root: Node, path: str) -> None:
             continue
         sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)
         if sizes[id(node)] > MAX_EXPANDED_NODES:
-            line, column = where(node)
-            raise YamlRejected(
-                Problem(
-                    path,
-                    line,
-                    column,
-                    f"the document expands to more than {MAX_EXPANDED_NODES:,} values through"
-                    " aliases (*name); that is not a rule file (alias bomb?)",
-                )
+            raise _reject(
+                path,
+                node,
+                f"the document expands to more than {MAX_EXPANDED_NODES:,} values through"
+                " aliases (*name); that is not a rule file (alias bomb?)",
             )
     _check_duplicate_keys(root, path)
 
@@ -149,13 +145,8 @@ def _check_duplicate_keys(root: Node, path: str) -> None:
             for key, _ in node.value:
                 text = str(key.value) if isinstance(key, ScalarNode) else repr(key)
                 if text in keys:
-                    line, column = where(key)
                     first, _ = where(keys[text])
-                    raise YamlRejected(
-                        Problem(
-                            path, line, column, f"key {text!r} given twice (first on line {first})"
-                        )
-                    )
+                    raise _reject(path, key, f"key {text!r} given twice (first on line {first})")
                 keys[text] = key
         stack.extend(_children(node))
 
