@@ -53,8 +53,8 @@ def test_fused_normalisation_matches_the_reference_formula(embedder: ClipEmbedde
 def test_text_embeddings_cached_per_prompt(embedder: ClipEmbedder, monkeypatch) -> None:
     first = embedder.embed_texts(["people fighting", "a laptop screen"])
     calls: list[list[str]] = []
-    original = embedder._encode_texts
-    monkeypatch.setattr(embedder, "_encode_texts", lambda p: calls.append(p) or original(p))
+    original = embedder.text._encode
+    monkeypatch.setattr(embedder.text, "_encode", lambda p: calls.append(p) or original(p))
     again = embedder.embed_texts(["a laptop screen", "people fighting", "a new prompt"])
     assert calls == [["a new prompt"]]  # only the unseen prompt went through the model
     assert np.allclose(again[0], first[1]) and np.allclose(again[1], first[0])
@@ -103,3 +103,17 @@ def test_weights_hash_tracks_content(tiny_clip_dir: Path, tmp_path: Path) -> Non
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
     assert weights_sha256(resolve_checkpoint(str(copy))) != original
+
+
+def test_text_encoder_alone_matches_the_full_model_and_loads_no_image_tower(
+    tiny_clip_dir: Path, embedder: ClipEmbedder
+) -> None:
+    from policy_engine.models.clip import load_text_encoder
+
+    encoder = load_text_encoder(str(tiny_clip_dir), device="cpu", dtype="fp32")
+    names = [n for n, _ in encoder.tower.named_parameters()]
+    assert names and not any("vision" in n or "visual" in n for n in names)
+    prompts = ["people fighting", "a laptop screen"]
+    assert np.allclose(encoder.embed_texts(prompts), embedder.embed_texts(prompts), atol=1e-6)
+    assert encoder.identity.weights_sha256 == embedder.identity.weights_sha256
+    assert encoder.identity.embed_dim == embedder.identity.embed_dim == 16

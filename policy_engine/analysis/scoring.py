@@ -131,6 +131,9 @@ def score_frames(
             probs[indices] = category_probabilities(
                 stacked, text_embeddings, owner, len(categories), logit_scale
             )
+    # float32 is what the store keeps: decisions made now and re-evaluations made later
+    # from stored probabilities must see the very same numbers.
+    probs = probs.astype(np.float32)
     if len(times_array) != len(probs):
         raise ValueError(f"{len(times_array)} times for {len(probs)} frames")
     return FrameScores(

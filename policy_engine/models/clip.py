@@ -98,11 +98,97 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+class TextEncoder:
+    """The text tower of a CLIP checkpoint with its tokenizer: prompt embeddings, each
+    prompt encoded once. Loaded alone (``load_text_encoder``) it is all that re-scoring
+    stored frame embeddings needs; the image tower stays on disk."""
+
+    def __init__(self, checkpoint: Checkpoint, runtime: Runtime, model: Any, batch_size: int):
+        from transformers import AutoTokenizer
+
+        self.runtime = runtime
+        self.batch_size = batch_size
+        self.embed_dim = int(model.text_projection.out_features)
+        self.max_text_tokens = model.text_model.config.max_position_embeddings
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint.path)
+        self.tower = runtime.place(_TextTower(model))
+        self._cache: dict[str, np.ndarray] = {}
+
+    def embed_texts(self, prompts: list[str]) -> np.ndarray:
+        """(P, D) float32 unit vectors; each prompt is encoded once per encoder."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        if missing:
+            for start, stop in padded_batches(len(missing), self.batch_size):
+                batch = missing[start:stop]
+                for prompt, vector in zip(batch, self._encode(batch), strict=True):
+                    self._cache[prompt] = vector
+        if not prompts:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        return np.stack([self._cache[p] for p in prompts])
+
+    def _encode(self, prompts: list[str]) -> np.ndarray:
+        static = self.runtime.static_shapes
+        tokens = self.tokenizer(
+            prompts,
+            padding="max_length" if static else True,
+            truncation=True,
+            max_length=self.max_text_tokens,
+            return_tensors="pt",
+        ).to(self.runtime.torch_device)
+        with torch.inference_mode(), self.runtime.autocast():
+            features = self.tower(tokens["input_ids"], tokens["attention_mask"])
+        self.runtime.step()
+        return _unit_rows(features)
+
+
+def _identity(
+    checkpoint: Checkpoint, runtime: Runtime, image_size: int, embed_dim: int
+) -> ModelIdentity:
+    return ModelIdentity(
+        name=checkpoint.name,
+        path=str(checkpoint.path),
+        revision=checkpoint.revision,
+        weights_sha256=weights_sha256(checkpoint),
+        device_asked=runtime.device.asked,
+        device_used=runtime.device.used,
+        dtype=runtime.dtype_name,
+        image_size=image_size,
+        embed_dim=embed_dim,
+    )
+
+
+class LoadedTextEncoder(TextEncoder):
+    """A text encoder loaded without the image tower, with the identity of its weights."""
+
+    def __init__(self, checkpoint: Checkpoint, runtime: Runtime, *, batch_size: int = 32):
+        from transformers import CLIPConfig, CLIPTextModelWithProjection
+
+        _quiet_transformers()
+        config = CLIPConfig.from_pretrained(checkpoint.path)
+        text_config = config.text_config
+        # Older configs leave the text sub-config's projection size at its default.
+        text_config.projection_dim = config.projection_dim
+        model = CLIPTextModelWithProjection.from_pretrained(checkpoint.path, config=text_config)
+        super().__init__(checkpoint, runtime, model, batch_size)
+        self.identity = _identity(
+            checkpoint, runtime, int(config.vision_config.image_size), self.embed_dim
+        )
+
+
+def load_text_encoder(
+    model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 32
+) -> LoadedTextEncoder:
+    """Only the text tower of ``model`` (re-scoring stored embeddings with new prompts)."""
+    checkpoint = resolve_checkpoint(model)
+    runtime = make_runtime(select_device(device), dtype)
+    return LoadedTextEncoder(checkpoint, runtime, batch_size=batch_size)
+
+
 class ClipEmbedder:
     """Image and text towers of one CLIP checkpoint on one device."""
 
     def __init__(self, checkpoint: Checkpoint, runtime: Runtime, *, batch_size: int = 32) -> None:
-        from transformers import AutoTokenizer, CLIPModel
+        from transformers import CLIPModel
 
         _quiet_transformers()
         if batch_size < 1:
@@ -113,26 +199,16 @@ class ClipEmbedder:
         self.batch_size = batch_size
         self.logit_scale = float(min(model.logit_scale.exp().item(), _MAX_LOGIT_SCALE))
         self.image_input = _image_input(checkpoint, model.config.vision_config.image_size)
-        self.max_text_tokens = model.config.text_config.max_position_embeddings
-        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint.path)
         self.image_tower = runtime.place(_ImageTower(model))
-        self.text_tower = runtime.place(_TextTower(model))
+        self.text = TextEncoder(checkpoint, runtime, model, batch_size)
+        self.text_tower = self.text.tower
         mean = torch.tensor(self.image_input.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.image_input.std).view(1, 3, 1, 1)
         # x_norm = (x/255 - mean)/std  ==  x * scale + offset
         self._scale = (1.0 / (255.0 * std)).to(runtime.torch_device)
         self._offset = (-mean / std).to(runtime.torch_device)
-        self._text_cache: dict[str, np.ndarray] = {}
-        self.identity = ModelIdentity(
-            name=checkpoint.name,
-            path=str(checkpoint.path),
-            revision=checkpoint.revision,
-            weights_sha256=weights_sha256(checkpoint),
-            device_asked=runtime.device.asked,
-            device_used=runtime.device.used,
-            dtype=runtime.dtype_name,
-            image_size=self.image_input.size,
-            embed_dim=int(model.config.projection_dim),
+        self.identity = _identity(
+            checkpoint, runtime, self.image_input.size, int(model.config.projection_dim)
         )
 
     @classmethod
@@ -179,29 +255,7 @@ class ClipEmbedder:
     # -- text -----------------------------------------------------------------------------
     def embed_texts(self, prompts: list[str]) -> np.ndarray:
         """(P, D) float32 unit vectors; each prompt is encoded once per embedder."""
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
-        if missing:
-            for start, stop in padded_batches(len(missing), self.batch_size):
-                batch = missing[start:stop]
-                for prompt, vector in zip(batch, self._encode_texts(batch), strict=True):
-                    self._text_cache[prompt] = vector
-        if not prompts:
-            return np.zeros((0, self.identity.embed_dim), dtype=np.float32)
-        return np.stack([self._text_cache[p] for p in prompts])
-
-    def _encode_texts(self, prompts: list[str]) -> np.ndarray:
-        static = self.runtime.static_shapes
-        tokens = self.tokenizer(
-            prompts,
-            padding="max_length" if static else True,
-            truncation=True,
-            max_length=self.max_text_tokens,
-            return_tensors="pt",
-        ).to(self.runtime.torch_device)
-        with torch.inference_mode(), self.runtime.autocast():
-            features = self.text_tower(tokens["input_ids"], tokens["attention_mask"])
-        self.runtime.step()
-        return _unit_rows(features)
+        return self.text.embed_texts(prompts)
 
 
 def _unit_rows(features: torch.Tensor) -> np.ndarray:
