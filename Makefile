@@ -38,7 +38,7 @@ bench: install
 	$(PY) benchmarks/bench_scan.py
 
 lint: install
-	$(VENV)/bin/ruff check policy_engine tests benchmarks
+	$(VENV)/bin/ruff check policy_engine tests benchmarks migrations
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

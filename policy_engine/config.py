@@ -2,7 +2,7 @@
 
 The config file is TOML: ``--config FILE``, else ``$POLICY_ENGINE_CONFIG``, else
 ``./policy-engine.toml`` if present. Environment variables are ``POLICY_ENGINE_<NAME>``
-(e.g. ``POLICY_ENGINE_MODEL``, ``POLICY_ENGINE_DEVICE``). Each value remembers where it
+(e.g. ``POLICY_ENGINE_MODEL``, ``POLICY_ENGINE_DB``). Each value remembers where it
 came from, so a user can see why a setting has the value it has.
 """
 
@@ -21,6 +21,7 @@ from policy_engine.models.checkpoint import DEFAULT_MODEL
 
 ENV_PREFIX = "POLICY_ENGINE_"
 DEFAULT_CONFIG_FILE = "policy-engine.toml"
+DEFAULT_DB_URL = "sqlite:///policy-engine.sqlite"  # a file in the working folder
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Settings:
     batch_size: int = 32
     interval: float = 10.0  # seconds per dominant-label interval
     rules: str = "rules"  # rule file or folder of rule files
+    db: str = DEFAULT_DB_URL  # SQLAlchemy URL: SQLite file or postgresql://…
+    reports: str = "reports"  # folder the HTML reports are written to
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def source_of(self, name: str) -> str:

@@ -36,3 +36,7 @@ class DeviceUnavailableError(PolicyEngineError):
 
 class ConfigError(PolicyEngineError):
     """A setting or a command-line value is invalid."""
+
+
+class StoreError(PolicyEngineError):
+    """The database is unreachable, locked, or its schema does not match this software."""

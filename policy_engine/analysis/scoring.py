@@ -12,10 +12,13 @@ the empty other side.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from policy_engine.hashing import text_sha256
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,15 @@ def flatten_prompts(categories: Sequence[Category]) -> tuple[list[str], np.ndarr
         prompts.extend(category.prompts)
         owner.extend([index] * len(category.prompts))
     return prompts, np.asarray(owner, dtype=np.int64)
+
+
+def categories_key(categories: Sequence[Category]) -> str:
+    """A fingerprint of what scoring depends on: names, prompts, null flags, in order.
+    Probabilities stored under one key are valid for any category set with that key."""
+    canonical = json.dumps(
+        [[c.name, list(c.prompts), c.null] for c in categories], ensure_ascii=False
+    )
+    return text_sha256(canonical)
 
 
 def validate_categories(categories: Sequence[Category]) -> None:
@@ -102,6 +114,20 @@ def category_probabilities(
     return strongest / strongest.sum(axis=1, keepdims=True)
 
 
+def scores_from_probabilities(
+    categories: Sequence[Category], times: np.ndarray, probabilities: np.ndarray
+) -> FrameScores:
+    """FrameScores from probabilities, as float32: what the store keeps, so decisions made
+    now and re-evaluations made later from stored probabilities see the same numbers."""
+    probs = np.asarray(probabilities, dtype=np.float32).reshape(len(times), len(categories))
+    return FrameScores(
+        categories=tuple(categories),
+        times=np.asarray(times, dtype=np.float64),
+        probabilities=probs,
+        labels=probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64),
+    )
+
+
 def score_frames(
     categories: Sequence[Category],
     times: Sequence[float] | np.ndarray,
@@ -131,14 +157,6 @@ def score_frames(
             probs[indices] = category_probabilities(
                 stacked, text_embeddings, owner, len(categories), logit_scale
             )
-    # float32 is what the store keeps: decisions made now and re-evaluations made later
-    # from stored probabilities must see the very same numbers.
-    probs = probs.astype(np.float32)
     if len(times_array) != len(probs):
         raise ValueError(f"{len(times_array)} times for {len(probs)} frames")
-    return FrameScores(
-        categories=tuple(categories),
-        times=times_array,
-        probabilities=probs,
-        labels=probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64),
-    )
+    return scores_from_probabilities(categories, times_array, probs)

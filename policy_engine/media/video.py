@@ -15,6 +15,7 @@ that the decoder hands out shuffled, so timestamps are re-sorted through a small
 from __future__ import annotations
 
 import heapq
+import io
 import math
 import os
 from collections import deque
@@ -27,6 +28,7 @@ from typing import Any
 
 import av
 import numpy as np
+from PIL import Image
 
 from policy_engine.errors import MediaError
 from policy_engine.media.framing import FramePlan, Framing, apply_plan, plan_framing
@@ -101,6 +103,7 @@ class SampledFrame:
     time: float  # presentation time, seconds from the start of the video
     pts: int | None
     pixels: np.ndarray  # (crops, size, size, 3) uint8, ready for the model
+    thumbnail: bytes | None = None  # JPEG of the whole picture, display orientation
 
 
 def _check_readable(path: Path) -> None:
@@ -262,6 +265,7 @@ class FrameSampler:
         framing: Framing = Framing.LETTERBOX,
         pad_value: tuple[int, int, int] = (0, 0, 0),
         decode_threads: int = 0,
+        thumbnail_size: int = 0,
     ) -> None:
         self.path = Path(path)
         self.spec = spec
@@ -269,6 +273,7 @@ class FrameSampler:
         self.framing = framing
         self.pad_value = pad_value
         self.decode_threads = decode_threads
+        self.thumbnail_size = thumbnail_size  # long side in pixels; 0: no thumbnails
         self.summary = SamplingSummary()
         self.info = probe(self.path)
         self._plans: dict[tuple[int, int, int], FramePlan] = {}
@@ -366,6 +371,7 @@ class FrameSampler:
                 time=time,
                 pts=frame.pts,
                 pixels=self._convert(frame),
+                thumbnail=self._thumbnail(frame) if self.thumbnail_size else None,
             )
             self.summary.sampled_frames += 1
             return sampled
@@ -441,6 +447,25 @@ class FrameSampler:
             interpolation="AREA",
         )
         return apply_plan(plan, scaled)
+
+    def _thumbnail(self, frame: Any) -> bytes:
+        """The whole picture, long side ``thumbnail_size``, as a JPEG (evidence for
+        reviewers: what was on screen, not the model's letterboxed square)."""
+        plan = plan_framing(
+            frame.width,
+            frame.height,
+            self.thumbnail_size,
+            Framing.LETTERBOX,
+            sample_aspect_ratio=self.info.sample_aspect_ratio,
+            rotation_degrees=frame.rotation or self.info.rotation,
+        )
+        scaled = frame.to_ndarray(
+            width=plan.scaled_width, height=plan.scaled_height, format="rgb24"
+        )
+        picture = np.rot90(scaled, k=plan.quarter_turns) if plan.quarter_turns else scaled
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(picture)).save(buffer, "JPEG", quality=80)
+        return buffer.getvalue()
 
     def _plan_for(self, frame: Any) -> FramePlan:
         rotation = frame.rotation or self.info.rotation

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from policy_engine.errors import ModelError, ModelNotAvailableError
+from policy_engine.hashing import PREFIX, update_from_file
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 _HUB_FILES = ["*.json", "*.txt"]
-_HASH_CHUNK = 8 * 1024 * 1024
 _HASH_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "policy_engine"
 
 
@@ -95,10 +95,8 @@ def weights_sha256(checkpoint: Checkpoint) -> str:
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.name.encode())
-        with f.open("rb") as handle:
-            while chunk := handle.read(_HASH_CHUNK):
-                digest.update(chunk)
-    value = f"sha256:{digest.hexdigest()}"
+        update_from_file(digest, f)
+    value = PREFIX + digest.hexdigest()
     cache[key] = value
     _store_hash_cache(cache)
     return value

@@ -8,7 +8,6 @@ loaded is ever returned, so a broken edit can never replace the rule set in forc
 from __future__ import annotations
 
 import difflib
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from policy_engine.analysis.scoring import Category
 from policy_engine.errors import ConfigError
+from policy_engine.hashing import text_sha256
 from policy_engine.policy import model as m
 from policy_engine.policy.territory import DEFAULT_TERRITORIES
 from policy_engine.policy.thresholds import parse_clock, parse_fraction, parse_seconds
@@ -207,7 +207,7 @@ class _Parser:
             tests=tests,
             path=self.path,
             text=text,
-            sha256="sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            sha256=text_sha256(text),
         )
 
     def levels(self, node: Node | None) -> tuple[str, ...]:

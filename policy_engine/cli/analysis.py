@@ -1,101 +1,40 @@
-"""``policy-engine``: a thin command line over the Python API (pipeline, models, policy).
-
-Exit codes: 0 ok, 1 unexpected error, 2 bad usage or settings, 3 unreadable video,
-4 model or device problem.
-"""
+"""`analyze` and `demo`: one video, no database."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from policy_engine import __version__
 from policy_engine.analysis.scoring import Category
+from policy_engine.cli.common import (
+    CategoryOpt,
+    DeviceOpt,
+    DtypeOpt,
+    FpsOpt,
+    FramingOpt,
+    ModelOpt,
+    NullOpt,
+    RulesOpt,
+    SamplingOpt,
+    app,
+    err,
+    fail,
+    load_rulesets,
+    model_app,
+    out,
+)
 from policy_engine.config import Settings, load_settings
 from policy_engine.errors import (
     ConfigError,
-    DeviceUnavailableError,
-    MediaError,
-    ModelError,
     PolicyEngineError,
 )
 from policy_engine.media.timecode import format_timecode
-
-app = typer.Typer(
-    name="policy-engine",
-    help="Broadcast-compliance and watershed policy engine.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-model_app = typer.Typer(help="Model utilities.", no_args_is_help=True)
-app.add_typer(model_app, name="model")
-
-# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
-
-_EXIT_CODES: list[tuple[type[BaseException], int]] = [
-    (ConfigError, 2),
-    (MediaError, 3),
-    (ModelError, 4),
-    (DeviceUnavailableError, 4),
-]
-
-
-# -- shared options (the public flag names other commands reuse) --------------------------
-CategoryOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--category",
-        "-c",
-        help="NAME=prompt,prompt,... (repeatable). Prompts are captions, e.g."
-        " 'violence=people fighting,a person being shot'.",
-    ),
-]
-NullOpt = Annotated[
-    list[str] | None,
-    typer.Option("--null", help="Mark a --category as null (absorbs 'nothing matched')."),
-]
-RulesOpt = Annotated[
-    Path | None,
-    typer.Option("--rules", help="Rule-set YAML file: its categories, sampling and rules."),
-]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option("--model", help="Hugging Face id or local checkpoint folder.", show_default=False),
-]
-DeviceOpt = Annotated[
-    str | None, typer.Option("--device", help="auto | hpu | cuda | mps | cpu [default: auto]")
-]
-DtypeOpt = Annotated[
-    str | None, typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 [default: auto]")
-]
-FpsOpt = Annotated[
-    float | None, typer.Option("--fps", help="Frames sampled per second of video [default: 2]")
-]
-SamplingOpt = Annotated[
-    str | None,
-    typer.Option("--sampling", help="fps | all | keyframes [default: fps]"),
-]
-FramingOpt = Annotated[
-    str | None,
-    typer.Option("--framing", help="letterbox | tiles | center | squash [default: letterbox]"),
-]
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), 1)
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _parse_categories(specs: list[str], null_names: list[str]) -> list[Category]:
@@ -171,7 +110,7 @@ def analyze(
                 raise ConfigError("give either --category or --rules, not both")
             from policy_engine.api import settings_for_ruleset
 
-            rulesets = _load_rulesets(rules)
+            rulesets = load_rulesets(rules)
             settings = settings_for_ruleset(settings, rulesets[0])
             categories = list(rulesets[0].categories)
         else:
@@ -180,21 +119,8 @@ def analyze(
             video, categories, rulesets, settings, start, end, max_frames, as_json
         )
     except PolicyEngineError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     _report(result, decisions, as_json=as_json, frames=frames)
-
-
-def _load_rulesets(path: Path) -> list[Any]:
-    """The rule sets of a file or folder; any broken file stops the command (exit 2)."""
-    from policy_engine.policy.loader import RuleSetError, load_catalogue
-
-    rulesets, problems = load_catalogue([path])
-    if problems:
-        raise RuleSetError(problems)
-    if not rulesets:
-        raise ConfigError(f"--rules {path}: no rule files (*.yaml) found")
-    return rulesets
-
 
 def _analyse_and_decide(
     video: Path,
@@ -326,128 +252,6 @@ def _print_decision(decision: Any) -> None:
                 out.print(f"    evidence: {frames}", highlight=False)
 
 
-rules_app = typer.Typer(help="Editors' tools for rule files.", no_args_is_help=True)
-app.add_typer(rules_app, name="rules")
-RulePaths = Annotated[
-    list[Path] | None,
-    typer.Argument(help="Rule files or folders [default: the configured rules folder]."),
-]
-
-
-def _rule_paths(paths: list[Path] | None) -> list[Path]:
-    return list(paths) if paths else [Path(load_settings().rules)]
-
-
-@rules_app.command("validate")
-def rules_validate(paths: RulePaths = None) -> None:
-    """Load rule files and report every error (file:line:column); exit 2 on any."""
-    from policy_engine.policy.loader import load_catalogue, rule_files
-
-    try:
-        files = rule_files(_rule_paths(paths))
-        if not files:
-            raise ConfigError(f"no rule files (*.yaml) in {', '.join(map(str, paths or []))}")
-        rulesets, problems = load_catalogue(files)
-    except PolicyEngineError as exc:
-        raise _fail(exc) from None
-    for ruleset in rulesets:
-        out.print(
-            f"ok  {ruleset.path}: {ruleset.name} v{ruleset.version}, {len(ruleset.categories)}"
-            f" categories, {len(ruleset.rules)} rules, {len(ruleset.tests)} tests,"
-            f" {ruleset.sha256[:19]}…",
-            highlight=False,
-        )
-    for problem in problems:
-        err.print(f"[red]error[/] {problem}", highlight=False, soft_wrap=True)
-    if problems:
-        err.print(f"{len(problems)} problem(s); the rule sets above them are unaffected.")
-        raise typer.Exit(2)
-
-
-@rules_app.command("test")
-def rules_test(paths: RulePaths = None) -> None:
-    """Run each rule file's test cases (coverage numbers in, expected decision out)."""
-    from policy_engine.policy.loader import load_catalogue
-    from policy_engine.policy.ruletests import run_tests
-
-    rulesets, problems = load_catalogue(_rule_paths(paths))
-    for problem in problems:
-        err.print(f"[red]error[/] {problem}", highlight=False, soft_wrap=True)
-    passed = failed = 0
-    for ruleset in rulesets:
-        if not ruleset.tests:
-            out.print(f"[yellow]no tests[/] {ruleset.name} ({ruleset.path})", highlight=False)
-        for outcome in run_tests(ruleset):
-            if outcome.passed:
-                passed += 1
-                out.print(f"[green]pass[/] {ruleset.name}: {outcome.name}", highlight=False)
-                continue
-            failed += 1
-            out.print(
-                f"[red]FAIL[/] {ruleset.name}: {outcome.name} ({outcome.source})", highlight=False
-            )
-            for failure in outcome.failures:
-                out.print(f"       {failure}", highlight=False)
-    out.print(f"{passed} passed, {failed} failed")
-    if failed or problems:
-        raise typer.Exit(1 if failed else 2)
-
-
-@rules_app.command("explain")
-def rules_explain(path: Annotated[Path, typer.Argument(help="A rule file.")]) -> None:
-    """A readable summary of what a rule set does."""
-    from policy_engine.policy.explain import explain
-    from policy_engine.policy.loader import load_ruleset
-
-    try:
-        out.print(explain(load_ruleset(path)), highlight=False, markup=False)
-    except PolicyEngineError as exc:
-        raise _fail(exc) from None
-
-
-@rules_app.command("slot")
-def rules_slot(
-    path: Annotated[Path, typer.Argument(help="The rule file whose levels and territories apply.")],
-    level: Annotated[str, typer.Argument(help="Schedule level, e.g. post-watershed.")],
-    when: Annotated[
-        str, typer.Argument(help="Planned start: 2026-11-21T20:30 (local) or with offset.")
-    ],
-    territory: Annotated[
-        list[str] | None, typer.Option("--territory", "-t", help="Only these territories.")
-    ] = None,
-) -> None:
-    """Is a planned slot permitted? Exit 0 if it is in every territory asked, else 1."""
-    from datetime import datetime
-
-    from policy_engine.policy.loader import load_ruleset
-    from policy_engine.policy.territory import slot_permitted
-
-    try:
-        ruleset = load_ruleset(path)
-        try:
-            start = datetime.fromisoformat(when)
-        except ValueError:
-            raise ConfigError(f"{when!r} is not a date-time; write 2026-11-21T20:30") from None
-        if level not in ruleset.levels:
-            raise ConfigError(f"unknown level {level!r}; levels: {' < '.join(ruleset.levels)}")
-        chosen = [t for t in ruleset.territories if not territory or t.name in territory]
-        if not chosen:
-            names = ", ".join(t.name for t in ruleset.territories)
-            raise ConfigError(
-                f"no territory {', '.join(territory or [])} in {path}; it has {names}"
-            )
-    except PolicyEngineError as exc:
-        raise _fail(exc) from None
-    allowed = True
-    for t in chosen:
-        ok = slot_permitted(level, ruleset.levels, t, start)
-        allowed &= ok
-        verdict = "[green]permitted[/]" if ok else "[red]not permitted[/]"
-        out.print(f"{t.name} ({t.timezone}): {level} at {when}: {verdict}", highlight=False)
-    if not allowed:
-        raise typer.Exit(1)
-
-
 @model_app.command("make-tiny")
 def make_tiny(
     directory: Annotated[Path, typer.Argument(help="Folder to write the checkpoint to.")],
@@ -478,46 +282,13 @@ def demo(
             highlight=False,
         )
         rules_path = Path(settings.rules)
-        rulesets = _load_rulesets(rules_path) if rules_path.exists() else []
+        rulesets = load_rulesets(rules_path) if rules_path.exists() else []
         categories = list(rulesets[0].categories) if rulesets else _categories(None, None)
         result, decisions = _analyse_and_decide(
             clip, categories, rulesets, settings, None, None, None, False
         )
     except PolicyEngineError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     _report(result, decisions, as_json=False)
 
 
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"policy-engine {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main_options(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
-    ] = False,
-) -> None:
-    """Broadcast-compliance and watershed policy engine."""
-
-
-def main() -> None:
-    """Entry point: expected errors are handled per command; anything else is a bug, shown
-    as one line unless POLICY_ENGINE_DEBUG is set (then with its traceback)."""
-    try:
-        app()
-    except Exception as exc:  # noqa: BLE001 - last line of defence for the user
-        if os.environ.get("POLICY_ENGINE_DEBUG"):
-            raise
-        err.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
-            "  This is a bug; rerun with POLICY_ENGINE_DEBUG=1 for the traceback and report it.",
-            highlight=False,
-        )
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,5 +1,4 @@
-"""One asset end to end: sample -> embed -> score -> coverage. The only module that wires
-media, models and analysis together.
+"""One video: sample -> embed -> score -> coverage (no database; see pipeline.scan).
 
 Decoding and the image tower overlap: a producer thread decodes and converts sampled
 frames (FFmpeg and swscale release the GIL) while the caller's thread runs the model on
@@ -43,6 +42,7 @@ class AnalysisOptions:
     sampling: SamplingSpec = field(default_factory=SamplingSpec)
     framing: Framing = Framing.LETTERBOX
     interval_seconds: float = DEFAULT_INTERVAL_SECONDS
+    thumbnail_size: int = 0  # long side of evidence thumbnails in pixels; 0: none
 
 
 @dataclass
@@ -52,6 +52,7 @@ class AnalysisResult:
     options: AnalysisOptions
     times: np.ndarray  # (F,) sample times, seconds
     embeddings: list[np.ndarray]  # per frame (crops, D) float32 unit vectors
+    thumbnails: list[bytes | None]  # per frame JPEG (when options.thumbnail_size)
     scores: FrameScores
     coverage: Coverage
     timings: dict[str, float]
@@ -149,11 +150,13 @@ def analyze_video(
         size=embedder.image_input.size,
         framing=options.framing,
         pad_value=embedder.image_input.pad_value,
+        thumbnail_size=options.thumbnail_size,
     )
     # Before decoding, window_end is the declared end: the progress bar's total.
     window = max(0.0, sampler.window_end - options.sampling.start)
     times: list[float] = []
     embeddings: list[np.ndarray] = []
+    thumbnails: list[bytes | None] = []
     pending: list[SampledFrame] = []
     model_seconds = 0.0
 
@@ -170,6 +173,7 @@ def analyze_video(
             crops = len(frame.pixels)
             embeddings.append(vectors[offset : offset + crops])
             times.append(frame.time)
+            thumbnails.append(frame.thumbnail)
             offset += crops
         if progress is not None:
             progress(max(0.0, pending[-1].time - options.sampling.start), window)
@@ -201,6 +205,7 @@ def analyze_video(
         options=options,
         times=np.asarray(times),
         embeddings=embeddings,
+        thumbnails=thumbnails,
         scores=scores,
         coverage=coverage,
         timings={"total_s": total, "model_s": model_seconds, "other_s": total - model_seconds},

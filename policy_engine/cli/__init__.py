@@ -1,0 +1,65 @@
+"""``policy-engine``: a thin command line over the Python API (pipeline, store, policy).
+
+Exit codes: 0 ok, 1 unexpected error (or failed files with --strict), 2 bad usage,
+settings or rules, 3 unreadable video, 4 model or device problem, 5 database problem.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from policy_engine import __version__
+from policy_engine.cli import analysis, records, rules  # noqa: F401 - they register commands
+from policy_engine.cli.common import app, err, out
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"policy-engine {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Database URL [env POLICY_ENGINE_DB; default sqlite:///policy-engine.sqlite]."
+            " PostgreSQL: postgresql://user@host:5432/name",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Broadcast-compliance and watershed policy engine."""
+    ctx.obj = {"db": db}
+
+
+def main() -> None:
+    """Entry point: expected errors are handled per command; anything else is a bug, shown
+    as one line unless POLICY_ENGINE_DEBUG is set (then with its traceback)."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - last line of defence for the user
+        if os.environ.get("POLICY_ENGINE_DEBUG"):
+            raise
+        err.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "  This is a bug; rerun with POLICY_ENGINE_DEBUG=1 for the traceback and report it.",
+            highlight=False,
+        )
+        sys.exit(1)
+
+
+__all__ = ["app", "main"]
+
+if __name__ == "__main__":
+    main()

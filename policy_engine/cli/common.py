@@ -1,0 +1,125 @@
+"""Shared by every command: the Typer apps, consoles, exit codes, option types, and
+the small helpers that turn flags into settings, rule sets and a store."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from policy_engine.config import Settings, load_settings
+from policy_engine.errors import (
+    ConfigError,
+    DeviceUnavailableError,
+    MediaError,
+    ModelError,
+    StoreError,
+)
+
+app = typer.Typer(
+    name="policy-engine",
+    help="Broadcast-compliance and watershed policy engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+model_app = typer.Typer(help="Model utilities.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+rules_app = typer.Typer(help="Editors' tools for rule files.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+db_app = typer.Typer(help="The database: schema migrations and status.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+_EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (ConfigError, 2),
+    (MediaError, 3),
+    (ModelError, 4),
+    (DeviceUnavailableError, 4),
+    (StoreError, 5),
+]
+
+
+# -- shared options (the public flag names other commands reuse) --------------------------
+CategoryOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--category",
+        "-c",
+        help="NAME=prompt,prompt,... (repeatable). Prompts are captions, e.g."
+        " 'violence=people fighting,a person being shot'.",
+    ),
+]
+NullOpt = Annotated[
+    list[str] | None,
+    typer.Option("--null", help="Mark a --category as null (absorbs 'nothing matched')."),
+]
+RulesOpt = Annotated[
+    Path | None,
+    typer.Option("--rules", help="Rule-set YAML file: its categories, sampling and rules."),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Hugging Face id or local checkpoint folder.", show_default=False),
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="auto | hpu | cuda | mps | cpu [default: auto]")
+]
+DtypeOpt = Annotated[
+    str | None, typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 [default: auto]")
+]
+FpsOpt = Annotated[
+    float | None, typer.Option("--fps", help="Frames sampled per second of video [default: 2]")
+]
+SamplingOpt = Annotated[
+    str | None,
+    typer.Option("--sampling", help="fps | all | keyframes [default: fps]"),
+]
+FramingOpt = Annotated[
+    str | None,
+    typer.Option("--framing", help="letterbox | tiles | center | squash [default: letterbox]"),
+]
+
+
+def fail(exc: BaseException) -> typer.Exit:
+    code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), 1)
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+
+def load_rulesets(path: Path) -> list[Any]:
+    """The rule sets of a file or folder; any broken file stops the command (exit 2)."""
+    from policy_engine.policy.loader import RuleSetError, load_catalogue
+
+    rulesets, problems = load_catalogue([path])
+    if problems:
+        raise RuleSetError(problems)
+    if not rulesets:
+        raise ConfigError(f"--rules {path}: no rule files (*.yaml) found")
+    return rulesets
+
+
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (TOML).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def settings_for(ctx: typer.Context, flags: dict[str, Any], config: Path | None) -> Settings:
+    """Settings from flags (None = not given), the global --db, env and settings file."""
+    db = (ctx.find_root().obj or {}).get("db") if ctx is not None else None
+    return load_settings({**flags, "db": db}, config_file=config)
+
+
+def open_store(settings: Settings) -> Any:
+    """The configured database; a new one is created (and said so), an old one refused."""
+    from policy_engine.store import Store
+
+    return Store.open(settings.db, on_create=lambda note: err.print(note, highlight=False))

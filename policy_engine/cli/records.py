@@ -1,0 +1,674 @@
+"""The commands that use the database: `scan`, `reevaluate`, `rules diff`, `history`,
+`show`, `override` and `db …`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from policy_engine.cli.common import (
+    ConfigOpt,
+    DeviceOpt,
+    DtypeOpt,
+    FpsOpt,
+    FramingOpt,
+    JsonOpt,
+    ModelOpt,
+    SamplingOpt,
+    app,
+    db_app,
+    err,
+    fail,
+    load_rulesets,
+    open_store,
+    out,
+    rules_app,
+    settings_for,
+)
+from policy_engine.config import Settings
+from policy_engine.errors import ConfigError, PolicyEngineError
+from policy_engine.media.timecode import format_timecode
+
+RulesPathOpt = Annotated[
+    Path | None,
+    typer.Option("--rules", help="Rule file or folder [default: the configured rules folder]."),
+]
+Paths = Annotated[list[Path], typer.Argument(help="Video files or folders (searched recursively).")]
+
+
+def _rulesets(settings: Settings, rules: Path | None) -> list[Any]:
+    return load_rulesets(rules or Path(settings.rules))
+
+
+def _models(settings: Settings) -> Any:
+    from policy_engine.models.provider import ModelProvider
+
+    if settings.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {settings.batch_size}")
+    return ModelProvider(
+        settings.model, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
+    )
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--since {value!r}: write a date (2026-11-01) or date-time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+# -- scan -------------------------------------------------------------------------------------
+class _ProgressListener:
+    """Two bars on a terminal: files done, and seconds of the current file."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.bars = progress
+        self.files: TaskID = progress.add_task("files", total=None)
+        self.current: TaskID | None = None
+
+    def file_started(self, path: Path, index: int, total: int) -> None:
+        self.bars.update(self.files, total=total, completed=index)
+        if self.current is not None:
+            self.bars.remove_task(self.current)
+        self.current = self.bars.add_task(path.name[:50], total=None)
+
+    def progress(self, done: float, total: float) -> None:
+        if self.current is not None:
+            self.bars.update(self.current, completed=done, total=total)
+
+    def file_finished(self, outcome: Any) -> None:
+        self.bars.advance(self.files)
+        mark = {"failed": "[red]failed[/]", "reused": "reused"}.get(outcome.status, "scanned")
+        self.bars.console.print(f"{mark} {outcome.path}", highlight=False)
+
+
+@app.command()
+def scan(
+    ctx: typer.Context,
+    paths: Paths,
+    rules: RulesPathOpt = None,
+    reports: Annotated[
+        Path | None, typer.Option("--reports", help="Report folder [default: reports].")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Scan again even if already scanned alike.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 if any file failed (default: 0).")
+    ] = False,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    fps: FpsOpt = None,
+    sampling: SamplingOpt = None,
+    framing: FramingOpt = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per model call [32].")] = None,
+    interval: Annotated[float | None, typer.Option(help="Seconds per interval [10].")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Scan videos: sample, classify, measure, decide against the rule sets, store, report."""
+    from policy_engine.api import analysis_options, settings_for_ruleset
+    from policy_engine.pipeline.scan import Scanner, find_videos
+
+    try:
+        settings = settings_for(
+            ctx,
+            {
+                "model": model,
+                "device": device,
+                "dtype": dtype,
+                "fps": fps,
+                "sampling": sampling,
+                "framing": framing,
+                "batch_size": batch_size,
+                "interval": interval,
+                "reports": str(reports) if reports else None,
+            },
+            config,
+        )
+        rulesets = _rulesets(settings, rules)
+        settings = settings_for_ruleset(settings, rulesets[0])
+        files = find_videos(paths)
+        if not files:
+            raise ConfigError(f"no video files in {', '.join(map(str, paths))}")
+        store = open_store(settings)
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=as_json or not err.is_terminal,
+            transient=True,
+        )
+        with progress:
+            scanner = Scanner(
+                store,
+                rulesets,
+                _models(settings),
+                analysis_options(settings),
+                reports_dir=Path(settings.reports),
+                force=force,
+                listener=_ProgressListener(progress),  # type: ignore[arg-type]
+            )
+            outcomes = scanner.scan(files)
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    failed = [o for o in outcomes if o.status == "failed"]
+    if as_json:
+        sys.stdout.write(json.dumps([o.to_dict() for o in outcomes], indent=2, default=str) + "\n")
+    else:
+        _print_scan_summary(outcomes, Path(settings.reports))
+    if failed and strict:
+        raise typer.Exit(1)
+
+
+def _print_scan_summary(outcomes: list[Any], reports: Path) -> None:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("file", "status", "verdict", "tags", "review", "time"):
+        table.add_column(column, justify="right" if column == "time" else "left")
+    for o in outcomes:
+        verdict = o.verdict
+        table.add_row(
+            o.path,
+            o.status,
+            verdict["schedule"] if verdict else f"[red]{o.error}[/]",
+            ", ".join(verdict["tags"]) if verdict else "",
+            "REVIEW" if verdict and verdict["review"] else "",
+            f"{o.seconds:.1f} s",
+        )
+    out.print(table)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("scanned", "reused", "failed")}
+    out.print(
+        f"{len(outcomes)} file(s): {counts['scanned']} scanned, {counts['reused']} reused"
+        f" (already scanned alike; --force to redo), {counts['failed']} failed."
+        f" Reports in {reports}/",
+        highlight=False,
+    )
+
+
+# -- re-evaluation ----------------------------------------------------------------------------
+@app.command()
+def reevaluate(
+    ctx: typer.Context,
+    rules: RulesPathOpt = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only scans finished since this date (2026-11-01).")
+    ] = None,
+    always: Annotated[
+        bool, typer.Option("--always", help="Record a decision even where nothing changed.")
+    ] = False,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply the current rule sets to stored scans (no video, no image model); record
+    new decisions where the outcome changed, and show what changed and why."""
+    _reevaluate(ctx, rules, since, always, model, device, dtype, config, as_json, dry_run=False)
+
+
+@rules_app.command("diff")
+def rules_diff(
+    ctx: typer.Context,
+    new_rules: Annotated[Path, typer.Argument(help="The edited rule file or folder.")],
+    since: Annotated[str | None, typer.Option(help="Only scans finished since this date.")] = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dry run: which stored assets would change verdict if these rules were live.
+    Writes nothing."""
+    _reevaluate(ctx, new_rules, since, False, model, device, dtype, config, as_json, dry_run=True)
+
+
+def _reevaluate(
+    ctx: typer.Context,
+    rules: Path | None,
+    since: str | None,
+    always: bool,
+    model: str | None,
+    device: str | None,
+    dtype: str | None,
+    config: Path | None,
+    as_json: bool,
+    *,
+    dry_run: bool,
+) -> None:
+    from policy_engine.pipeline.judging import reevaluate as run
+
+    try:
+        settings = settings_for(ctx, {"model": model, "device": device, "dtype": dtype}, config)
+        rulesets = _rulesets(settings, rules)
+        store = open_store(settings)
+        result = run(
+            store,
+            rulesets,
+            _models(settings),
+            since=_since(since),
+            always=always,
+            dry_run=dry_run,
+        )
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    if as_json:
+        sys.stdout.write(json.dumps(_reevaluation_dict(result), indent=2, default=str) + "\n")
+    else:
+        _print_reevaluation(result)
+
+
+def _verdict_text(schedule: str, tags: Any, review: bool) -> str:
+    text = schedule + (" +review" if review else "")
+    return text + (f" [{', '.join(tags)}]" if tags else "")
+
+
+def _reevaluation_dict(result: Any) -> dict[str, Any]:
+    return {
+        "dry_run": result.dry_run,
+        "rulesets": [
+            {"name": r.name, "version": r.version, "sha256": r.sha256} for r in result.rulesets
+        ],
+        "scans": result.scans,
+        "unchanged": result.unchanged,
+        "appended": result.appended,
+        "from_stored_scores": result.from_stored_scores,
+        "rescored": result.rescored,
+        "seconds": result.seconds,
+        "changes": [
+            {
+                "asset_id": c.asset_id,
+                "path": c.path,
+                "ruleset": c.ruleset,
+                "before": None
+                if c.before is None
+                else {
+                    "decision_id": c.before.id,
+                    "schedule": c.before.schedule,
+                    "tags": list(c.before.tags),
+                    "review": c.before.review,
+                },
+                "after": {
+                    "decision_id": c.decision_id,
+                    "schedule": c.after.schedule,
+                    "tags": list(c.after.tags),
+                    "review": c.after.review,
+                },
+                "why": list(c.why),
+            }
+            for c in result.changes
+        ],
+        "problems": [{"scan_id": s.id, "path": s.path, "problem": p} for s, p in result.problems],
+    }
+
+
+def _print_reevaluation(result: Any) -> None:
+    names = ", ".join(f"{r.name} v{r.version}" for r in result.rulesets)
+    if result.dry_run:
+        out.print(f"[bold]dry run[/] (nothing written): if {names} were live,", highlight=False)
+    changed_assets = len({c.asset_id for c in result.changes})
+    verb = "would change" if result.dry_run else "changed"
+    out.print(
+        f"{changed_assets} of {result.scans} scanned asset(s) {verb} verdict"
+        f" ({len(result.changes)} rule-set decision(s); {result.unchanged} unchanged)",
+        highlight=False,
+    )
+    transitions: dict[tuple[str, str], int] = {}
+    for c in result.changes:
+        before = c.before.schedule if c.before else "(none)"
+        transitions[(before, c.after.schedule)] = transitions.get((before, c.after.schedule), 0) + 1
+    for (before, after), count in sorted(transitions.items()):
+        if before != after:
+            out.print(f"  {count} from {before} to {after}", highlight=False)
+    if result.changes:
+        table = Table(show_edge=False, header_style="bold")
+        for column in ("asset", "rule set", "before", "after", "why"):
+            table.add_column(column)
+        for c in result.changes:
+            before = (
+                _verdict_text(c.before.schedule, c.before.tags, c.before.review)
+                if c.before
+                else "-"
+            )
+            table.add_row(
+                c.path,
+                c.ruleset,
+                before,
+                _verdict_text(c.after.schedule, c.after.tags, c.after.review),
+                "\n".join(c.why),
+            )
+        out.print(table)
+    for scan, problem in result.problems:
+        err.print(f"[yellow]skipped[/] scan {scan.id} ({scan.path}): {problem}", highlight=False)
+    tail = "nothing written" if result.dry_run else f"{result.appended} decision(s) recorded"
+    out.print(
+        f"{result.from_stored_scores} judged on stored probabilities, {result.rescored} rescored"
+        f" with the text tower; {result.seconds:.2f} s; {tail}.",
+        highlight=False,
+    )
+
+
+# -- inspecting ---------------------------------------------------------------------------------
+@app.command()
+def history(
+    ctx: typer.Context,
+    asset: Annotated[
+        str | None, typer.Argument(help="Asset id, content hash (prefix) or path; all if left out.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """What was decided about an asset (or every asset), when, and under which rules."""
+    try:
+        store = open_store(settings_for(ctx, {}, config))
+        if asset is None:
+            _print_assets(store)
+            return
+        found = store.find_assets(asset)
+        if not found:
+            raise ConfigError(f"no asset matches {asset!r}; `policy-engine history` lists them")
+        for item in found:
+            _print_asset_history(store, item.id)
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+
+
+def _print_assets(store: Any) -> None:
+    from policy_engine.policy.model import DEFAULT_LEVELS
+
+    assets = store.assets()
+    current = store.current_decisions()
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("asset", "path", "content", "verdict", "tags", "review", "decided"):
+        table.add_column(column)
+    for a in assets:
+        mine = [d for (asset_id, _), d in current.items() if asset_id == a.id]
+        levels = [d.effective_schedule for d in mine]
+        ranked = [lv for lv in levels if lv in DEFAULT_LEVELS]
+        schedule = (
+            max(ranked, key=DEFAULT_LEVELS.index) if ranked else (levels[0] if levels else "-")
+        )
+        overridden = any(d.override for d in mine)
+        table.add_row(
+            str(a.id),
+            a.path,
+            a.content_sha256[7:19],
+            schedule + (" (overridden)" if overridden else ""),
+            ", ".join(sorted({t for d in mine for t in d.effective_tags})),
+            "REVIEW" if any(d.review and not d.override for d in mine) else "",
+            _when(max((d.created_at for d in mine), default=None)),
+        )
+    out.print(table)
+    out.print(f"{len(assets)} asset(s) in {store.url}", highlight=False)
+
+
+def _print_asset_history(store: Any, asset_id: int) -> None:
+    asset, scans, decisions = store.asset_history(asset_id)
+    out.print(
+        f"[bold]asset {asset.id}[/] {asset.content_sha256} ({asset.size_bytes} bytes),"
+        f" first seen {_when(asset.first_seen)}",
+        highlight=False,
+    )
+    for p in asset.paths:
+        out.print(f"  seen at {p.path} ({_when(p.first_seen)})", highlight=False)
+    for s in scans:
+        detail = (
+            s.error
+            if s.status == "failed"
+            else (
+                f"{s.frame_count} frames, {s.model_name} {s.weights_sha256[:19]}…"
+                f" on {s.device_used} (asked {s.device_asked}), {s.dtype}"
+            )
+        )
+        out.print(f"  scan {s.id} {_when(s.started_at)} {s.status}: {detail}", highlight=False)
+    for d in decisions:
+        _print_decision_line(d)
+
+
+def _print_decision_line(d: Any) -> None:
+    out.print(
+        f"  decision {d.id} {_when(d.created_at)} ({d.cause}, scan {d.scan_id}):"
+        f" {d.ruleset.name} v{d.ruleset.version} {d.ruleset.sha256[:19]}… ->"
+        f" {_verdict_text(d.schedule, d.tags, d.review)}",
+        highlight=False,
+    )
+    for o in d.overrides:
+        out.print(f"    {_override_text(o)}", highlight=False)
+
+
+def _override_text(o: Any) -> str:
+    change = []
+    if o.schedule:
+        change.append(f"level {o.schedule}")
+    if o.tags is not None:
+        change.append(f"tags [{', '.join(o.tags)}]")
+    return (
+        f"override {o.id} by {o.reviewer} {_when(o.created_at)}: {'; '.join(change) or 'confirmed'}"
+        f" — {o.justification}"
+    )
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    decision: Annotated[int, typer.Argument(help="Decision id (see `history`).")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One decision in full: verdict, reasons with evidence, rule set, model, overrides."""
+    try:
+        store = open_store(settings_for(ctx, {}, config))
+        d = store.decision(decision)
+        if d is None:
+            raise ConfigError(f"no decision {decision}; `policy-engine history ASSET` lists them")
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    if as_json:
+        sys.stdout.write(json.dumps(_decision_dict(d), indent=2, default=str) + "\n")
+        return
+    s = d.scan
+    out.print(
+        f"[bold]decision {d.id}[/] ({d.cause}, {_when(d.created_at)}):"
+        f" [bold]{_verdict_text(d.schedule, d.tags, d.review)}[/]",
+        highlight=False,
+    )
+    out.print(f"  asset {d.asset_id}: {s.path} ({s.asset.content_sha256})", highlight=False)
+    out.print(
+        f"  rule set {d.ruleset.name} v{d.ruleset.version} {d.ruleset.sha256} ({d.ruleset.path})",
+        highlight=False,
+    )
+    out.print(
+        f"  scan {s.id} {_when(s.started_at)}: model {s.model_name} {s.weights_sha256} on"
+        f" {s.device_used} (asked {s.device_asked}), {s.dtype}; sampling {s.sampling};"
+        f" policy_engine {s.software_version}",
+        highlight=False,
+    )
+    for slot in d.slots:
+        out.print(
+            f"  {slot['territory']}: {slot['window'] or slot['earliest']} ({slot['timezone']})",
+            highlight=False,
+        )
+    for w in d.warnings:
+        out.print(f"  warning: {w}", highlight=False)
+    for r in d.reasons:
+        title = "fired" if r.kind == "fired" else "near miss"
+        ref = f" [{r.reference}]" if r.reference else ""
+        out.print(f"  {title}: {r.rule_id}{ref} {r.description}", highlight=False)
+        for m in r.measurements:
+            measured = "never" if m["measured"] is None else f"{m['measured']:.4g}"
+            out.print(
+                f"    {m['category']} {m['metric']} {m['threshold']:.4g}: measured {measured}",
+                highlight=False,
+            )
+        if r.evidence:
+            frames = ", ".join(
+                f"#{e['frame']} {format_timecode(e['time'])} p={e['probability']:.2f}"
+                for e in r.evidence
+            )
+            out.print(f"    evidence: {frames}", highlight=False)
+    for o in d.overrides:
+        out.print(f"  {_override_text(o)}", highlight=False)
+
+
+def _decision_dict(d: Any) -> dict[str, Any]:
+    s = d.scan
+    return {
+        "id": d.id,
+        "created_at": d.created_at,
+        "cause": d.cause,
+        "asset": {"id": d.asset_id, "path": s.path, "content_sha256": s.asset.content_sha256},
+        "ruleset": {
+            "name": d.ruleset.name,
+            "version": d.ruleset.version,
+            "sha256": d.ruleset.sha256,
+            "path": d.ruleset.path,
+        },
+        "schedule": d.schedule,
+        "tags": d.tags,
+        "review": d.review,
+        "warnings": d.warnings,
+        "slots": d.slots,
+        "scan": {
+            "id": s.id,
+            "started_at": s.started_at,
+            "finished_at": s.finished_at,
+            "model": s.model_name,
+            "model_path": s.model_path,
+            "weights_sha256": s.weights_sha256,
+            "device_asked": s.device_asked,
+            "device_used": s.device_used,
+            "dtype": s.dtype,
+            "sampling": s.sampling,
+            "software_version": s.software_version,
+        },
+        "reasons": [
+            {
+                "kind": r.kind,
+                "rule_id": r.rule_id,
+                "description": r.description,
+                "reference": r.reference,
+                "outcome": r.outcome,
+                "measurements": r.measurements,
+                "evidence": r.evidence,
+            }
+            for r in d.reasons
+        ],
+        "overrides": [
+            {
+                "id": o.id,
+                "reviewer": o.reviewer,
+                "schedule": o.schedule,
+                "tags": o.tags,
+                "justification": o.justification,
+                "created_at": o.created_at,
+            }
+            for o in d.overrides
+        ],
+    }
+
+
+@app.command()
+def override(
+    ctx: typer.Context,
+    decision: Annotated[int, typer.Argument(help="Decision id (see `history`).")],
+    reviewer: Annotated[str, typer.Option("--reviewer", help="Who rules (name or id).")],
+    justification: Annotated[str, typer.Option("--justification", "-j", help="Why.")],
+    schedule: Annotated[
+        str | None, typer.Option("--schedule", help="The level the reviewer sets.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Tags the reviewer sets (repeatable).")
+    ] = None,
+    clear_tags: Annotated[bool, typer.Option("--clear-tags", help="Set no tags.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Record a reviewer's ruling on a decision (a new record; the decision is kept)."""
+    from policy_engine.policy.loader import parse_ruleset
+
+    try:
+        store = open_store(settings_for(ctx, {}, config))
+        d = store.decision(decision)
+        if d is None:
+            raise ConfigError(f"no decision {decision}; `policy-engine history ASSET` lists them")
+        if schedule is not None:
+            levels = parse_ruleset(d.ruleset.text, d.ruleset.path).levels
+            if schedule not in levels:
+                raise ConfigError(
+                    f"--schedule {schedule!r}: rule set {d.ruleset.name} has levels"
+                    f" {' < '.join(levels)}"
+                )
+        tags = [] if clear_tags else (list(tag) if tag else None)
+        override_id = store.add_override(
+            decision, reviewer=reviewer, justification=justification, schedule=schedule, tags=tags
+        )
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    out.print(f"override {override_id} recorded on decision {decision}", highlight=False)
+
+
+# -- the database -------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """Bring the database's schema up to this software's (Alembic migrations)."""
+    from policy_engine.store import database
+
+    try:
+        settings = settings_for(ctx, {}, config)
+        engine = database.make_engine(settings.db)
+        before, after = database.upgrade(engine)
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    where = database.describe(engine.url)
+    if before == after:
+        out.print(f"{where}: schema already at {after}", highlight=False)
+    else:
+        out.print(f"{where}: schema {before or '(empty)'} -> {after}", highlight=False)
+
+
+@db_app.command("status")
+def db_status(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """The database URL in use, its schema version and this software's."""
+    from policy_engine.store import database
+
+    try:
+        settings = settings_for(ctx, {}, config)
+        engine = database.make_engine(settings.db)
+        current, head = database.current_revision(engine), database.head_revision()
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    if current == head:
+        state = "up to date"
+    elif current is None:
+        state = "no schema yet: made on first use, or by `policy-engine db upgrade`"
+    else:
+        state = "behind: run `policy-engine db upgrade`"
+    out.print(
+        f"{database.describe(engine.url)} ({settings.source_of('db')}): schema"
+        f" {current or '(none)'}, software {head}: {state}",
+        highlight=False,
+    )
+    if current is not None and current != head:
+        raise typer.Exit(5)

@@ -1,0 +1,104 @@
+"""Models loaded only when needed: the configured checkpoint's identity without loading
+it, the full embedder for new scans, and text towers for re-scoring stored embeddings.
+
+A batch where every file was scanned before never loads the image tower; re-evaluation
+loads at most a text tower, and only when a prompt changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from policy_engine.errors import ModelError
+from policy_engine.models.checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
+
+
+class PromptEncoder(Protocol):
+    def embed_texts(self, prompts: list[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class CheckpointIdentity:
+    name: str
+    path: str
+    revision: str | None
+    weights_sha256: str
+
+
+class ModelProvider:
+    """The configured model (name or folder), its device and dtype, loaded lazily."""
+
+    def __init__(
+        self, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 32
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self._checkpoint: Checkpoint | None = None
+        self._identity: CheckpointIdentity | None = None
+        self._embedder = None
+        self._text_encoders: dict[str, PromptEncoder] = {}
+
+    def checkpoint(self) -> CheckpointIdentity:
+        """Name, folder and weights hash of the configured model (reads files, loads no
+        weights into memory; the hash is cached on disk)."""
+        if self._identity is None:
+            self._checkpoint = resolve_checkpoint(self.model)
+            self._identity = CheckpointIdentity(
+                name=self._checkpoint.name,
+                path=str(self._checkpoint.path),
+                revision=self._checkpoint.revision,
+                weights_sha256=weights_sha256(self._checkpoint),
+            )
+        return self._identity
+
+    @property
+    def embedder_loaded(self) -> bool:
+        return self._embedder is not None
+
+    def embedder(self):  # type: ignore[no-untyped-def]  # -> ClipEmbedder (imports torch)
+        if self._embedder is None:
+            from policy_engine.models.clip import ClipEmbedder
+
+            self._embedder = ClipEmbedder.load(
+                self.model, device=self.device, dtype=self.dtype, batch_size=self.batch_size
+            )
+        return self._embedder
+
+    def prompt_encoder(self, weights: str, model_name: str, model_path: str) -> PromptEncoder:
+        """A text encoder with exactly these weights: the loaded embedder, else the
+        configured checkpoint's text tower, else the one at the path the scan recorded."""
+        if weights in self._text_encoders:
+            return self._text_encoders[weights]
+        if self._embedder is not None and self._embedder.identity.weights_sha256 == weights:
+            return self._embedder
+        candidates = [self.model]
+        if model_path not in candidates and Path(model_path).is_dir():
+            candidates.append(model_path)
+        for candidate in candidates:
+            try:
+                found = resolve_checkpoint(candidate)
+            except ModelError:
+                continue
+            if weights_sha256(found) == weights:
+                from policy_engine.models.clip import load_text_encoder
+
+                encoder = load_text_encoder(
+                    str(found.path),
+                    device=self.device,
+                    dtype=self.dtype,
+                    batch_size=self.batch_size,
+                )
+                self._text_encoders[weights] = encoder
+                return encoder
+        raise ModelError(
+            f"stored frames were embedded by {model_name} (weights {weights[:19]}…), which is"
+            f" neither the configured model ({self.model}) nor still at {model_path}; new"
+            " prompts cannot be scored against them. Give that checkpoint with --model, or"
+            " rescan with `policy-engine scan --force`."
+        )

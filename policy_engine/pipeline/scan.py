@@ -1,0 +1,310 @@
+"""The main job: files in, stored scans, decisions and reports out.
+
+Per file: hash the content, probe, record the asset; reuse a completed scan of the same
+content with the same weights and sampling (unless forced), else sample, embed and
+score it and store frames, embeddings and thumbnails; then judge it against every rule
+set from the stored data (the very path re-evaluation takes, so both see the same
+numbers), append the decisions and write the report. A file that cannot be read
+becomes a failed scan with its reason, and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from policy_engine import __version__
+from policy_engine.analysis.scoring import categories_key
+from policy_engine.errors import MediaError
+from policy_engine.hashing import file_sha256, text_sha256
+from policy_engine.media.video import probe
+from policy_engine.models.provider import ModelProvider
+from policy_engine.pipeline.analysis import AnalysisOptions, AnalysisResult, analyze_video, rescore
+from policy_engine.pipeline.judging import _category_json, judge, outcome
+from policy_engine.policy.evaluate import Decision, combine
+from policy_engine.policy.model import RuleSet
+from policy_engine.store import NewDecision, ScanFrames, ScanModel, Store
+
+log = logging.getLogger(__name__)
+
+VIDEO_PATTERNS = (
+    "*.mp4", "*.m4v", "*.mov", "*.mxf", "*.mkv", "*.avi", "*.webm",
+    "*.ts", "*.mts", "*.m2ts", "*.mpg", "*.mpeg", "*.wmv", "*.flv",
+)  # fmt: skip
+THUMBNAIL_SIZE = 192  # long side, pixels: enough to see what was on screen
+
+SCANNED, REUSED, FAILED = "scanned", "reused", "failed"
+
+
+@dataclass
+class ScanOutcome:
+    path: str
+    status: str = FAILED  # scanned | reused | failed
+    seconds: float = 0.0
+    asset_id: int | None = None
+    scan_id: int | None = None
+    content_sha256: str | None = None
+    duration: float | None = None
+    decisions: list[tuple[int, Decision]] = field(default_factory=list)
+    error: str | None = None
+    report: str | None = None
+
+    @property
+    def verdict(self) -> dict[str, Any] | None:
+        return combine([d for _, d in self.decisions]) if self.decisions else None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "decisions"}
+        data["verdict"] = self.verdict
+        data["decisions"] = [{"id": i, **d.to_dict()} for i, d in self.decisions]
+        return data
+
+
+class ScanListener:
+    """Progress hooks for a front end; the defaults do nothing."""
+
+    def file_started(self, path: Path, index: int, total: int) -> None: ...
+
+    def progress(self, done_seconds: float, total_seconds: float) -> None: ...
+
+    def file_finished(self, outcome: ScanOutcome) -> None: ...
+
+
+def find_videos(paths: Iterable[Path], patterns: Sequence[str] = VIDEO_PATTERNS) -> list[Path]:
+    """Files as given (whatever their name); folders searched recursively for names
+    matching ``patterns`` (case-insensitive), hidden entries skipped, in name order."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            found.append(path)
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                lowered = name.lower()
+                if not name.startswith(".") and any(fnmatch.fnmatch(lowered, p) for p in patterns):
+                    found.append(Path(root) / name)
+    return list(dict.fromkeys(found))
+
+
+def sampling_record(options: AnalysisOptions) -> tuple[dict[str, Any], str]:
+    """What a scan records about its sampling, and the key under which it is reused
+    (everything that changes which frames are embedded, and how)."""
+    frames = {**options.sampling.describe(), "framing": options.framing.value}
+    key = text_sha256(json.dumps(frames, sort_keys=True))
+    return {**frames, "interval": options.interval_seconds}, key
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a video file"
+    if isinstance(exc, PermissionError):
+        return "cannot be read: permission denied"
+    return f"cannot be read: {exc.strerror or exc}"
+
+
+class Scanner:
+    def __init__(
+        self,
+        store: Store,
+        rulesets: Sequence[RuleSet],
+        models: ModelProvider,
+        options: AnalysisOptions,
+        *,
+        reports_dir: Path | None = None,
+        force: bool = False,
+        listener: ScanListener | None = None,
+    ) -> None:
+        if not rulesets:
+            raise ValueError("scanning needs at least one rule set")
+        self.store = store
+        self.rulesets = list(rulesets)
+        self.models = models
+        self.options = AnalysisOptions(
+            sampling=options.sampling,
+            framing=options.framing,
+            interval_seconds=options.interval_seconds,
+            thumbnail_size=options.thumbnail_size or THUMBNAIL_SIZE,
+        )
+        self.sampling, self.sampling_key = sampling_record(self.options)
+        self.reports_dir = reports_dir
+        self.force = force
+        self.listener = listener or ScanListener()
+
+    def scan(self, paths: Sequence[Path]) -> list[ScanOutcome]:
+        outcomes = []
+        for index, path in enumerate(paths):
+            self.listener.file_started(path, index, len(paths))
+            result = self.scan_file(path)
+            self.listener.file_finished(result)
+            outcomes.append(result)
+        return outcomes
+
+    def scan_file(self, path: Path) -> ScanOutcome:
+        started = time.perf_counter()
+        result = ScanOutcome(path=str(path))
+        try:
+            self._scan_file(path.absolute(), result)
+        finally:
+            result.seconds = time.perf_counter() - started
+        return result
+
+    # -- steps ---------------------------------------------------------------------------
+    def _scan_file(self, path: Path, result: ScanOutcome) -> None:
+        checkpoint = self.models.checkpoint()  # a missing model stops the run, not a file
+        model = ScanModel(
+            checkpoint.name, checkpoint.path, checkpoint.weights_sha256, checkpoint.revision
+        )
+        try:
+            result.content_sha256 = file_sha256(path)
+            size = path.stat().st_size
+        except OSError as exc:
+            self._fail(result, path, None, model, _os_reason(exc))
+            return
+        try:
+            info = probe(path)
+            probe_data, problem = asdict(info), None
+            result.duration = info.duration
+        except MediaError as exc:
+            probe_data, problem = None, exc.reason
+        result.asset_id = self.store.record_asset(
+            str(path), result.content_sha256, size, probe_data
+        )
+        if problem is not None:
+            self._fail(result, path, result.asset_id, model, problem)
+            return
+        reusable = None
+        if not self.force:
+            reusable = self.store.reusable_scan(
+                result.asset_id, model.weights_sha256, self.sampling_key
+            )
+        if reusable is None:
+            if not self._analyse(path, result, model):
+                return
+            result.status = SCANNED
+        else:
+            result.scan_id, result.status = reusable, REUSED
+        self._decide(result)
+
+    def _fail(
+        self, result: ScanOutcome, path: Path, asset_id: int | None, model: ScanModel, why: str
+    ) -> None:
+        scan_id = self._start(path, asset_id, model)
+        self.store.fail_scan(scan_id, why)
+        result.scan_id, result.status, result.error = scan_id, FAILED, why
+
+    def _start(self, path: Path, asset_id: int | None, model: ScanModel) -> int:
+        return self.store.start_scan(
+            path=str(path),
+            asset_id=asset_id,
+            sampling=self.sampling,
+            sampling_key=self.sampling_key,
+            model=model,
+            software_version=__version__,
+        )
+
+    def _analyse(self, path: Path, result: ScanOutcome, model: ScanModel) -> bool:
+        """Sample, embed, store; False (and a failed scan) if the video is unreadable."""
+        scan_id = result.scan_id = self._start(path, result.asset_id, model)
+        embedder = self.models.embedder()
+        try:
+            analysis = analyze_video(
+                path,
+                self.rulesets[0].categories,
+                embedder,
+                self.options,
+                progress=self.listener.progress,
+            )
+        except MediaError as exc:
+            self.store.fail_scan(scan_id, exc.reason)
+            result.status, result.error = FAILED, exc.reason
+            return False
+        except Exception as exc:  # one file's surprise must not stop the batch
+            log.exception("scan of %s failed unexpectedly", path)
+            why = f"internal error: {type(exc).__name__}: {exc}"
+            self.store.fail_scan(scan_id, why)
+            result.status, result.error = FAILED, why
+            return False
+        except BaseException:  # Ctrl-C, SIGTERM: the scan is not left 'running'
+            self.store.fail_scan(scan_id, "interrupted")
+            raise
+        self._store_analysis(scan_id, analysis, embedder)
+        return True
+
+    def _store_analysis(self, scan_id: int, analysis: AnalysisResult, embedder: Any) -> None:
+        identity = embedder.identity
+        self.store.complete_scan(
+            scan_id,
+            model=ScanModel(
+                name=identity.name,
+                path=identity.path,
+                weights_sha256=identity.weights_sha256,
+                revision=identity.revision,
+                device_asked=identity.device_asked,
+                device_used=identity.device_used,
+                dtype=identity.dtype,
+                embed_dim=identity.embed_dim,
+                logit_scale=embedder.logit_scale,
+            ),
+            frames=ScanFrames(
+                times=analysis.times,
+                embeddings=analysis.embeddings,
+                thumbnails=analysis.thumbnails,
+                window_start=analysis.coverage.start,
+                window_end=analysis.coverage.end,
+            ),
+            timings=analysis.timings,
+            decoding=analysis.decoding,
+        )
+        # Score every rule set's categories now, from full-precision embeddings; judging
+        # (now and at every re-evaluation) reads these back.
+        for ruleset in self.rulesets:
+            if tuple(ruleset.categories) == tuple(analysis.scores.categories):
+                probabilities = analysis.scores.probabilities
+            else:
+                probabilities = rescore(analysis, ruleset.categories, embedder)[0].probabilities
+            self.store.save_score_sets(
+                categories_key(ruleset.categories),
+                _category_json(ruleset.categories),
+                {scan_id: probabilities},
+            )
+
+    def _decide(self, result: ScanOutcome) -> None:
+        """Judge the stored scan; a new scan always gets new decisions, a reused one only
+        where the outcome differs from the asset's current decision."""
+        assert result.scan_id is not None and result.asset_id is not None
+        stored = self.store.completed_scans(scan_ids=[result.scan_id])
+        judging = judge(self.store, stored, self.rulesets, self.models)
+        if judging.problems:
+            result.error = "; ".join(problem for _, problem in judging.problems)
+        current = self.store.current_decisions([result.asset_id])
+        new: list[NewDecision] = []
+        existing: list[int | None] = []  # per judgement: the current decision it matches
+        for j in judging.judgements:
+            before = current.get((result.asset_id, j.ruleset.name))
+            same = before is not None and outcome(before) == outcome(j.decision)
+            if result.status == SCANNED or not same:
+                new.append(
+                    NewDecision(result.scan_id, result.asset_id, j.ruleset, j.decision, "scan")
+                )
+                existing.append(None)
+            else:
+                existing.append(before.id if before else None)
+        ids = iter(self.store.append_decisions(new))
+        result.decisions = [
+            (next(ids) if known is None else known, j.decision)
+            for known, j in zip(existing, judging.judgements, strict=True)
+        ]
+        if self.reports_dir is not None:
+            from policy_engine.reporting import write_asset_report
+
+            result.report = str(write_asset_report(self.store, result, self.reports_dir))

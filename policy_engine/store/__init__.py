@@ -1,0 +1,12 @@
+"""Persistence: the only package that speaks SQL (SQLAlchemy 2 + Alembic)."""
+
+from policy_engine.store.repository import (
+    CurrentDecision,
+    NewDecision,
+    ScanFrames,
+    ScanModel,
+    Store,
+    StoredScan,
+)
+
+__all__ = ["CurrentDecision", "NewDecision", "ScanFrames", "ScanModel", "Store", "StoredScan"]

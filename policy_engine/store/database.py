@@ -1,0 +1,195 @@
+"""Connecting to the database, and keeping its schema in step with the code.
+
+SQLite (the default: a file in the working folder) runs in WAL mode with a busy
+timeout, so a report reader never blocks the nightly writer and a second writer waits
+instead of failing at once. PostgreSQL is reached by URL (``postgresql://…`` uses
+psycopg 3). Alembic migrations in ``migrations/`` are the only way the schema is made:
+a new, empty database is migrated to the head on first use; an existing database whose
+schema is behind is refused with the command that fixes it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+
+from policy_engine.config import DEFAULT_DB_URL
+from policy_engine.errors import ConfigError, StoreError
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+class SchemaBehindError(StoreError):
+    """The database's schema is older than this software's: run ``policy-engine db upgrade``."""
+
+
+def default_url() -> str:
+    return DEFAULT_DB_URL
+
+
+def parse_url(text: str) -> URL:
+    """A SQLAlchemy URL; ``postgresql://`` means psycopg 3 (the driver we ship)."""
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ConfigError(
+            f"database URL {text!r} is not a URL; e.g. sqlite:///policy-engine.sqlite or"
+            " postgresql://user@host:5432/dbname"
+        ) from None
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def describe(url: URL) -> str:
+    """The URL without its password, for messages and logs."""
+    return url.render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; WAL-safe
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(text: str) -> Engine:
+    url = parse_url(text)
+    options: dict[str, Any] = {"future": True}
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            folder = Path(database).expanduser().resolve().parent
+            if not folder.is_dir():
+                raise StoreError(
+                    f"database {describe(url)}: folder {folder} does not exist; create it or"
+                    " point --db / POLICY_ENGINE_DB elsewhere"
+                )
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    else:
+        options["pool_pre_ping"] = True  # a server restarted overnight is not an error
+    try:
+        engine = create_engine(url, **options)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise ConfigError(f"database {describe(url)}: no driver for it ({exc})") from exc
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def explain_database_error(engine: Engine, exc: DBAPIError) -> str:
+    """What went wrong with the database, in words, and what to do."""
+    where = describe(engine.url)
+    detail = re.sub(r"\s+", " ", str(exc.orig)).strip()
+    if "locked" in detail or "busy" in detail:
+        return (
+            f"database {where} is locked by another process (waited"
+            f" {SQLITE_BUSY_TIMEOUT_S:g} s): {detail}. Retry when the other job has finished;"
+            " for several concurrent workers use PostgreSQL."
+        )
+    if isinstance(exc, OperationalError) and engine.url.get_backend_name() != "sqlite":
+        return (
+            f"cannot use database {where}: {detail}. Is the server running and reachable,"
+            " and is the URL (--db / POLICY_ENGINE_DB) right?"
+        )
+    return f"database {where}: {detail}"
+
+
+@contextmanager
+def database_errors(engine: Engine) -> Iterator[None]:
+    """Turn driver errors into StoreError with a readable message."""
+    try:
+        yield
+    except DBAPIError as exc:
+        raise StoreError(explain_database_error(engine, exc)) from exc
+
+
+# -- migrations ---------------------------------------------------------------------------
+def migrations_dir() -> Path:
+    if not (_MIGRATIONS / "env.py").is_file():
+        raise StoreError(
+            f"the Alembic migrations are missing (looked in {_MIGRATIONS}); reinstall"
+            " policy_engine from its source tree"
+        )
+    return _MIGRATIONS
+
+
+def _alembic_config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    config = _alembic_config(None)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None, "migrations/ holds no revision"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with database_errors(engine), engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
+    """Run the migrations up to ``revision``; returns (before, after)."""
+    from alembic import command
+
+    before = current_revision(engine)
+    with database_errors(engine), engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), revision)
+    return before, current_revision(engine) or ""
+
+
+def is_empty(engine: Engine) -> bool:
+    with database_errors(engine), engine.connect() as connection:
+        return not inspect(connection).get_table_names()
+
+
+def ensure_schema(engine: Engine, *, on_create: Callable[[str], None] | None = None) -> None:
+    """Make a new, empty database; refuse one whose schema is behind or ahead."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    where = describe(engine.url)
+    if current is None and is_empty(engine):
+        if on_create is not None:
+            on_create(f"new database {where}: creating the schema (migrations to {head})")
+        upgrade(engine)
+        return
+    if current is None:
+        raise SchemaBehindError(
+            f"database {where} has tables but no policy_engine schema version; it belongs to"
+            " something else. Point --db / POLICY_ENGINE_DB at a database of its own."
+        )
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(_alembic_config(None))
+    known = {script.revision for script in scripts.walk_revisions()}
+    if current not in known:
+        raise StoreError(
+            f"database {where} is at schema {current}, newer than this software knows"
+            f" (head {head}); upgrade policy_engine."
+        )
+    raise SchemaBehindError(
+        f"database {where} is at schema {current}, behind this software's {head}; run:"
+        f" policy-engine --db '{where}' db upgrade"
+    )

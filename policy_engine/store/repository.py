@@ -1,0 +1,634 @@
+"""Reading and writing what the engine knows. Every query lives here.
+
+Callers pass and receive plain values and dataclasses (numpy arrays for frame data);
+ORM rows come back only for read-only views (history, show), fully loaded and detached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, or_, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from policy_engine.errors import StoreError
+from policy_engine.policy.evaluate import Decision, Reason
+from policy_engine.policy.model import RuleSet
+from policy_engine.store import database
+from policy_engine.store.schema import (
+    Asset,
+    AssetPath,
+    DecisionRecord,
+    Frame,
+    Override,
+    ReasonRecord,
+    RuleSetRecord,
+    Scan,
+    ScoreSet,
+    utcnow,
+)
+
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+_IN_CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
+
+
+# -- values in and out ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScanModel:
+    """The model as far as it is known before (name, path, weights) and after loading."""
+
+    name: str
+    path: str
+    weights_sha256: str
+    revision: str | None = None
+    device_asked: str | None = None
+    device_used: str | None = None
+    dtype: str | None = None
+    embed_dim: int | None = None
+    logit_scale: float | None = None
+
+
+@dataclass(frozen=True)
+class ScanFrames:
+    """What a completed scan leaves behind for re-evaluation and reports."""
+
+    times: np.ndarray  # (F,) seconds
+    embeddings: Sequence[np.ndarray]  # per frame (crops, D)
+    thumbnails: Sequence[bytes | None]
+    window_start: float
+    window_end: float
+
+
+@dataclass(frozen=True)
+class StoredScan:
+    """A completed scan, as re-evaluation needs it (no embeddings until asked)."""
+
+    id: int
+    asset_id: int
+    path: str
+    model_name: str
+    model_path: str
+    weights_sha256: str
+    logit_scale: float
+    window_start: float
+    window_end: float
+    interval_seconds: float
+    times: np.ndarray
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class NewDecision:
+    scan_id: int
+    asset_id: int
+    ruleset: RuleSet
+    decision: Decision
+    cause: str  # scan | reevaluate
+
+
+@dataclass(frozen=True)
+class OverrideView:
+    id: int
+    reviewer: str
+    schedule: str | None
+    tags: tuple[str, ...] | None
+    justification: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CurrentDecision:
+    """The latest decision of one rule set about one asset, with its latest override."""
+
+    id: int
+    asset_id: int
+    scan_id: int
+    ruleset_name: str
+    ruleset_version: str
+    ruleset_sha256: str
+    schedule: str
+    tags: tuple[str, ...]
+    review: bool
+    warnings: tuple[str, ...]
+    fired: tuple[str, ...]
+    created_at: datetime
+    override: OverrideView | None = None
+    overrides_before: int = field(default=0)  # overrides on earlier decisions of this pair
+
+    @property
+    def effective_schedule(self) -> str:
+        return self.override.schedule if self.override and self.override.schedule else self.schedule
+
+    @property
+    def effective_tags(self) -> tuple[str, ...]:
+        if self.override is not None and self.override.tags is not None:
+            return self.override.tags
+        return self.tags
+
+
+# -- codecs ---------------------------------------------------------------------------------
+def embedding_bytes(vectors: np.ndarray) -> bytes:
+    """(crops, D) unit vectors as float16: half the bytes, cosine error ~1e-4."""
+    return np.ascontiguousarray(vectors, dtype=np.float16).tobytes()
+
+
+def embedding_from_bytes(data: bytes, crops: int) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.float16).astype(np.float32).reshape(crops, -1)
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), _IN_CHUNK):
+        yield ids[start : start + _IN_CHUNK]
+
+
+def _override_view(row: Override) -> OverrideView:
+    return OverrideView(
+        id=row.id,
+        reviewer=row.reviewer,
+        schedule=row.schedule,
+        tags=tuple(row.tags) if row.tags is not None else None,
+        justification=row.justification,
+        created_at=row.created_at,
+    )
+
+
+def _reason_row(position: int, kind: str, reason: Reason) -> ReasonRecord:
+    return ReasonRecord(
+        position=position,
+        kind=kind,
+        rule_id=reason.rule_id,
+        description=reason.description,
+        reference=reason.reference,
+        outcome=asdict(reason.outcome),
+        measurements=[asdict(m) for m in reason.measurements],
+        evidence=[asdict(e) for e in reason.evidence],
+    )
+
+
+class Store:
+    """The database of assets, scans, frames, rule sets, decisions and overrides."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, *, on_create: Callable[[str], None] | None = None) -> Store:
+        """Connect, make a new database's schema, refuse one whose schema is behind."""
+        engine = database.make_engine(url)
+        database.ensure_schema(engine, on_create=on_create)
+        return cls(engine)
+
+    @property
+    def url(self) -> str:
+        return database.describe(self.engine.url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with database.database_errors(self.engine), self._sessions() as session, session.begin():
+            yield session
+
+    # -- assets --------------------------------------------------------------------------
+    def record_asset(
+        self, path: str, content_sha256: str, size_bytes: int, probe: dict[str, Any] | None
+    ) -> int:
+        """The asset with this content (made on first sight), and this path noted for it."""
+        with self._transaction() as s:
+            asset = s.scalar(select(Asset).where(Asset.content_sha256 == content_sha256))
+            if asset is None:
+                asset = Asset(
+                    content_sha256=content_sha256, size_bytes=size_bytes, path=path, probe=probe
+                )
+                s.add(asset)
+                s.flush()
+            elif asset.probe is None and probe is not None:
+                asset.probe = probe
+            known = s.scalar(
+                select(AssetPath.id).where(AssetPath.asset_id == asset.id, AssetPath.path == path)
+            )
+            if known is None:
+                s.add(AssetPath(asset_id=asset.id, path=path))
+            return asset.id
+
+    def find_assets(self, ref: str) -> list[Asset]:
+        """Assets by id, content hash (or a prefix of its hex), or a path they were seen at."""
+        with self._transaction() as s:
+            seen_at = select(AssetPath.asset_id).where(
+                or_(AssetPath.path == ref, AssetPath.path.endswith("/" + ref, autoescape=True))
+            )
+            conditions = [Asset.id.in_(seen_at)]
+            digits = ref.removeprefix("sha256:")
+            if len(digits) >= 6 and all(c in "0123456789abcdef" for c in digits):
+                conditions.append(Asset.content_sha256.startswith("sha256:" + digits))
+            if ref.isdigit():
+                conditions.append(Asset.id == int(ref))
+            return list(s.scalars(select(Asset).where(or_(*conditions)).order_by(Asset.id)))
+
+    def assets(self) -> list[Asset]:
+        with self._transaction() as s:
+            return list(s.scalars(select(Asset).order_by(Asset.id)))
+
+    # -- scans ---------------------------------------------------------------------------
+    def reusable_scan(self, asset_id: int, weights_sha256: str, sampling_key: str) -> int | None:
+        """The latest completed scan of this content with these weights and sampling."""
+        with self._transaction() as s:
+            return s.scalar(
+                select(func.max(Scan.id)).where(
+                    Scan.asset_id == asset_id,
+                    Scan.weights_sha256 == weights_sha256,
+                    Scan.sampling_key == sampling_key,
+                    Scan.status == COMPLETED,
+                )
+            )
+
+    def start_scan(
+        self,
+        *,
+        path: str,
+        asset_id: int | None,
+        sampling: dict[str, Any],
+        sampling_key: str,
+        model: ScanModel,
+        software_version: str,
+    ) -> int:
+        with self._transaction() as s:
+            scan = Scan(
+                asset_id=asset_id,
+                path=path,
+                status=RUNNING,
+                sampling=sampling,
+                sampling_key=sampling_key,
+                software_version=software_version,
+                **self._model_columns(model),
+            )
+            s.add(scan)
+            s.flush()
+            return scan.id
+
+    @staticmethod
+    def _model_columns(model: ScanModel) -> dict[str, Any]:
+        return {
+            "model_name": model.name,
+            "model_path": model.path,
+            "model_revision": model.revision,
+            "weights_sha256": model.weights_sha256,
+            "device_asked": model.device_asked,
+            "device_used": model.device_used,
+            "dtype": model.dtype,
+            "embed_dim": model.embed_dim,
+            "logit_scale": model.logit_scale,
+        }
+
+    def complete_scan(
+        self,
+        scan_id: int,
+        *,
+        model: ScanModel,
+        frames: ScanFrames,
+        timings: dict[str, Any],
+        decoding: dict[str, Any],
+    ) -> None:
+        """Frames and the scan's completion in one transaction: all or nothing."""
+        times = np.asarray(frames.times, dtype=np.float64)
+        with self._transaction() as s:
+            scan = s.get_one(Scan, scan_id)
+            for column, value in self._model_columns(model).items():
+                setattr(scan, column, value)
+            scan.status = COMPLETED
+            scan.finished_at = utcnow()
+            scan.window_start = frames.window_start
+            scan.window_end = frames.window_end
+            scan.frame_count = len(times)
+            scan.frame_times = times.tobytes()
+            scan.timings = timings
+            scan.decoding = decoding
+            s.add_all(
+                Frame(
+                    scan_id=scan_id,
+                    index=index,
+                    time=float(time),
+                    crops=len(vectors),
+                    embedding=embedding_bytes(vectors),
+                    thumbnail=thumb,
+                )
+                for index, (time, vectors, thumb) in enumerate(
+                    zip(times, frames.embeddings, frames.thumbnails, strict=True)
+                )
+            )
+
+    def fail_scan(self, scan_id: int, reason: str) -> None:
+        with self._transaction() as s:
+            scan = s.get_one(Scan, scan_id)
+            scan.status = FAILED
+            scan.error = reason
+            scan.finished_at = utcnow()
+
+    def scan(self, scan_id: int) -> Scan:
+        with self._transaction() as s:
+            return s.get_one(Scan, scan_id)
+
+    def completed_scans(
+        self, *, since: datetime | None = None, scan_ids: Sequence[int] | None = None
+    ) -> list[StoredScan]:
+        """Each asset's latest completed scan (finished since ``since``), or these scans."""
+        with self._transaction() as s:
+            if scan_ids is None:
+                latest = (
+                    select(func.max(Scan.id))
+                    .where(Scan.status == COMPLETED, Scan.asset_id.is_not(None))
+                    .group_by(Scan.asset_id)
+                )
+                query = select(Scan).where(Scan.id.in_(latest))
+                if since is not None:
+                    query = query.where(Scan.finished_at >= since)
+                rows = list(s.scalars(query.order_by(Scan.id)))
+            else:
+                rows = []
+                for chunk in _chunks(list(scan_ids)):
+                    rows.extend(s.scalars(select(Scan).where(Scan.id.in_(chunk))))
+                rows.sort(key=lambda r: r.id)
+        return [self._stored_scan(row) for row in rows if row.status == COMPLETED]
+
+    @staticmethod
+    def _stored_scan(row: Scan) -> StoredScan:
+        assert row.asset_id is not None and row.finished_at is not None
+        return StoredScan(
+            id=row.id,
+            asset_id=row.asset_id,
+            path=row.path,
+            model_name=row.model_name,
+            model_path=row.model_path,
+            weights_sha256=row.weights_sha256,
+            logit_scale=float(row.logit_scale or 100.0),
+            window_start=float(row.window_start or 0.0),
+            window_end=float(row.window_end or 0.0),
+            interval_seconds=float(row.sampling.get("interval", 10.0)),
+            times=np.frombuffer(row.frame_times or b"", dtype=np.float64),
+            finished_at=row.finished_at,
+        )
+
+    def frame_embeddings(self, scan_ids: Sequence[int]) -> dict[int, list[np.ndarray]]:
+        """Per scan, each frame's (crops, D) float32 embeddings, in frame order."""
+        result: dict[int, list[np.ndarray]] = {i: [] for i in scan_ids}
+        with self._transaction() as s:
+            for chunk in _chunks(list(scan_ids)):
+                query = (
+                    select(Frame.scan_id, Frame.crops, Frame.embedding)
+                    .where(Frame.scan_id.in_(chunk))
+                    .order_by(Frame.scan_id, Frame.index)
+                )
+                for scan_id, crops, data in s.execute(query):
+                    result[scan_id].append(embedding_from_bytes(data, crops))
+        return result
+
+    def thumbnails(self, scan_id: int, indexes: Iterable[int]) -> dict[int, bytes]:
+        with self._transaction() as s:
+            query = select(Frame.index, Frame.thumbnail).where(
+                Frame.scan_id == scan_id, Frame.index.in_(sorted(set(indexes)))
+            )
+            return {i: data for i, data in s.execute(query) if data is not None}
+
+    # -- score sets ----------------------------------------------------------------------
+    def score_sets(self, scan_ids: Sequence[int], categories_sha256: str) -> dict[int, np.ndarray]:
+        """Stored (F, K) float32 probabilities for these scans under this category set."""
+        found: dict[int, np.ndarray] = {}
+        with self._transaction() as s:
+            for chunk in _chunks(list(scan_ids)):
+                query = select(ScoreSet.scan_id, ScoreSet.probabilities).where(
+                    ScoreSet.scan_id.in_(chunk), ScoreSet.categories_sha256 == categories_sha256
+                )
+                for scan_id, data in s.execute(query):
+                    found[scan_id] = np.frombuffer(data, dtype=np.float32)
+        return found
+
+    def save_score_sets(
+        self,
+        categories_sha256: str,
+        categories: list[dict[str, Any]],
+        probabilities: dict[int, np.ndarray],
+    ) -> None:
+        """Keep probabilities for re-use; sets already stored (by another run) are kept."""
+        if not probabilities:
+            return
+        with self._transaction() as s:
+            existing = set()
+            for chunk in _chunks(list(probabilities)):
+                existing.update(
+                    s.scalars(
+                        select(ScoreSet.scan_id).where(
+                            ScoreSet.scan_id.in_(chunk),
+                            ScoreSet.categories_sha256 == categories_sha256,
+                        )
+                    )
+                )
+            s.add_all(
+                ScoreSet(
+                    scan_id=scan_id,
+                    categories_sha256=categories_sha256,
+                    categories=categories,
+                    probabilities=np.ascontiguousarray(probs, dtype=np.float32).tobytes(),
+                )
+                for scan_id, probs in probabilities.items()
+                if scan_id not in existing
+            )
+
+    # -- rule sets and decisions --------------------------------------------------------
+    def _ruleset_ids(self, s: Session, rulesets: Iterable[RuleSet]) -> dict[str, int]:
+        """Rule set id by content hash, storing texts not seen before."""
+        wanted = {r.sha256: r for r in rulesets}
+        query = select(RuleSetRecord.sha256, RuleSetRecord.id).where(
+            RuleSetRecord.sha256.in_(list(wanted))
+        )
+        ids = {sha: ruleset_id for sha, ruleset_id in s.execute(query)}
+        for sha, ruleset in wanted.items():
+            if sha not in ids:
+                record = RuleSetRecord(
+                    sha256=sha,
+                    name=ruleset.name,
+                    version=ruleset.version,
+                    text=ruleset.text,
+                    path=ruleset.path,
+                )
+                s.add(record)
+                s.flush()
+                ids[sha] = record.id
+        return ids
+
+    def append_decisions(self, new: Sequence[NewDecision]) -> list[int]:
+        """Insert decisions with their reasons in one transaction; returns their ids."""
+        if not new:
+            return []
+        with self._transaction() as s:
+            ruleset_ids = self._ruleset_ids(s, (n.ruleset for n in new))
+            rows = []
+            for item in new:
+                d = item.decision
+                row = DecisionRecord(
+                    scan_id=item.scan_id,
+                    asset_id=item.asset_id,
+                    ruleset_id=ruleset_ids[item.ruleset.sha256],
+                    ruleset_name=item.ruleset.name,
+                    schedule=d.schedule,
+                    tags=list(d.tags),
+                    review=d.review,
+                    warnings=list(d.warnings),
+                    slots=[asdict(slot) for slot in d.slots],
+                    cause=item.cause,
+                )
+                row.reasons = [_reason_row(i, "fired", r) for i, r in enumerate(d.reasons)] + [
+                    _reason_row(len(d.reasons) + i, "near_miss", r)
+                    for i, r in enumerate(d.near_misses)
+                ]
+                rows.append(row)
+            s.add_all(rows)
+            s.flush()
+            return [row.id for row in rows]
+
+    def current_decisions(
+        self, asset_ids: Sequence[int] | None = None
+    ) -> dict[tuple[int, str], CurrentDecision]:
+        """The latest decision per (asset, rule set name), with its latest override."""
+        with self._transaction() as s:
+            latest = select(func.max(DecisionRecord.id)).group_by(
+                DecisionRecord.asset_id, DecisionRecord.ruleset_name
+            )
+            if asset_ids is not None:
+                latest = latest.where(DecisionRecord.asset_id.in_(list(asset_ids)))
+            rows = list(
+                s.execute(
+                    select(DecisionRecord, RuleSetRecord.version, RuleSetRecord.sha256)
+                    .join(RuleSetRecord, RuleSetRecord.id == DecisionRecord.ruleset_id)
+                    .where(DecisionRecord.id.in_(latest))
+                ).tuples()
+            )
+            ids = [row[0].id for row in rows]
+            fired: dict[int, list[str]] = {i: [] for i in ids}
+            overrides: dict[int, Override] = {}
+            for chunk in _chunks(ids):
+                for decision_id, rule_id in s.execute(
+                    select(ReasonRecord.decision_id, ReasonRecord.rule_id)
+                    .where(ReasonRecord.decision_id.in_(chunk), ReasonRecord.kind == "fired")
+                    .order_by(ReasonRecord.decision_id, ReasonRecord.position)
+                ):
+                    fired[decision_id].append(rule_id)
+                for override in s.scalars(
+                    select(Override).where(Override.decision_id.in_(chunk)).order_by(Override.id)
+                ):
+                    overrides[override.decision_id] = override  # the latest wins
+            earlier = self._earlier_override_counts(s, rows)
+        return {
+            (d.asset_id, d.ruleset_name): CurrentDecision(
+                id=d.id,
+                asset_id=d.asset_id,
+                scan_id=d.scan_id,
+                ruleset_name=d.ruleset_name,
+                ruleset_version=version,
+                ruleset_sha256=sha,
+                schedule=d.schedule,
+                tags=tuple(d.tags),
+                review=d.review,
+                warnings=tuple(d.warnings),
+                fired=tuple(fired[d.id]),
+                created_at=d.created_at,
+                override=_override_view(overrides[d.id]) if d.id in overrides else None,
+                overrides_before=earlier.get((d.asset_id, d.ruleset_name), 0),
+            )
+            for d, version, sha in rows
+        }
+
+    @staticmethod
+    def _earlier_override_counts(
+        s: Session, rows: Sequence[tuple[DecisionRecord, str, str]]
+    ) -> dict[tuple[int, str], int]:
+        """Overrides left on decisions that a later decision superseded, per pair
+        (overrides are rare: one query over all of them is cheap)."""
+        latest_ids = {row[0].id for row in rows}
+        counts: dict[tuple[int, str], int] = {}
+        query = select(
+            DecisionRecord.asset_id, DecisionRecord.ruleset_name, DecisionRecord.id
+        ).join(Override, Override.decision_id == DecisionRecord.id)
+        for asset_id, name, decision_id in s.execute(query):
+            if decision_id not in latest_ids:
+                counts[(asset_id, name)] = counts.get((asset_id, name), 0) + 1
+        return counts
+
+    # -- review --------------------------------------------------------------------------
+    def add_override(
+        self,
+        decision_id: int,
+        *,
+        reviewer: str,
+        justification: str,
+        schedule: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> int:
+        if not reviewer.strip():
+            raise StoreError("an override needs the reviewer's name")
+        if not justification.strip():
+            raise StoreError("an override needs a justification")
+        with self._transaction() as s:
+            if s.get(DecisionRecord, decision_id) is None:
+                raise StoreError(f"no decision {decision_id}; see `policy-engine history`")
+            row = Override(
+                decision_id=decision_id,
+                reviewer=reviewer.strip(),
+                schedule=schedule,
+                tags=list(tags) if tags is not None else None,
+                justification=justification.strip(),
+            )
+            s.add(row)
+            s.flush()
+            return row.id
+
+    # -- inspecting ----------------------------------------------------------------------
+    def decision(self, decision_id: int) -> DecisionRecord | None:
+        """One decision with its rule set, scan (and asset), reasons and overrides."""
+        with self._transaction() as s:
+            return s.scalar(
+                select(DecisionRecord)
+                .where(DecisionRecord.id == decision_id)
+                .options(
+                    selectinload(DecisionRecord.ruleset),
+                    selectinload(DecisionRecord.scan).selectinload(Scan.asset),
+                    selectinload(DecisionRecord.reasons),
+                    selectinload(DecisionRecord.overrides),
+                )
+            )
+
+    def asset_history(self, asset_id: int) -> tuple[Asset, list[Scan], list[DecisionRecord]]:
+        """An asset, its scans and its decisions (with overrides), oldest first."""
+        with self._transaction() as s:
+            asset = s.scalar(
+                select(Asset).where(Asset.id == asset_id).options(selectinload(Asset.paths))
+            )
+            if asset is None:
+                raise StoreError(f"no asset {asset_id}")
+            scans = list(s.scalars(select(Scan).where(Scan.asset_id == asset_id).order_by(Scan.id)))
+            decisions = list(
+                s.scalars(
+                    select(DecisionRecord)
+                    .where(DecisionRecord.asset_id == asset_id)
+                    .options(
+                        selectinload(DecisionRecord.ruleset),
+                        selectinload(DecisionRecord.overrides),
+                        selectinload(DecisionRecord.reasons),
+                    )
+                    .order_by(DecisionRecord.id)
+                )
+            )
+            return asset, scans, decisions
+
+    def failed_scans(self, *, since: datetime | None = None) -> list[Scan]:
+        with self._transaction() as s:
+            query = select(Scan).where(Scan.status == FAILED)
+            if since is not None:
+                query = query.where(Scan.finished_at >= since)
+            return list(s.scalars(query.order_by(Scan.id)))

@@ -1,0 +1,264 @@
+"""The tables: SQLAlchemy 2 declarative models. Alembic migrations (``migrations/``) are
+the only way they are created; a test proves the two agree.
+
+What an audit needs, months later: the asset (by content hash), every scan of it with
+the model identity and sampling that produced it, the sampled frames (a compact
+embedding and a thumbnail each), the exact text of every rule set used, and the
+decisions with their reasons and human overrides.
+
+Decisions, reasons and overrides are append-only: the engine only ever inserts them
+(the ORM refuses updates and deletes, and database triggers do the same for anyone
+else). The current verdict of an asset is derived: its latest decision per rule set,
+with the latest override of that decision applied.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint names, so migrations can refer to them on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+HASH = 80  # "sha256:" + 64 hex digits
+APPEND_ONLY_TABLES = ("decisions", "reasons", "overrides")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out; SQLite stores no zone, so naive values read back
+    are UTC by construction."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: store times as timezone-aware UTC")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Asset(Base):
+    """One piece of content, identified by the SHA-256 of its bytes."""
+
+    __tablename__ = "assets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_sha256: Mapped[str] = mapped_column(String(HASH), unique=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(Text)  # where it was first seen
+    probe: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    paths: Mapped[list[AssetPath]] = relationship(back_populates="asset")
+
+
+class AssetPath(Base):
+    """Every path an asset has been seen at (copies, renames)."""
+
+    __tablename__ = "asset_paths"
+    __table_args__ = (UniqueConstraint("asset_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), index=True)
+    path: Mapped[str] = mapped_column(Text, index=True)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    asset: Mapped[Asset] = relationship(back_populates="paths")
+
+
+class Scan(Base):
+    """One analysis of one file: what was sampled, by which model, on what, how it went.
+
+    ``asset_id`` is empty only for a file that could not even be read (no content hash).
+    ``sampling_key`` fingerprints sampling + framing + interval: a scan is reused for
+    the same content, weights and sampling_key."""
+
+    __tablename__ = "scans"
+    __table_args__ = (Index("ix_scans_reuse", "asset_id", "weights_sha256", "sampling_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running|completed|failed
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    sampling: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sampling_key: Mapped[str] = mapped_column(String(HASH))
+    model_name: Mapped[str] = mapped_column(Text)
+    model_path: Mapped[str] = mapped_column(Text)
+    model_revision: Mapped[str | None] = mapped_column(String(64))
+    weights_sha256: Mapped[str] = mapped_column(String(HASH))
+    device_asked: Mapped[str | None] = mapped_column(String(16))
+    device_used: Mapped[str | None] = mapped_column(String(16))
+    dtype: Mapped[str | None] = mapped_column(String(16))
+    embed_dim: Mapped[int | None] = mapped_column(Integer)
+    logit_scale: Mapped[float | None] = mapped_column(Float)
+    software_version: Mapped[str] = mapped_column(String(32))
+    window_start: Mapped[float | None] = mapped_column(Float)
+    window_end: Mapped[float | None] = mapped_column(Float)
+    frame_count: Mapped[int | None] = mapped_column(Integer)
+    frame_times: Mapped[bytes | None] = mapped_column(LargeBinary)  # float64 seconds
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    decoding: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    asset: Mapped[Asset | None] = relationship()
+
+
+class Frame(Base):
+    """One sampled frame: its time, its image embedding(s) as float16 bytes, and a JPEG
+    thumbnail for evidence."""
+
+    __tablename__ = "frames"
+    __table_args__ = (UniqueConstraint("scan_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    index: Mapped[int] = mapped_column(Integer)
+    time: Mapped[float] = mapped_column(Float)
+    crops: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # (crops, D) float16
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)  # JPEG
+
+
+class ScoreSet(Base):
+    """Per-frame category probabilities of one scan for one set of categories (their
+    names, prompts and null flags, fingerprinted). Threshold edits re-use these; a new
+    prompt makes a new score set from the stored embeddings."""
+
+    __tablename__ = "score_sets"
+    __table_args__ = (UniqueConstraint("scan_id", "categories_sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    categories_sha256: Mapped[str] = mapped_column(String(HASH))
+    categories: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    probabilities: Mapped[bytes] = mapped_column(LargeBinary)  # (F, K) float32
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RuleSetRecord(Base):
+    """The exact text of a rule set, content-addressed."""
+
+    __tablename__ = "rulesets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(HASH), unique=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DecisionRecord(Base):
+    """What one rule set decided about one scan. Append-only."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_current", "asset_id", "ruleset_name", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"), index=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+    ruleset_id: Mapped[int] = mapped_column(ForeignKey("rulesets.id"))
+    ruleset_name: Mapped[str] = mapped_column(String(200))
+    schedule: Mapped[str] = mapped_column(String(64))
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    review: Mapped[bool] = mapped_column(Boolean)
+    warnings: Mapped[list[str]] = mapped_column(JSON)
+    slots: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    cause: Mapped[str] = mapped_column(String(32))  # scan | reevaluate
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    ruleset: Mapped[RuleSetRecord] = relationship()
+    scan: Mapped[Scan] = relationship()
+    reasons: Mapped[list[ReasonRecord]] = relationship(order_by="ReasonRecord.position")
+    overrides: Mapped[list[Override]] = relationship(order_by="Override.id")
+
+
+class ReasonRecord(Base):
+    """A rule that fired (or nearly did) with every clause measured and its evidence
+    frames (indexes into the scan's frames). Append-only."""
+
+    __tablename__ = "reasons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # fired | near_miss
+    rule_id: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
+    measurements: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+class Override(Base):
+    """A reviewer's ruling on a decision. Append-only: a later override supersedes."""
+
+    __tablename__ = "overrides"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    schedule: Mapped[str | None] = mapped_column(String(64))
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
+    justification: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AppendOnlyError(RuntimeError):
+    pass
+
+
+def _refuse(kind: str):  # type: ignore[no-untyped-def]
+    def listener(mapper: Any, connection: Any, target: Any) -> None:
+        raise AppendOnlyError(
+            f"{target.__tablename__} are append-only: record a new row instead of {kind}"
+        )
+
+    return listener
+
+
+for _model in (DecisionRecord, ReasonRecord, Override):
+    event.listen(_model, "before_update", _refuse("updating one"))
+    event.listen(_model, "before_delete", _refuse("deleting one"))
