@@ -23,6 +23,11 @@ install venv: $(VENV)/.installed
 run: install
 	$(VENV)/bin/policy-engine demo
 
+# The storage tests also run against the local PostgreSQL server (skipped, with the
+# reason, where it is absent); point this elsewhere to use another.
+POLICY_ENGINE_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+export POLICY_ENGINE_TEST_POSTGRES_URL
+
 test: install
 	$(PY) -m pytest -q
 

@@ -48,3 +48,65 @@ def shared_media() -> Path:
     if not SHARED_MEDIA.is_dir():
         pytest.skip(f"real clips not present at {SHARED_MEDIA} (see ../shared/media/README.md)")
     return SHARED_MEDIA
+
+
+# -- databases ------------------------------------------------------------------------------
+# The storage suite runs against SQLite and PostgreSQL. PostgreSQL comes from
+# POLICY_ENGINE_TEST_POSTGRES_URL (the Makefile points it at the local server); each test
+# gets a schema of its own, dropped afterwards, so runs can share one server.
+POSTGRES_ENV = "POLICY_ENGINE_TEST_POSTGRES_URL"
+
+
+def _postgres_admin_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """A fresh, empty database URL of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'engine.sqlite'}"
+        return
+    yield from _postgres_schema(request)
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest):
+    yield from _postgres_schema(request)
+
+
+def _postgres_schema(request: pytest.FixtureRequest):
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from policy_engine.store.database import make_engine
+
+    admin = make_engine(_postgres_admin_url())
+    schema = f"pe_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable at {os.environ[POSTGRES_ENV]}: {exc.orig}")
+    separator = "&" if "?" in os.environ[POSTGRES_ENV] else "?"
+    try:
+        yield f"{os.environ[POSTGRES_ENV]}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(db_url: str):
+    from policy_engine.store import Store
+
+    opened = Store.open(db_url)
+    yield opened
+    opened.close()

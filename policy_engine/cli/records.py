@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,6 +43,7 @@ from policy_engine.cli.common import (
 from policy_engine.config import Settings
 from policy_engine.errors import ConfigError, PolicyEngineError
 from policy_engine.media.timecode import format_timecode
+from policy_engine.policy.evaluate import Measurement
 
 RulesPathOpt = Annotated[
     Path | None,
@@ -100,7 +102,7 @@ class _ProgressListener:
     def file_finished(self, outcome: Any) -> None:
         self.bars.advance(self.files)
         mark = {"failed": "[red]failed[/]", "reused": "reused"}.get(outcome.status, "scanned")
-        self.bars.console.print(f"{mark} {outcome.path}", highlight=False)
+        self.bars.console.print(f"{mark} {escape(outcome.path)}", highlight=False)
 
 
 @app.command()
@@ -192,10 +194,10 @@ def _print_scan_summary(outcomes: list[Any], reports: Path) -> None:
     for o in outcomes:
         verdict = o.verdict
         table.add_row(
-            o.path,
+            escape(o.path),
             o.status,
-            verdict["schedule"] if verdict else f"[red]{o.error}[/]",
-            ", ".join(verdict["tags"]) if verdict else "",
+            verdict["schedule"] if verdict else f"[red]{escape(o.error or '')}[/]",
+            escape(", ".join(verdict["tags"])) if verdict else "",
             "REVIEW" if verdict and verdict["review"] else "",
             f"{o.seconds:.1f} s",
         )
@@ -206,6 +208,7 @@ def _print_scan_summary(outcomes: list[Any], reports: Path) -> None:
         f" (already scanned alike; --force to redo), {counts['failed']} failed."
         f" Reports in {reports}/",
         highlight=False,
+        markup=False,
     )
 
 
@@ -329,13 +332,16 @@ def _reevaluation_dict(result: Any) -> dict[str, Any]:
 def _print_reevaluation(result: Any) -> None:
     names = ", ".join(f"{r.name} v{r.version}" for r in result.rulesets)
     if result.dry_run:
-        out.print(f"[bold]dry run[/] (nothing written): if {names} were live,", highlight=False)
+        out.print(
+            f"[bold]dry run[/] (nothing written): if {escape(names)} were live,", highlight=False
+        )
     changed_assets = len({c.asset_id for c in result.changes})
     verb = "would change" if result.dry_run else "changed"
     out.print(
         f"{changed_assets} of {result.scans} scanned asset(s) {verb} verdict"
         f" ({len(result.changes)} rule-set decision(s); {result.unchanged} unchanged)",
         highlight=False,
+        markup=False,
     )
     transitions: dict[tuple[str, str], int] = {}
     for c in result.changes:
@@ -343,7 +349,7 @@ def _print_reevaluation(result: Any) -> None:
         transitions[(before, c.after.schedule)] = transitions.get((before, c.after.schedule), 0) + 1
     for (before, after), count in sorted(transitions.items()):
         if before != after:
-            out.print(f"  {count} from {before} to {after}", highlight=False)
+            out.print(f"  {count} from {before} to {after}", highlight=False, markup=False)
     if result.changes:
         table = Table(show_edge=False, header_style="bold")
         for column in ("asset", "rule set", "before", "after", "why"):
@@ -355,20 +361,24 @@ def _print_reevaluation(result: Any) -> None:
                 else "-"
             )
             table.add_row(
-                c.path,
-                c.ruleset,
-                before,
-                _verdict_text(c.after.schedule, c.after.tags, c.after.review),
-                "\n".join(c.why),
+                escape(c.path),
+                escape(c.ruleset),
+                escape(before),
+                escape(_verdict_text(c.after.schedule, c.after.tags, c.after.review)),
+                escape("\n".join(c.why)),
             )
         out.print(table)
     for scan, problem in result.problems:
-        err.print(f"[yellow]skipped[/] scan {scan.id} ({scan.path}): {problem}", highlight=False)
+        err.print(
+            f"[yellow]skipped[/] scan {scan.id} ({escape(scan.path)}): {escape(problem)}",
+            highlight=False,
+        )
     tail = "nothing written" if result.dry_run else f"{result.appended} decision(s) recorded"
     out.print(
         f"{result.from_stored_scores} judged on stored probabilities, {result.rescored} rescored"
         f" with the text tower; {result.seconds:.2f} s; {tail}.",
         highlight=False,
+        markup=False,
     )
 
 
@@ -414,15 +424,15 @@ def _print_assets(store: Any) -> None:
         overridden = any(d.override for d in mine)
         table.add_row(
             str(a.id),
-            a.path,
+            escape(a.path),
             a.content_sha256[7:19],
-            schedule + (" (overridden)" if overridden else ""),
-            ", ".join(sorted({t for d in mine for t in d.effective_tags})),
+            escape(schedule) + (" (overridden)" if overridden else ""),
+            escape(", ".join(sorted({t for d in mine for t in d.effective_tags}))),
             "REVIEW" if any(d.review and not d.override for d in mine) else "",
             _when(max((d.created_at for d in mine), default=None)),
         )
     out.print(table)
-    out.print(f"{len(assets)} asset(s) in {store.url}", highlight=False)
+    out.print(f"{len(assets)} asset(s) in {store.url}", highlight=False, markup=False)
 
 
 def _print_asset_history(store: Any, asset_id: int) -> None:
@@ -433,7 +443,7 @@ def _print_asset_history(store: Any, asset_id: int) -> None:
         highlight=False,
     )
     for p in asset.paths:
-        out.print(f"  seen at {p.path} ({_when(p.first_seen)})", highlight=False)
+        out.print(f"  seen at {p.path} ({_when(p.first_seen)})", highlight=False, markup=False)
     for s in scans:
         detail = (
             s.error
@@ -443,7 +453,11 @@ def _print_asset_history(store: Any, asset_id: int) -> None:
                 f" on {s.device_used} (asked {s.device_asked}), {s.dtype}"
             )
         )
-        out.print(f"  scan {s.id} {_when(s.started_at)} {s.status}: {detail}", highlight=False)
+        out.print(
+            f"  scan {s.id} {_when(s.started_at)} {s.status}: {detail}",
+            highlight=False,
+            markup=False,
+        )
     for d in decisions:
         _print_decision_line(d)
 
@@ -454,9 +468,10 @@ def _print_decision_line(d: Any) -> None:
         f" {d.ruleset.name} v{d.ruleset.version} {d.ruleset.sha256[:19]}… ->"
         f" {_verdict_text(d.schedule, d.tags, d.review)}",
         highlight=False,
+        markup=False,
     )
     for o in d.overrides:
-        out.print(f"    {_override_text(o)}", highlight=False)
+        out.print(f"    {_override_text(o)}", highlight=False, markup=False)
 
 
 def _override_text(o: Any) -> str:
@@ -492,45 +507,46 @@ def show(
     s = d.scan
     out.print(
         f"[bold]decision {d.id}[/] ({d.cause}, {_when(d.created_at)}):"
-        f" [bold]{_verdict_text(d.schedule, d.tags, d.review)}[/]",
+        f" [bold]{escape(_verdict_text(d.schedule, d.tags, d.review))}[/]",
         highlight=False,
     )
-    out.print(f"  asset {d.asset_id}: {s.path} ({s.asset.content_sha256})", highlight=False)
+    out.print(
+        f"  asset {d.asset_id}: {s.path} ({s.asset.content_sha256})", highlight=False, markup=False
+    )
     out.print(
         f"  rule set {d.ruleset.name} v{d.ruleset.version} {d.ruleset.sha256} ({d.ruleset.path})",
         highlight=False,
+        markup=False,
     )
     out.print(
         f"  scan {s.id} {_when(s.started_at)}: model {s.model_name} {s.weights_sha256} on"
         f" {s.device_used} (asked {s.device_asked}), {s.dtype}; sampling {s.sampling};"
         f" policy_engine {s.software_version}",
         highlight=False,
+        markup=False,
     )
     for slot in d.slots:
         out.print(
             f"  {slot['territory']}: {slot['window'] or slot['earliest']} ({slot['timezone']})",
             highlight=False,
+            markup=False,
         )
     for w in d.warnings:
-        out.print(f"  warning: {w}", highlight=False)
+        out.print(f"  warning: {w}", highlight=False, markup=False)
     for r in d.reasons:
         title = "fired" if r.kind == "fired" else "near miss"
         ref = f" [{r.reference}]" if r.reference else ""
-        out.print(f"  {title}: {r.rule_id}{ref} {r.description}", highlight=False)
+        out.print(f"  {title}: {r.rule_id}{ref} {r.description}", highlight=False, markup=False)
         for m in r.measurements:
-            measured = "never" if m["measured"] is None else f"{m['measured']:.4g}"
-            out.print(
-                f"    {m['category']} {m['metric']} {m['threshold']:.4g}: measured {measured}",
-                highlight=False,
-            )
+            out.print(f"    {Measurement(**m).describe()}", highlight=False, markup=False)
         if r.evidence:
             frames = ", ".join(
                 f"#{e['frame']} {format_timecode(e['time'])} p={e['probability']:.2f}"
                 for e in r.evidence
             )
-            out.print(f"    evidence: {frames}", highlight=False)
+            out.print(f"    evidence: {frames}", highlight=False, markup=False)
     for o in d.overrides:
-        out.print(f"  {_override_text(o)}", highlight=False)
+        out.print(f"  {_override_text(o)}", highlight=False, markup=False)
 
 
 def _decision_dict(d: Any) -> dict[str, Any]:
@@ -626,7 +642,9 @@ def override(
         )
     except PolicyEngineError as exc:
         raise fail(exc) from None
-    out.print(f"override {override_id} recorded on decision {decision}", highlight=False)
+    out.print(
+        f"override {override_id} recorded on decision {decision}", highlight=False, markup=False
+    )
 
 
 # -- the database -------------------------------------------------------------------------------
@@ -643,9 +661,11 @@ def db_upgrade(ctx: typer.Context, config: ConfigOpt = None) -> None:
         raise fail(exc) from None
     where = database.describe(engine.url)
     if before == after:
-        out.print(f"{where}: schema already at {after}", highlight=False)
+        out.print(f"{where}: schema already at {after}", highlight=False, markup=False)
     else:
-        out.print(f"{where}: schema {before or '(empty)'} -> {after}", highlight=False)
+        out.print(
+            f"{where}: schema {before or '(empty)'} -> {after}", highlight=False, markup=False
+        )
 
 
 @db_app.command("status")
@@ -669,6 +689,7 @@ def db_status(ctx: typer.Context, config: ConfigOpt = None) -> None:
         f"{database.describe(engine.url)} ({settings.source_of('db')}): schema"
         f" {current or '(none)'}, software {head}: {state}",
         highlight=False,
+        markup=False,
     )
     if current is not None and current != head:
         raise typer.Exit(5)

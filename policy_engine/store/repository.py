@@ -502,13 +502,12 @@ class Store:
             )
             if asset_ids is not None:
                 latest = latest.where(DecisionRecord.asset_id.in_(list(asset_ids)))
-            rows = list(
-                s.execute(
-                    select(DecisionRecord, RuleSetRecord.version, RuleSetRecord.sha256)
-                    .join(RuleSetRecord, RuleSetRecord.id == DecisionRecord.ruleset_id)
-                    .where(DecisionRecord.id.in_(latest))
-                ).tuples()
+            query = (
+                select(DecisionRecord, RuleSetRecord.version, RuleSetRecord.sha256)
+                .join(RuleSetRecord, RuleSetRecord.id == DecisionRecord.ruleset_id)
+                .where(DecisionRecord.id.in_(latest))
             )
+            rows = [(d, version, sha) for d, version, sha in s.execute(query)]
             ids = [row[0].id for row in rows]
             fired: dict[int, list[str]] = {i: [] for i in ids}
             overrides: dict[int, Override] = {}
