@@ -144,16 +144,22 @@ def test_model_make_tiny(tmp_path: Path) -> None:
     assert code == 0 and (tmp_path / "m" / "model.safetensors").is_file()
 
 
-def test_demo_runs_offline_with_the_shipped_rules(
+def test_demo_runs_the_main_job_offline_with_the_shipped_rules(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # where rules/ is
+    monkeypatch.setenv("POLICY_ENGINE_REPORTS", str(tmp_path / "reports"))
     code, stdout, stderr = run("demo", "--workdir", str(tmp_path))
     assert code == 0, stderr
-    assert "tiny random-weight model" in stderr
-    for name in ("uk-trailers", "us-broadcast", "genre-tags"):
-        assert f"decision ({name} v1" in stdout
-    assert "verdict over 3 rule sets" in stdout
+    assert "tiny random-weight model" in stderr and "new database" in stderr
+    rows = {Path(line.split()[0]).name: line for line in stdout.splitlines() if ".mp4 " in line}
+    assert "scanned" in rows["demo-trailer.mp4"] and "scanned" in rows["demo-nature.mp4"]
+    assert "failed" in rows["broken-transfer.mp4"]
+    assert "3 file(s): 2 scanned, 0 reused" in stdout
+    assert len(list((tmp_path / "reports").glob("demo-*.html"))) == 2
+    assert (tmp_path / "policy-engine.sqlite").is_file()
+    code, stdout, _ = run("demo", "--workdir", str(tmp_path))
+    assert code == 0 and "0 scanned, 2 reused" in stdout
 
 
 def test_analyze_with_a_folder_of_rule_sets(colour_video: Path, tiny_clip_dir: Path) -> None:

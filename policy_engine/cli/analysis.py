@@ -263,32 +263,3 @@ def make_tiny(
     out.print(f"tiny CLIP checkpoint written to {path} (random weights: labels mean nothing)")
 
 
-@app.command()
-def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the demo's model and clip go.")] = Path(
-        ".demo"
-    ),
-    video: Annotated[Path | None, typer.Argument(help="A video; default: generated.")] = None,
-) -> None:
-    """Run the engine end to end offline: tiny checkpoint + a generated (or given) clip."""
-    from policy_engine.demo import prepare_demo
-
-    try:
-        model_dir, clip = prepare_demo(workdir, video)
-        settings = load_settings({"model": str(model_dir)})
-        err.print(
-            f"demo: tiny random-weight model at {model_dir} (labels mean nothing); real use:"
-            " --model openai/clip-vit-base-patch32 (see README)",
-            highlight=False,
-        )
-        rules_path = Path(settings.rules)
-        rulesets = load_rulesets(rules_path) if rules_path.exists() else []
-        categories = list(rulesets[0].categories) if rulesets else _categories(None, None)
-        result, decisions = _analyse_and_decide(
-            clip, categories, rulesets, settings, None, None, None, False
-        )
-    except PolicyEngineError as exc:
-        raise fail(exc) from None
-    _report(result, decisions, as_json=False)
-
-

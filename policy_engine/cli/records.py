@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -131,8 +132,7 @@ def scan(
     as_json: JsonOpt = False,
 ) -> None:
     """Scan videos: sample, classify, measure, decide against the rule sets, store, report."""
-    from policy_engine.api import analysis_options, settings_for_ruleset
-    from policy_engine.pipeline.scan import Scanner, find_videos
+    from policy_engine.pipeline.scan import find_videos
 
     try:
         settings = settings_for(
@@ -151,20 +151,39 @@ def scan(
             config,
         )
         rulesets = _rulesets(settings, rules)
-        settings = settings_for_ruleset(settings, rulesets[0])
         files = find_videos(paths)
         if not files:
             raise ConfigError(f"no video files in {', '.join(map(str, paths))}")
-        store = open_store(settings)
-        progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            disable=as_json or not err.is_terminal,
-            transient=True,
-        )
+        outcomes = scan_files(settings, rulesets, files, force=force, quiet=as_json)
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    if as_json:
+        sys.stdout.write(json.dumps([o.to_dict() for o in outcomes], indent=2, default=str) + "\n")
+    else:
+        _print_scan_summary(outcomes, Path(settings.reports))
+    if strict and any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
+
+
+def scan_files(
+    settings: Settings, rulesets: list[Any], files: list[Path], *, force: bool, quiet: bool
+) -> list[Any]:
+    """The main job over ``files`` with a progress display (used by `scan` and `demo`)."""
+    from policy_engine.api import analysis_options, settings_for_ruleset
+    from policy_engine.pipeline.scan import Scanner
+
+    settings = settings_for_ruleset(settings, rulesets[0])
+    store = open_store(settings)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+        transient=True,
+    )
+    try:
         with progress:
             scanner = Scanner(
                 store,
@@ -175,21 +194,15 @@ def scan(
                 force=force,
                 listener=_ProgressListener(progress),  # type: ignore[arg-type]
             )
-            outcomes = scanner.scan(files)
-    except PolicyEngineError as exc:
-        raise fail(exc) from None
-    failed = [o for o in outcomes if o.status == "failed"]
-    if as_json:
-        sys.stdout.write(json.dumps([o.to_dict() for o in outcomes], indent=2, default=str) + "\n")
-    else:
-        _print_scan_summary(outcomes, Path(settings.reports))
-    if failed and strict:
-        raise typer.Exit(1)
+            return scanner.scan(files)
+    finally:
+        store.close()
 
 
 def _print_scan_summary(outcomes: list[Any], reports: Path) -> None:
     table = Table(show_edge=False, header_style="bold")
-    for column in ("file", "status", "verdict", "tags", "review", "time"):
+    table.add_column("file", no_wrap=True)  # a path is an identifier: never broken
+    for column in ("status", "verdict", "tags", "review", "time"):
         table.add_column(column, justify="right" if column == "time" else "left")
     for o in outcomes:
         verdict = o.verdict
@@ -207,6 +220,40 @@ def _print_scan_summary(outcomes: list[Any], reports: Path) -> None:
         f"{len(outcomes)} file(s): {counts['scanned']} scanned, {counts['reused']} reused"
         f" (already scanned alike; --force to redo), {counts['failed']} failed."
         f" Reports in {reports}/",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    workdir: Annotated[
+        Path, typer.Option(help="Where the demo's model, ingest folder and database go.")
+    ] = Path(".demo"),
+    video: Annotated[Path | None, typer.Argument(help="A video; default: generated.")] = None,
+) -> None:
+    """The main job, offline: a tiny model scans generated trailers (and a broken file)
+    into a database, decides against the rules folder and writes the reports."""
+    from policy_engine.demo import prepare_demo
+
+    try:
+        model_dir, files = prepare_demo(workdir, video)
+        settings = settings_for(ctx, {"model": str(model_dir)}, None)
+        if settings.source_of("db") == "default":
+            settings = replace(settings, db=f"sqlite:///{workdir / 'policy-engine.sqlite'}")
+        err.print(
+            f"demo: tiny random-weight model at {model_dir} (labels mean nothing); real use:"
+            " policy-engine scan INGEST --model openai/clip-vit-base-patch32 (see README)",
+            highlight=False,
+            markup=False,
+        )
+        outcomes = scan_files(settings, _rulesets(settings, None), files, force=False, quiet=False)
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    _print_scan_summary(outcomes, Path(settings.reports))
+    out.print(
+        f"database {settings.db}: try `policy-engine --db {settings.db} history`",
         highlight=False,
         markup=False,
     )
@@ -353,7 +400,7 @@ def _print_reevaluation(result: Any) -> None:
     if result.changes:
         table = Table(show_edge=False, header_style="bold")
         for column in ("asset", "rule set", "before", "after", "why"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column == "asset")
         for c in result.changes:
             before = (
                 _verdict_text(c.before.schedule, c.before.tags, c.before.review)
@@ -413,7 +460,7 @@ def _print_assets(store: Any) -> None:
     current = store.current_decisions()
     table = Table(show_edge=False, header_style="bold")
     for column in ("asset", "path", "content", "verdict", "tags", "review", "decided"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("path", "content"))
     for a in assets:
         mine = [d for (asset_id, _), d in current.items() if asset_id == a.id]
         levels = [d.effective_schedule for d in mine]
