@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: install venv run test test-fast bench lint rules-check clean
+.PHONY: install venv run test test-fast bench bench-reevaluate lint rules-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,8 @@ $(VENV)/.installed: pyproject.toml
 
 install venv: $(VENV)/.installed
 
-# The main job on the embedded defaults: analyze the demo clip offline with a tiny
-# locally built checkpoint (no network, no weights needed).
+# The main job on the embedded defaults: scan a generated ingest folder offline with a
+# tiny locally built checkpoint into .demo/policy-engine.sqlite (no network, no weights).
 run: install
 	$(VENV)/bin/policy-engine demo
 
@@ -41,6 +41,9 @@ rules-check: install
 
 bench: install
 	$(PY) benchmarks/bench_scan.py
+
+bench-reevaluate: install
+	$(PY) benchmarks/bench_reevaluate.py
 
 lint: install
 	$(VENV)/bin/ruff check policy_engine tests benchmarks migrations
