@@ -13,11 +13,15 @@ from rich.table import Table
 
 from policy_engine.analysis.scoring import Category
 from policy_engine.cli.common import (
+    BatchSizeOpt,
     CategoryOpt,
+    ConfigOpt,
     DeviceOpt,
     DtypeOpt,
     FpsOpt,
     FramingOpt,
+    IntervalOpt,
+    JsonOpt,
     ModelOpt,
     NullOpt,
     RulesOpt,
@@ -83,10 +87,10 @@ def analyze(
     start: Annotated[str | None, typer.Option(help="Start of the window (3s, 00:01:00).")] = None,
     end: Annotated[str | None, typer.Option(help="End of the window.")] = None,
     max_frames: Annotated[int | None, typer.Option(help="At most this many samples.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per model call [32].")] = None,
-    interval: Annotated[float | None, typer.Option(help="Seconds per interval [10].")] = None,
-    config: Annotated[Path | None, typer.Option(help="Settings file (TOML).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    batch_size: BatchSizeOpt = None,
+    interval: IntervalOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
     frames: Annotated[bool, typer.Option(help="With --json: per-frame probabilities.")] = False,
 ) -> None:
     """Per-category coverage of one video: share of running time, first seen, runs."""

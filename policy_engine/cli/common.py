@@ -108,6 +108,8 @@ def load_rulesets(path: Path) -> list[Any]:
 
 
 
+BatchSizeOpt = Annotated[int | None, typer.Option(help="Images per model call [32].")]
+IntervalOpt = Annotated[float | None, typer.Option(help="Seconds per interval [10].")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (TOML).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

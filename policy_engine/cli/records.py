@@ -23,11 +23,13 @@ from rich.progress import (
 from rich.table import Table
 
 from policy_engine.cli.common import (
+    BatchSizeOpt,
     ConfigOpt,
     DeviceOpt,
     DtypeOpt,
     FpsOpt,
     FramingOpt,
+    IntervalOpt,
     JsonOpt,
     ModelOpt,
     SamplingOpt,
@@ -126,8 +128,8 @@ def scan(
     fps: FpsOpt = None,
     sampling: SamplingOpt = None,
     framing: FramingOpt = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per model call [32].")] = None,
-    interval: Annotated[float | None, typer.Option(help="Seconds per interval [10].")] = None,
+    batch_size: BatchSizeOpt = None,
+    interval: IntervalOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -701,8 +703,7 @@ def db_upgrade(ctx: typer.Context, config: ConfigOpt = None) -> None:
     from policy_engine.store import database
 
     try:
-        settings = settings_for(ctx, {}, config)
-        engine = database.make_engine(settings.db)
+        engine = database.make_engine(settings_for(ctx, {}, config).db)
         before, after = database.upgrade(engine)
     except PolicyEngineError as exc:
         raise fail(exc) from None
