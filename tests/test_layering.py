@@ -28,3 +28,15 @@ def test_pure_modules_import_no_heavy_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_only_the_store_speaks_sql() -> None:
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "policy_engine"
+    speakers = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "sqlalchemy" in path.read_text() and path.parts[-2] != "store"
+    )
+    assert speakers == []

@@ -71,6 +71,11 @@ def categories_key(categories: Sequence[Category]) -> str:
     return text_sha256(canonical)
 
 
+def category_records(categories: Sequence[Category]) -> list[dict[str, object]]:
+    """How a category set is recorded next to probabilities stored under its key."""
+    return [{"name": c.name, "prompts": list(c.prompts), "null": c.null} for c in categories]
+
+
 def validate_categories(categories: Sequence[Category]) -> None:
     if not categories:
         raise ValueError("at least one category is needed to score frames")

@@ -23,6 +23,7 @@ from policy_engine.analysis.scoring import (
     Category,
     FrameScores,
     categories_key,
+    category_records,
     flatten_prompts,
     score_frames,
     scores_from_probabilities,
@@ -47,10 +48,6 @@ class Judging:
     problems: list[tuple[StoredScan, str]] = field(default_factory=list)
     from_stored_scores: int = 0  # (scan, rule set) pairs judged on stored probabilities
     rescored: int = 0  # pairs scored anew from stored embeddings (text tower)
-
-
-def _category_json(categories: Sequence[Category]) -> list[dict[str, object]]:
-    return [{"name": c.name, "prompts": list(c.prompts), "null": c.null} for c in categories]
 
 
 def _rescore(
@@ -101,7 +98,7 @@ def frame_scores(
     missing = [s for s in scans if s.id not in stored]
     fresh = _rescore(store, missing, categories, models, judging) if missing else {}
     if save and fresh:
-        store.save_score_sets(key, _category_json(categories), fresh)
+        store.save_score_sets(key, category_records(categories), fresh)
     judging.from_stored_scores += len(stored)
     judging.rescored += len(fresh)
     result = {}

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine import __version__
-from policy_engine.analysis.scoring import categories_key
+from policy_engine.analysis.scoring import categories_key, category_records
 from policy_engine.errors import MediaError
 from policy_engine.hashing import file_sha256, text_sha256
 from policy_engine.media.video import probe
 from policy_engine.models.provider import ModelProvider
 from policy_engine.pipeline.analysis import AnalysisOptions, AnalysisResult, analyze_video, rescore
-from policy_engine.pipeline.judging import _category_json, judge, outcome
+from policy_engine.pipeline.judging import judge, outcome
 from policy_engine.policy.evaluate import Decision, combine
 from policy_engine.policy.model import RuleSet
 from policy_engine.store import NewDecision, ScanFrames, ScanModel, Store
@@ -214,8 +214,8 @@ class Scanner:
 
     def _analyse(self, path: Path, result: ScanOutcome, model: ScanModel) -> bool:
         """Sample, embed, store; False (and a failed scan) if the video is unreadable."""
+        embedder = self.models.embedder()  # a model that fails to load stops the run here
         scan_id = result.scan_id = self._start(path, result.asset_id, model)
-        embedder = self.models.embedder()
         try:
             analysis = analyze_video(
                 path,
@@ -274,7 +274,7 @@ class Scanner:
                 probabilities = rescore(analysis, ruleset.categories, embedder)[0].probabilities
             self.store.save_score_sets(
                 categories_key(ruleset.categories),
-                _category_json(ruleset.categories),
+                category_records(ruleset.categories),
                 {scan_id: probabilities},
             )
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from policy_engine.analysis.scoring import Category, categories_key
+from policy_engine.analysis.scoring import Category, categories_key, category_records
 from policy_engine.hashing import text_sha256
 from policy_engine.store.repository import ScanFrames, ScanModel, Store
 
@@ -70,7 +70,7 @@ def seed_scan(
     )
     store.save_score_sets(
         categories_key(categories),
-        [{"name": c.name, "prompts": list(c.prompts), "null": c.null} for c in categories],
+        category_records(categories),
         {scan_id: np.asarray(probabilities, dtype=np.float32)},
     )
     return asset_id, scan_id
