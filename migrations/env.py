@@ -13,10 +13,18 @@ import os
 from alembic import context
 
 from policy_engine.store.database import default_url, make_engine
-from policy_engine.store.schema import Base
+from policy_engine.store.schema import Base, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _render_item(kind: str, obj: object, autogen_context: object) -> str | bool:
+    """Autogenerate writes our UTC type as the plain type it is, so that migrations never
+    import application code (which changes; migrations must not)."""
+    if kind == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def _configure(connection) -> None:  # type: ignore[no-untyped-def]
@@ -26,6 +34,7 @@ def _configure(connection) -> None:  # type: ignore[no-untyped-def]
         # SQLite cannot ALTER most things: batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=_render_item,
     )
 
 

@@ -114,9 +114,9 @@ def test_db_commands_and_errors(workspace: Path, tmp_path: Path) -> None:
     code, stdout, _ = run("--db", url, "db", "status")
     assert code == 0 and "no schema yet" in stdout
     code, stdout, _ = run("--db", url, "db", "upgrade")
-    assert code == 0 and "(empty) -> 0001" in stdout
+    assert code == 0 and "(empty) -> 0002" in stdout
     code, stdout, _ = run("--db", url, "db", "upgrade")
-    assert "already at 0001" in stdout
+    assert "already at 0002" in stdout
     code, stdout, _ = run("--db", url, "db", "status")
     assert code == 0 and "up to date" in stdout and "(flag)" in stdout
     code, _, stderr = run("--db", url, "show", "42")

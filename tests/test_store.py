@@ -207,8 +207,9 @@ def test_failed_scans_keep_their_reason_and_are_never_reused(store: Store) -> No
 def _migrations_with_an_extra_revision(tmp_path: Path) -> Path:
     folder = tmp_path / "migrations"
     shutil.copytree(database.migrations_dir(), folder)
-    (folder / "versions" / "0002_test.py").write_text(
-        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n'
+    (folder / "versions" / "9999_test.py").write_text(
+        f'revision = "9999"\ndown_revision = "{database.head_revision()}"\n'
+        "branch_labels = None\ndepends_on = None\n"
         "from alembic import op\nimport sqlalchemy as sa\n"
         "def upgrade():\n    op.create_table('extra', sa.Column('id', sa.Integer, primary_key=True))\n"
         "def downgrade():\n    op.drop_table('extra')\n"
@@ -219,12 +220,13 @@ def _migrations_with_an_extra_revision(tmp_path: Path) -> Path:
 def test_a_database_behind_the_software_is_refused_with_the_fix(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    Store.open(db_url).close()  # at 0001
+    Store.open(db_url).close()  # at this software's head
+    head = database.head_revision()
     monkeypatch.setattr(database, "_MIGRATIONS", _migrations_with_an_extra_revision(tmp_path))
-    with pytest.raises(database.SchemaBehindError, match=r"behind .*0002.*db upgrade"):
+    with pytest.raises(database.SchemaBehindError, match=r"behind .*9999.*db upgrade"):
         Store.open(db_url)
     engine = database.make_engine(db_url)
-    assert database.upgrade(engine) == ("0001", "0002")
+    assert database.upgrade(engine) == (head, "9999")
     Store.open(db_url).close()
     engine.dispose()
 

@@ -173,6 +173,7 @@ def scan_files(
     """The main job over ``files`` with a progress display (used by `scan` and `demo`)."""
     from policy_engine.api import analysis_options, settings_for_ruleset
     from policy_engine.pipeline.scan import Scanner
+    from policy_engine.reporting import write_run_summary
 
     settings = settings_for_ruleset(settings, rulesets[0])
     store = open_store(settings)
@@ -185,6 +186,7 @@ def scan_files(
         disable=quiet or not err.is_terminal,
         transient=True,
     )
+    started = datetime.now(UTC)
     try:
         with progress:
             scanner = Scanner(
@@ -196,9 +198,12 @@ def scan_files(
                 force=force,
                 listener=_ProgressListener(progress),  # type: ignore[arg-type]
             )
-            return scanner.scan(files)
+            outcomes = scanner.scan(files)
     finally:
         store.close()
+    summary = write_run_summary(outcomes, Path(settings.reports), started=started)
+    err.print(f"run summary: {summary}", highlight=False, markup=False)
+    return outcomes
 
 
 def _print_scan_summary(outcomes: list[Any], reports: Path) -> None:
@@ -674,7 +679,8 @@ def override(
     from policy_engine.policy.loader import parse_ruleset
 
     try:
-        store = open_store(settings_for(ctx, {}, config))
+        settings = settings_for(ctx, {}, config)
+        store = open_store(settings)
         d = store.decision(decision)
         if d is None:
             raise ConfigError(f"no decision {decision}; `policy-engine history ASSET` lists them")
@@ -689,11 +695,50 @@ def override(
         override_id = store.add_override(
             decision, reviewer=reviewer, justification=justification, schedule=schedule, tags=tags
         )
+        report = _write_report(store, d.asset_id, Path(settings.reports))
     except PolicyEngineError as exc:
         raise fail(exc) from None
     out.print(
-        f"override {override_id} recorded on decision {decision}", highlight=False, markup=False
+        f"override {override_id} recorded on decision {decision}; report {report}",
+        highlight=False,
+        markup=False,
     )
+
+
+def _write_report(store: Any, asset_id: int, directory: Path) -> Path:
+    """(Re)write an asset's report from the records and note it with its hash."""
+    from policy_engine.reporting import write_asset_report
+
+    path, digest = write_asset_report(store, asset_id, directory)
+    current = store.current_decisions([asset_id])
+    store.record_report(asset_id, sorted(d.id for d in current.values()), str(path), digest)
+    return path
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    assets: Annotated[
+        list[str], typer.Argument(help="Asset ids, content hashes (prefix) or paths.")
+    ],
+    reports: Annotated[
+        Path | None, typer.Option("--reports", help="Report folder [default: reports].")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write assets' reports again from the records (e.g. after a review)."""
+    try:
+        settings = settings_for(ctx, {"reports": str(reports) if reports else None}, config)
+        store = open_store(settings)
+        for ref in assets:
+            found = store.find_assets(ref)
+            if not found:
+                raise ConfigError(f"no asset matches {ref!r}; `policy-engine history` lists them")
+            for asset in found:
+                path = _write_report(store, asset.id, Path(settings.reports))
+                out.print(f"{path}", highlight=False, markup=False)
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
 
 
 # -- the database -------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ class ScanOutcome:
     decisions: list[tuple[int, Decision]] = field(default_factory=list)
     error: str | None = None
     report: str | None = None
+    report_sha256: str | None = None
 
     @property
     def verdict(self) -> dict[str, Any] | None:
@@ -307,4 +308,8 @@ class Scanner:
         if self.reports_dir is not None:
             from policy_engine.reporting import write_asset_report
 
-            result.report = str(write_asset_report(self.store, result, self.reports_dir))
+            path, digest = write_asset_report(self.store, result.asset_id, self.reports_dir)
+            self.store.record_report(
+                result.asset_id, [i for i, _ in result.decisions], str(path), digest
+            )
+            result.report, result.report_sha256 = str(path), digest

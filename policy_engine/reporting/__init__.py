@@ -1,28 +1,186 @@
 """HTML audit reports (Jinja2, autoescaped): one self-contained file per asset.
 
-This is the first, plain version of the report: verdict, reasons with measured values,
-evidence thumbnails and provenance. Everything that came from outside (file names,
-prompts, rule text, reviewer text) goes through autoescaping.
+A report is built from the store alone (the asset, its current decision per rule set,
+their scans, stored probabilities, thumbnails and overrides), so it can be written
+again at any time, e.g. after a reviewer's override, and always shows what is recorded.
+Everything that came from outside (file names, prompts, rule text, reviewer text) goes
+through autoescaping; nothing is fetched from anywhere when the file is opened.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from policy_engine import __version__
+from policy_engine.analysis.coverage import Coverage, coverage_from_scores
+from policy_engine.analysis.scoring import categories_key, scores_from_probabilities
+from policy_engine.hashing import text_sha256
 from policy_engine.media.timecode import format_timecode
+from policy_engine.policy.evaluate import Measurement, combine
+from policy_engine.policy.loader import parse_ruleset
 
 if TYPE_CHECKING:
-    from policy_engine.pipeline.scan import ScanOutcome
     from policy_engine.store import Store
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Colour-blind-safe palette (Okabe-Ito); the null category is grey. Colour is never the
+# only carrier: every lane is labelled and every segment has a title.
+_PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#0072B2", "#F0E442")
+_NULL_COLOUR = "#BBBBBB"
+LEVEL_STYLES = {
+    "unrestricted": ("ok", "Unrestricted: may air at any time"),
+    "post-watershed": ("late", "Post-watershed only"),
+    "not-for-broadcast": ("stop", "Not for broadcast"),
+}
+
+
+@dataclass(frozen=True)
+class Lane:
+    name: str
+    null: bool
+    colour: str
+    segments: list[tuple[float, float, str]]  # (x %, width %, "start - end" title)
+
+
+@dataclass
+class RulesetSection:
+    decision: Any  # DecisionRecord, detached with ruleset, reasons and overrides loaded
+    coverage: Coverage | None
+    lanes: list[Lane] = field(default_factory=list)
+    ticks: list[tuple[float, str]] = field(default_factory=list)
+    images: dict[int, str] = field(default_factory=dict)  # frame index -> data: URI
+
+    @property
+    def override(self) -> Any:
+        return self.decision.overrides[-1] if self.decision.overrides else None
+
+    @property
+    def fired(self) -> list[Any]:
+        return [r for r in self.decision.reasons if r.kind == "fired"]
+
+    @property
+    def near_misses(self) -> list[Any]:
+        return [r for r in self.decision.reasons if r.kind != "fired"]
+
+
+@dataclass
+class AssetReport:
+    asset: Any  # Asset with paths
+    sections: list[RulesetSection]
+    scan: Any  # the Scan behind the latest decision
+    verdict: dict[str, Any]
+    generated: str
+    version: str = __version__
+
+    @property
+    def name(self) -> str:
+        return Path(self.asset.path).name
+
+    @property
+    def duration(self) -> float | None:
+        return (self.asset.probe or {}).get("duration")
+
+
+def _ticks(duration: float) -> list[tuple[float, str]]:
+    """About 8 round time ticks along the running time."""
+    if duration <= 0:
+        return []
+    step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 1e9)
+                if duration / s <= 8)  # fmt: skip
+    count = int(duration // step) + 1
+    return [(100 * i * step / duration, format_timecode(i * step)[:8]) for i in range(count)]
+
+
+def _lanes(coverage: Coverage) -> list[Lane]:
+    span = coverage.end - coverage.start or 1.0
+    lanes = []
+    colours = iter(_PALETTE * 4)
+    for c in coverage.categories.values():
+        segments = [
+            (
+                100 * (s.start - coverage.start) / span,
+                max(0.15, 100 * s.duration / span),
+                f"{c.name}: {format_timecode(s.start)} - {format_timecode(s.end)}",
+            )
+            for s in c.segments
+        ]
+        lanes.append(Lane(c.name, c.null, _NULL_COLOUR if c.null else next(colours), segments))
+    return lanes
+
+
+def _section(store: Store, decision: Any, scans: dict[int, Any]) -> RulesetSection:
+    ruleset = parse_ruleset(decision.ruleset.text, decision.ruleset.path or decision.ruleset.name)
+    scan = scans.get(decision.scan_id)
+    coverage = None
+    if scan is not None:
+        stored = store.score_sets([scan.id], categories_key(ruleset.categories)).get(scan.id)
+        if stored is not None and stored.size == len(scan.times) * len(ruleset.categories):
+            scores = scores_from_probabilities(ruleset.categories, scan.times, stored)
+            coverage = coverage_from_scores(
+                scores,
+                start=scan.window_start,
+                end=scan.window_end,
+                interval_seconds=scan.interval_seconds,
+            )
+    frames = {e["frame"] for r in decision.reasons if r.kind == "fired" for e in r.evidence}
+    thumbs = store.thumbnails(decision.scan_id, frames) if frames else {}
+    return RulesetSection(
+        decision=decision,
+        coverage=coverage,
+        lanes=_lanes(coverage) if coverage else [],
+        ticks=_ticks(coverage.end - coverage.start) if coverage else [],
+        images={
+            i: "data:image/jpeg;base64," + base64.b64encode(b).decode() for i, b in thumbs.items()
+        },
+    )
+
+
+def build_asset_report(store: Store, asset_id: int) -> AssetReport:
+    """Everything the asset report shows, from the store."""
+    asset, scans, decisions = store.asset_history(asset_id)
+    latest: dict[str, Any] = {}
+    for d in decisions:  # oldest first: the last one per rule set is current
+        latest[d.ruleset_name] = d
+    current = sorted(latest.values(), key=lambda d: d.ruleset_name)
+    stored = {s.id: s for s in store.completed_scans(scan_ids=[d.scan_id for d in current])}
+    sections = [_section(store, d, stored) for d in current]
+    effective = [_effective(s) for s in sections]
+    newest_scan = max((d.scan_id for d in current), default=None)
+    return AssetReport(
+        asset=asset,
+        sections=sections,
+        scan=next((s for s in scans if s.id == newest_scan), scans[-1] if scans else None),
+        verdict=combine(effective) if effective else {},
+        generated=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+@dataclass(frozen=True)
+class _Effective:
+    """A decision as it stands after its latest override (what `combine` reads)."""
+
+    schedule: str
+    tags: tuple[str, ...]
+    review: bool
+    warnings: tuple[str, ...]
+
+
+def _effective(section: RulesetSection) -> _Effective:
+    d, o = section.decision, section.override
+    return _Effective(
+        schedule=o.schedule if o is not None and o.schedule else d.schedule,
+        tags=tuple(o.tags) if o is not None and o.tags is not None else tuple(d.tags),
+        review=d.review and o is None,  # a reviewer's ruling settles the review
+        warnings=tuple(d.warnings),
+    )
 
 
 def _environment() -> Environment:
@@ -33,9 +191,18 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["timecode"] = format_timecode
+    env.filters["timecode"] = lambda v: format_timecode(v) if v is not None else "-"
     env.filters["percent"] = lambda v: f"{100 * v:.1f}%"
+    env.filters["measurement"] = lambda m: Measurement(**m).describe()
+    env.filters["when"] = lambda v: (
+        v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if v else "-"
+    )
+    env.globals["level_style"] = lambda level: LEVEL_STYLES.get(level, ("other", level))
     return env
+
+
+def render_asset_report(report: AssetReport) -> str:
+    return _environment().get_template("asset.html").render(r=report)
 
 
 def report_name(path: str, content_sha256: str | None) -> str:
@@ -45,30 +212,80 @@ def report_name(path: str, content_sha256: str | None) -> str:
     return f"{stem}-{digest}.html"
 
 
-def write_asset_report(store: Store, outcome: ScanOutcome, directory: Path) -> Path:
-    """Render the report of one scanned asset into ``directory``; returns its path."""
+def write_asset_report(store: Store, asset_id: int, directory: Path) -> tuple[Path, str]:
+    """Render the asset's report into ``directory``; returns its path and content hash."""
+    report = build_asset_report(store, asset_id)
+    html = render_asset_report(report)
     directory.mkdir(parents=True, exist_ok=True)
-    scan = store.scan(outcome.scan_id) if outcome.scan_id is not None else None
-    frames = {e.frame for _, d in outcome.decisions for r in d.reasons for e in r.evidence}
-    thumbs = store.thumbnails(outcome.scan_id, frames) if scan is not None and frames else {}
-    images = {
-        i: "data:image/jpeg;base64," + base64.b64encode(b).decode() for i, b in thumbs.items()
-    }
-    html = (
-        _environment()
-        .get_template("asset.html")
-        .render(
-            outcome=outcome,
-            name=Path(outcome.path).name,
-            scan=scan,
-            verdict=outcome.verdict,
-            images=images,
-            generated=datetime.now(UTC).isoformat(timespec="seconds"),
-            version=__version__,
-        )
-    )
-    target = directory / report_name(outcome.path, outcome.content_sha256)
+    target = directory / report_name(report.asset.path, report.asset.content_sha256)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(target)  # a reader never sees half a report
-    return target
+    return target, text_sha256(html)
+
+
+# -- the run summary ----------------------------------------------------------------------
+_RANKS = {"not-for-broadcast": 3, "post-watershed": 2, "unrestricted": 1}
+
+
+def _run_row(outcome: Any, directory: Path) -> dict[str, Any]:
+    verdict = outcome.verdict
+    if verdict is None:
+        return {
+            "path": outcome.path, "rank": 4 if outcome.status == "failed" else 0,
+            "verdict": "failed" if outcome.status == "failed" else "-", "style": "failed",
+            "tags": [], "review": False, "status": outcome.status, "error": outcome.error,
+            "report": None,
+        }  # fmt: skip
+    report = Path(outcome.report) if outcome.report else None
+    return {
+        "path": outcome.path,
+        "rank": _RANKS.get(verdict["schedule"], 0),
+        "verdict": verdict["schedule"],
+        "style": LEVEL_STYLES.get(verdict["schedule"], ("other",))[0],
+        "tags": verdict["tags"],
+        "review": verdict["review"],
+        "status": outcome.status,
+        "error": outcome.error,
+        "report": report.name if report and report.parent == directory else report,
+    }
+
+
+def write_run_summary(
+    outcomes: Sequence[Any],
+    directory: Path,
+    *,
+    started: datetime,
+    problems: Sequence[str] = (),
+    title: str = "Compliance run",
+) -> Path:
+    """The index of one run next to its reports: every file with verdict, tags, review,
+    failures with reasons and a link to its report; failures and the most restrictive
+    verdicts first. Written as run-<time>.html and as index.html (the latest run)."""
+    rows = sorted((_run_row(o, directory) for o in outcomes), key=lambda r: -r["rank"])
+    finished = datetime.now(UTC)
+    html = (
+        _environment()
+        .get_template("run.html")
+        .render(
+            title=f"{title} {started.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+            rows=rows,
+            problems=list(problems),
+            counts={
+                "scanned": sum(o.status == "scanned" for o in outcomes),
+                "reused": sum(o.status == "reused" for o in outcomes),
+                "failed": sum(o.status == "failed" for o in outcomes),
+                "review": sum(bool(r["review"]) for r in rows),
+            },
+            started=started.astimezone(UTC).isoformat(timespec="seconds"),
+            finished=finished.isoformat(timespec="seconds"),
+            version=__version__,
+        )
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    run_page = directory / f"run-{started.astimezone(UTC):%Y%m%d-%H%M%S}.html"
+    for target in (run_page, directory / "index.html"):
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(target)
+    return run_page

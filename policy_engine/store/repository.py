@@ -27,6 +27,7 @@ from policy_engine.store.schema import (
     Frame,
     Override,
     ReasonRecord,
+    ReportRecord,
     RuleSetRecord,
     Scan,
     ScoreSet,
@@ -586,6 +587,22 @@ class Store:
             s.add(row)
             s.flush()
             return row.id
+
+    def record_report(
+        self, asset_id: int, decision_ids: Sequence[int], path: str, sha256: str
+    ) -> int:
+        with self._transaction() as s:
+            row = ReportRecord(
+                asset_id=asset_id, decision_ids=list(decision_ids), path=path, sha256=sha256
+            )
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def reports(self, asset_id: int) -> list[ReportRecord]:
+        with self._transaction() as s:
+            query = select(ReportRecord).where(ReportRecord.asset_id == asset_id)
+            return list(s.scalars(query.order_by(ReportRecord.id)))
 
     # -- inspecting ----------------------------------------------------------------------
     def decision(self, decision_id: int) -> DecisionRecord | None:

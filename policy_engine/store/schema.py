@@ -246,6 +246,19 @@ class Override(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ReportRecord(Base):
+    """A written report: where, its content hash, and the decisions it shows."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), index=True)
+    decision_ids: Mapped[list[int]] = mapped_column(JSON)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(HASH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class AppendOnlyError(RuntimeError):
     pass
 
