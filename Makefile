@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: install venv run test test-fast bench bench-reevaluate lint rules-check clean
+.PHONY: install venv run test test-fast browser bench bench-reevaluate lint rules-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +28,18 @@ run: install
 POLICY_ENGINE_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export POLICY_ENGINE_TEST_POSTGRES_URL
 
-test: install
+# The browser tier opens reports in Debian's Chromium (apt; needs root). Where it cannot
+# be installed, those tests are skipped and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium >/dev/null 2>&1 \
+	  || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) \
+	  || echo "note: could not install chromium; the browser tests will be skipped"
+
+test: install browser
 	$(PY) -m pytest -q
 
 test-fast: install
-	$(PY) -m pytest -q -m "not media and not slow"
+	$(PY) -m pytest -q -m "not media and not slow and not browser"
 
 # The shipped rule sets must load and pass their own test cases.
 rules-check: install

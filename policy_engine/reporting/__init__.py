@@ -26,6 +26,8 @@ from policy_engine.hashing import text_sha256
 from policy_engine.media.timecode import format_timecode
 from policy_engine.policy.evaluate import Measurement, combine
 from policy_engine.policy.loader import parse_ruleset
+from policy_engine.policy.model import RuleSet
+from policy_engine.policy.territory import Slot, earliest_slot
 
 if TYPE_CHECKING:
     from policy_engine.store import Store
@@ -53,6 +55,7 @@ class Lane:
 @dataclass
 class RulesetSection:
     decision: Any  # DecisionRecord, detached with ruleset, reasons and overrides loaded
+    ruleset: RuleSet  # parsed from the stored text
     coverage: Coverage | None
     lanes: list[Lane] = field(default_factory=list)
     ticks: list[tuple[float, str]] = field(default_factory=list)
@@ -61,6 +64,14 @@ class RulesetSection:
     @property
     def override(self) -> Any:
         return self.decision.overrides[-1] if self.decision.overrides else None
+
+    @property
+    def slots(self) -> list[Slot]:
+        """Earliest slots for the level in force (a reviewer's, where overruled)."""
+        level = _effective(self).schedule
+        if level not in self.ruleset.levels:
+            return []
+        return [earliest_slot(level, self.ruleset.levels, t) for t in self.ruleset.territories]
 
     @property
     def fired(self) -> list[Any]:
@@ -90,7 +101,7 @@ class AssetReport:
 
 
 def _ticks(duration: float) -> list[tuple[float, str]]:
-    """About 8 round time ticks along the running time."""
+    """About 8 round time ticks along the running time (x in %, label)."""
     if duration <= 0:
         return []
     step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 1e9)
@@ -134,6 +145,7 @@ def _section(store: Store, decision: Any, scans: dict[int, Any]) -> RulesetSecti
     thumbs = store.thumbnails(decision.scan_id, frames) if frames else {}
     return RulesetSection(
         decision=decision,
+        ruleset=ruleset,
         coverage=coverage,
         lanes=_lanes(coverage) if coverage else [],
         ticks=_ticks(coverage.end - coverage.start) if coverage else [],
