@@ -52,6 +52,9 @@ RulesPathOpt = Annotated[
     Path | None,
     typer.Option("--rules", help="Rule file or folder [default: the configured rules folder]."),
 ]
+ReportsOpt = Annotated[
+    Path | None, typer.Option("--reports", help="Report folder [default: reports].")
+]
 Paths = Annotated[list[Path], typer.Argument(help="Video files or folders (searched recursively).")]
 
 
@@ -113,9 +116,7 @@ def scan(
     ctx: typer.Context,
     paths: Paths,
     rules: RulesPathOpt = None,
-    reports: Annotated[
-        Path | None, typer.Option("--reports", help="Report folder [default: reports].")
-    ] = None,
+    reports: ReportsOpt = None,
     force: Annotated[
         bool, typer.Option("--force", help="Scan again even if already scanned alike.")
     ] = False,
@@ -721,9 +722,7 @@ def report(
     assets: Annotated[
         list[str], typer.Argument(help="Asset ids, content hashes (prefix) or paths.")
     ],
-    reports: Annotated[
-        Path | None, typer.Option("--reports", help="Report folder [default: reports].")
-    ] = None,
+    reports: ReportsOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Write assets' reports again from the records (e.g. after a review)."""
