@@ -116,7 +116,8 @@ def test_decision_round_trip_with_reasons_evidence_and_override(store: Store) ->
     current = store.current_decisions()
     (only,) = current.values()
     assert only.id == decision_id and only.override is not None and only.override.id == second
-    assert (only.effective_schedule, only.effective_tags) == ("unrestricted", ())
+    ruled = only.ruled()
+    assert (ruled.schedule, ruled.tags, ruled.review) == ("unrestricted", (), False)
     assert [o.id for o in store.decision(decision_id).overrides] == [first, second]
     with pytest.raises(StoreError, match="justification"):
         store.add_override(decision_id, reviewer="ann", justification="  ")

@@ -471,7 +471,8 @@ def _print_assets(store: Any) -> None:
         table.add_column(column, no_wrap=column in ("path", "content"))
     for a in assets:
         mine = [d for (asset_id, _), d in current.items() if asset_id == a.id]
-        levels = [d.effective_schedule for d in mine]
+        ruled = [d.ruled() for d in mine]
+        levels = [r.schedule for r in ruled]
         ranked = [lv for lv in levels if lv in DEFAULT_LEVELS]
         schedule = (
             max(ranked, key=DEFAULT_LEVELS.index) if ranked else (levels[0] if levels else "-")
@@ -482,8 +483,8 @@ def _print_assets(store: Any) -> None:
             escape(a.path),
             a.content_sha256[7:19],
             escape(schedule) + (" (overridden)" if overridden else ""),
-            escape(", ".join(sorted({t for d in mine for t in d.effective_tags}))),
-            "REVIEW" if any(d.review and not d.override for d in mine) else "",
+            escape(", ".join(sorted({t for r in ruled for t in r.tags}))),
+            "REVIEW" if any(r.review for r in ruled) else "",
             _when(max((d.created_at for d in mine), default=None)),
         )
     out.print(table)

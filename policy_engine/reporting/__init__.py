@@ -30,7 +30,7 @@ from policy_engine.policy.model import RuleSet
 from policy_engine.policy.territory import Slot, earliest_slot
 
 if TYPE_CHECKING:
-    from policy_engine.store import Store
+    from policy_engine.store import CurrentDecision, Store
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # Colour-blind-safe palette (Okabe-Ito); the null category is grey. Colour is never the
@@ -54,6 +54,7 @@ class Lane:
 
 @dataclass
 class RulesetSection:
+    current: CurrentDecision  # what is in force, override applied
     decision: Any  # DecisionRecord, detached with ruleset, reasons and overrides loaded
     ruleset: RuleSet  # parsed from the stored text
     coverage: Coverage | None
@@ -68,7 +69,7 @@ class RulesetSection:
     @property
     def slots(self) -> list[Slot]:
         """Earliest slots for the level in force (a reviewer's, where overruled)."""
-        level = _effective(self).schedule
+        level = self.current.ruled().schedule
         if level not in self.ruleset.levels:
             return []
         return [earliest_slot(level, self.ruleset.levels, t) for t in self.ruleset.territories]
@@ -127,7 +128,8 @@ def _lanes(coverage: Coverage) -> list[Lane]:
     return lanes
 
 
-def _section(store: Store, decision: Any, scans: dict[int, Any]) -> RulesetSection:
+def _section(store: Store, current: CurrentDecision, scans: dict[int, Any]) -> RulesetSection:
+    decision = store.decision(current.id)
     ruleset = parse_ruleset(decision.ruleset.text, decision.ruleset.path or decision.ruleset.name)
     scan = scans.get(decision.scan_id)
     coverage = None
@@ -144,6 +146,7 @@ def _section(store: Store, decision: Any, scans: dict[int, Any]) -> RulesetSecti
     frames = {e["frame"] for r in decision.reasons if r.kind == "fired" for e in r.evidence}
     thumbs = store.thumbnails(decision.scan_id, frames) if frames else {}
     return RulesetSection(
+        current=current,
         decision=decision,
         ruleset=ruleset,
         coverage=coverage,
@@ -157,41 +160,17 @@ def _section(store: Store, decision: Any, scans: dict[int, Any]) -> RulesetSecti
 
 def build_asset_report(store: Store, asset_id: int) -> AssetReport:
     """Everything the asset report shows, from the store."""
-    asset, scans, decisions = store.asset_history(asset_id)
-    latest: dict[str, Any] = {}
-    for d in decisions:  # oldest first: the last one per rule set is current
-        latest[d.ruleset_name] = d
-    current = sorted(latest.values(), key=lambda d: d.ruleset_name)
+    asset, scans, _ = store.asset_history(asset_id)
+    current = sorted(store.current_decisions([asset_id]).values(), key=lambda d: d.ruleset_name)
     stored = {s.id: s for s in store.completed_scans(scan_ids=[d.scan_id for d in current])}
     sections = [_section(store, d, stored) for d in current]
-    effective = [_effective(s) for s in sections]
     newest_scan = max((d.scan_id for d in current), default=None)
     return AssetReport(
         asset=asset,
         sections=sections,
         scan=next((s for s in scans if s.id == newest_scan), scans[-1] if scans else None),
-        verdict=combine(effective) if effective else {},
+        verdict=combine([d.ruled() for d in current]) if current else {},
         generated=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
-
-
-@dataclass(frozen=True)
-class _Effective:
-    """A decision as it stands after its latest override (what `combine` reads)."""
-
-    schedule: str
-    tags: tuple[str, ...]
-    review: bool
-    warnings: tuple[str, ...]
-
-
-def _effective(section: RulesetSection) -> _Effective:
-    d, o = section.decision, section.override
-    return _Effective(
-        schedule=o.schedule if o is not None and o.schedule else d.schedule,
-        tags=tuple(o.tags) if o is not None and o.tags is not None else tuple(d.tags),
-        review=d.review and o is None,  # a reviewer's ruling settles the review
-        warnings=tuple(d.warnings),
     )
 
 

@@ -103,6 +103,16 @@ class OverrideView:
 
 
 @dataclass(frozen=True)
+class Ruling:
+    """What is in force for one rule set (what `policy.evaluate.combine` reads)."""
+
+    schedule: str
+    tags: tuple[str, ...]
+    review: bool
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CurrentDecision:
     """The latest decision of one rule set about one asset, with its latest override."""
 
@@ -121,15 +131,16 @@ class CurrentDecision:
     override: OverrideView | None = None
     overrides_before: int = field(default=0)  # overrides on earlier decisions of this pair
 
-    @property
-    def effective_schedule(self) -> str:
-        return self.override.schedule if self.override and self.override.schedule else self.schedule
-
-    @property
-    def effective_tags(self) -> tuple[str, ...]:
-        if self.override is not None and self.override.tags is not None:
-            return self.override.tags
-        return self.tags
+    def ruled(self) -> Ruling:
+        """The decision as it stands after its latest override: a reviewer's ruling sets
+        the level and tags it names, and settles the review."""
+        o = self.override
+        return Ruling(
+            schedule=o.schedule if o is not None and o.schedule else self.schedule,
+            tags=o.tags if o is not None and o.tags is not None else self.tags,
+            review=self.review and o is None,
+            warnings=self.warnings,
+        )
 
 
 # -- codecs ---------------------------------------------------------------------------------
