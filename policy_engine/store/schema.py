@@ -30,6 +30,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    Unicode,
     UniqueConstraint,
     event,
 )
@@ -257,6 +258,104 @@ class ReportRecord(Base):
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(HASH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- nightly ingest ------------------------------------------------------------------------
+class IngestWorker(Base):
+    """A running (or finished) ingest worker process. Claims name their worker; a claim
+    whose worker stopped, or stopped sending heartbeats, may be taken over."""
+
+    __tablename__ = "ingest_workers"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)  # host:pid:token
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    # pids mean something only inside one kernel boot and pid namespace: this names it
+    scope: Mapped[str] = mapped_column(String(80))
+    software_version: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class IngestFile(Base):
+    """A file in an ingest folder, as last observed, and where it is in the queue.
+
+    ``state``: waiting (seen, not yet settled or due) | claimed (a worker has it) | done
+    | retry (failed; due again at ``next_attempt_at``) | quarantined (failed too often)
+    | gone (vanished before it was done). A new size or mtime at the same path is a new
+    version: the row starts again as waiting."""
+
+    __tablename__ = "ingest_files"
+    __table_args__ = (Index("ix_ingest_files_queue", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    folder: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stable_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(ForeignKey("ingest_workers.id"), index=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    content_sha256: Mapped[str | None] = mapped_column(String(HASH))
+    asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id"))
+    scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Lease(Base):
+    """A named lock held by a worker: one per content hash being scanned (so copies of
+    one trailer are scanned once), and SQLite's single-worker lock."""
+
+    __tablename__ = "leases"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(ForeignKey("ingest_workers.id"), index=True)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IngestRun(Base):
+    """One pass over the ingest folders: when, by whom, what it found and did."""
+
+    __tablename__ = "ingest_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker_id: Mapped[str] = mapped_column(ForeignKey("ingest_workers.id"), index=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # once | nightly | poll
+    status: Mapped[str] = mapped_column(String(16))  # running | completed | stopped | failed
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # files found; first seen (or changed); analysed; answered from an earlier scan of
+    # the same content; failed; left alone (done, not yet due); still being written;
+    # quarantined in this run
+    seen: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    scanned: Mapped[int] = mapped_column(Integer, default=0)
+    reused: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    waiting: Mapped[int] = mapped_column(Integer, default=0)
+    quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    problems: Mapped[list[str]] = mapped_column(JSON)
+    summary_path: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class SchedulerJob(Base):
+    """APScheduler 3's job store table (its own layout, made here by the migrations)."""
+
+    __tablename__ = "scheduler_jobs"
+
+    id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
+    next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True)
+    job_state: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class AppendOnlyError(RuntimeError):
