@@ -1,9 +1,13 @@
-"""Settings, in order of precedence: defaults < config file < environment < flags.
+"""Settings, in order of precedence: defaults < settings file < environment < flags.
 
-The config file is TOML: ``--config FILE``, else ``$POLICY_ENGINE_CONFIG``, else
-``./policy-engine.toml`` if present. Environment variables are ``POLICY_ENGINE_<NAME>``
-(e.g. ``POLICY_ENGINE_MODEL``, ``POLICY_ENGINE_DB``). Each value remembers where it
-came from, so a user can see why a setting has the value it has.
+The settings file is TOML or YAML (by its suffix): ``--config FILE``, else
+``$POLICY_ENGINE_CONFIG``, else ``./policy-engine.toml`` or ``./policy-engine.yaml`` if
+present; its keys may sit under a ``policy_engine`` section. Environment variables are
+``POLICY_ENGINE_<NAME>`` (e.g. ``POLICY_ENGINE_MODEL``, ``POLICY_ENGINE_DB``); a list
+is written with spaces or commas (``POLICY_ENGINE_INCLUDE="*.mp4 *.mov"``), except
+``POLICY_ENGINE_INGEST``, whose folders are separated like ``PATH`` (``:``). Each value
+remembers where it came from, so a user can see why a setting has the value it has
+(``policy-engine config show``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from policy_engine.errors import ConfigError
 from policy_engine.models.checkpoint import DEFAULT_MODEL
 
 ENV_PREFIX = "POLICY_ENGINE_"
-DEFAULT_CONFIG_FILE = "policy-engine.toml"
+DEFAULT_CONFIG_FILES = ("policy-engine.toml", "policy-engine.yaml", "policy-engine.yml")
 DEFAULT_DB_URL = "sqlite:///policy-engine.sqlite"  # a file in the working folder
 
 
@@ -37,6 +41,23 @@ class Settings:
     rules: str = "rules"  # rule file or folder of rule files
     db: str = DEFAULT_DB_URL  # SQLAlchemy URL: SQLite file or postgresql://…
     reports: str = "reports"  # folder the HTML reports are written to
+    # -- nightly ingest (policy-engine schedule) --
+    ingest: tuple[str, ...] = ()  # folders watched for new trailers
+    include: tuple[str, ...] = ("*.mp4", "*.mov", "*.mxf", "*.mkv", "*.m4v", "*.ts")
+    exclude: tuple[str, ...] = ("*.part", "*.partial", "*.tmp", "*.crdownload", "~*")
+    recursive: bool = True
+    settle_seconds: float = 30.0  # size and mtime unchanged across this period …
+    quiet_seconds: float = 60.0  # … and not modified for this long, before a scan
+    settle_wait: float = 300.0  # how long one run waits for files still being written
+    max_attempts: int = 3  # failures before a file is quarantined
+    retry_backoff: float = 300.0  # seconds before the first retry; doubles each time
+    claim_timeout: float = 600.0  # a worker silent this long is presumed dead
+    heartbeat: float = 30.0  # seconds between a worker's heartbeats
+    schedule: str = "0 2 * * *"  # cron: minute hour day month weekday
+    poll: float = 0.0  # seconds between extra polls of the folders; 0: nightly only
+    timezone: str = "local"  # of the schedule: an IANA name, or the machine's zone
+    misfire_grace: float = 3600.0  # a run missed by less than this still happens
+    log_format: str = "auto"  # auto (human on a terminal, else JSON lines) | human | json
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def source_of(self, name: str) -> str:
@@ -44,11 +65,45 @@ class Settings:
 
 
 _CONVERTERS = {f.name: f.type for f in fields(Settings) if f.name != "sources"}
+_PATH_LISTS = {"ingest"}  # separated by os.pathsep in the environment
+
+
+def _as_list(name: str, value: Any, origin: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        if origin.startswith("environment"):
+            separator = os.pathsep if name in _PATH_LISTS else None
+            parts = value.split(separator) if separator else value.replace(",", " ").split()
+        else:
+            parts = [value]
+    elif isinstance(value, list | tuple):
+        parts = list(value)
+    else:
+        raise ValueError
+    if not all(isinstance(p, str) for p in parts):
+        raise ValueError
+    return tuple(p.strip() for p in parts if p.strip())
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
 
 
 def _convert(name: str, value: Any, origin: str) -> Any:
     kind = _CONVERTERS[name]
     try:
+        if kind in ("tuple[str, ...]",):
+            return _as_list(name, value, origin)
+        if kind in ("bool", bool):
+            return _as_bool(value)
+        if isinstance(value, bool | list | dict):
+            raise ValueError
         if kind in ("float", float):
             return float(value)
         if kind in ("int", int):
@@ -57,6 +112,7 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             return int(value)
         return str(value)
     except (TypeError, ValueError) as exc:
+        kind = {"tuple[str, ...]": "list of strings"}.get(str(kind), kind)
         raise ConfigError(f"{origin}: {name} = {value!r} is not a valid {kind}") from exc
 
 
@@ -65,17 +121,33 @@ def _config_file(explicit: str | Path | None, env: Mapping[str, str]) -> Path | 
         return Path(explicit)
     if env.get(ENV_PREFIX + "CONFIG"):
         return Path(env[ENV_PREFIX + "CONFIG"])
-    local = Path(DEFAULT_CONFIG_FILE)
-    return local if local.is_file() else None
+    return next((Path(p) for p in DEFAULT_CONFIG_FILES if Path(p).is_file()), None)
+
+
+def _parse(path: Path, text: str) -> Any:
+    if path.suffix.lower() in (".yaml", ".yml"):
+        from policy_engine.policy.yamlsafe import YamlRejected, compose, to_python
+
+        try:
+            node = compose(text, str(path))
+        except YamlRejected as exc:
+            raise ConfigError(str(exc.problem)) from None
+        return to_python(node) if node is not None else {}
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
 
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        data = _parse(path, path.read_text())
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} not found") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected settings (name: value), not a list")
     section = data.get("policy_engine", data)
     unknown = sorted(set(section) - set(_CONVERTERS))
     if unknown:

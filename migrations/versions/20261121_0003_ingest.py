@@ -21,6 +21,10 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Upgrade schema."""
+    with op.batch_alter_table("scans", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("worker_id", sa.String(length=120), nullable=True))
+        batch_op.create_index(batch_op.f("ix_scans_worker_id"), ["worker_id"], unique=False)
+
     op.create_table(
         "ingest_workers",
         sa.Column("id", sa.String(length=120), nullable=False),
@@ -151,3 +155,6 @@ def downgrade() -> None:
 
     op.drop_table("scheduler_jobs")
     op.drop_table("ingest_workers")
+    with op.batch_alter_table("scans", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_scans_worker_id"))
+        batch_op.drop_column("worker_id")

@@ -124,6 +124,7 @@ class Scanner:
         reports_dir: Path | None = None,
         force: bool = False,
         listener: ScanListener | None = None,
+        worker_id: str | None = None,
     ) -> None:
         if not rulesets:
             raise ValueError("scanning needs at least one rule set")
@@ -140,6 +141,7 @@ class Scanner:
         self.reports_dir = reports_dir
         self.force = force
         self.listener = listener or ScanListener()
+        self.worker_id = worker_id
 
     def scan(self, paths: Sequence[Path]) -> list[ScanOutcome]:
         outcomes = []
@@ -150,9 +152,11 @@ class Scanner:
             outcomes.append(result)
         return outcomes
 
-    def scan_file(self, path: Path) -> ScanOutcome:
+    def scan_file(self, path: Path, *, content_sha256: str | None = None) -> ScanOutcome:
+        """Scan one file; ``content_sha256``, if the caller has just hashed it, is used
+        instead of reading the file twice."""
         started = time.perf_counter()
-        result = ScanOutcome(path=str(path))
+        result = ScanOutcome(path=str(path), content_sha256=content_sha256)
         try:
             self._scan_file(path.absolute(), result)
         finally:
@@ -166,8 +170,8 @@ class Scanner:
             checkpoint.name, checkpoint.path, checkpoint.weights_sha256, checkpoint.revision
         )
         try:
-            result.content_sha256 = file_sha256(path)
             size = path.stat().st_size
+            result.content_sha256 = result.content_sha256 or file_sha256(path)
         except OSError as exc:
             self._fail(result, path, None, model, _os_reason(exc))
             return
@@ -211,6 +215,7 @@ class Scanner:
             sampling_key=self.sampling_key,
             model=model,
             software_version=__version__,
+            worker_id=self.worker_id,
         )
 
     def _analyse(self, path: Path, result: ScanOutcome, model: ScanModel) -> bool:

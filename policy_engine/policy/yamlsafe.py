@@ -162,3 +162,12 @@ def scalar(node: ScalarNode) -> Any:
 def key_text(node: Node) -> str:
     """Mapping keys are names: YAML's bare ``null:`` or ``yes:`` keys stay names."""
     return str(node.value) if isinstance(node, ScalarNode) else ""
+
+
+def to_python(node: Node) -> Any:
+    """Plain Python values (dict, list, scalars) of a checked document."""
+    if isinstance(node, MappingNode):
+        return {key_text(k): to_python(v) for k, v in node.value}
+    if isinstance(node, SequenceNode):
+        return [to_python(item) for item in node.value]
+    return scalar(node)  # type: ignore[arg-type]

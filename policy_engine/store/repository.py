@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from policy_engine.errors import StoreError
@@ -270,6 +271,7 @@ class Store:
         sampling_key: str,
         model: ScanModel,
         software_version: str,
+        worker_id: str | None = None,
     ) -> int:
         with self._transaction() as s:
             scan = Scan(
@@ -279,6 +281,7 @@ class Store:
                 sampling=sampling,
                 sampling_key=sampling_key,
                 software_version=software_version,
+                worker_id=worker_id,
                 **self._model_columns(model),
             )
             s.add(scan)
@@ -454,25 +457,45 @@ class Store:
 
     # -- rule sets and decisions --------------------------------------------------------
     def _ruleset_ids(self, s: Session, rulesets: Iterable[RuleSet]) -> dict[str, int]:
-        """Rule set id by content hash, storing texts not seen before."""
+        """Rule set id by content hash, storing texts not seen before (a text another
+        worker stores at the same moment is not an error)."""
         wanted = {r.sha256: r for r in rulesets}
         query = select(RuleSetRecord.sha256, RuleSetRecord.id).where(
             RuleSetRecord.sha256.in_(list(wanted))
         )
-        ids = {sha: ruleset_id for sha, ruleset_id in s.execute(query)}
-        for sha, ruleset in wanted.items():
-            if sha not in ids:
-                record = RuleSetRecord(
-                    sha256=sha,
-                    name=ruleset.name,
-                    version=ruleset.version,
-                    text=ruleset.text,
-                    path=ruleset.path,
-                )
-                s.add(record)
-                s.flush()
-                ids[sha] = record.id
-        return ids
+        known = {sha for sha, _ in s.execute(query)}
+        missing = [
+            {
+                "sha256": sha,
+                "name": ruleset.name,
+                "version": ruleset.version,
+                "text": ruleset.text,
+                "path": ruleset.path,
+                "first_seen": utcnow(),
+            }
+            for sha, ruleset in wanted.items()
+            if sha not in known
+        ]
+        if missing:
+            dialect = postgresql if self.engine.url.get_backend_name() == "postgresql" else sqlite
+            s.execute(dialect.insert(RuleSetRecord).on_conflict_do_nothing(), missing)
+        return {sha: ruleset_id for sha, ruleset_id in s.execute(query)}
+
+    def record_rulesets(self, rulesets: Iterable[RuleSet]) -> None:
+        """Keep the exact text of rule sets that loaded (the last good version of each)."""
+        with self._transaction() as s:
+            self._ruleset_ids(s, rulesets)
+
+    def last_good_ruleset(self, path: str) -> tuple[str, datetime] | None:
+        """The text of the rule set most recently recorded from ``path``, and when."""
+        with self._transaction() as s:
+            row = s.execute(
+                select(RuleSetRecord.text, RuleSetRecord.first_seen)
+                .where(RuleSetRecord.path == path)
+                .order_by(RuleSetRecord.id.desc())
+                .limit(1)
+            ).first()
+            return (row[0], row[1]) if row else None
 
     def append_decisions(self, new: Sequence[NewDecision]) -> list[int]:
         """Insert decisions with their reasons in one transaction; returns their ids."""
