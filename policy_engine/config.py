@@ -56,7 +56,7 @@ class Settings:
     schedule: str = "0 2 * * *"  # cron: minute hour day month weekday
     poll: float = 0.0  # seconds between extra polls of the folders; 0: nightly only
     timezone: str = "local"  # of the schedule: an IANA name, or the machine's zone
-    misfire_grace: float = 3600.0  # a run missed by less than this still happens
+    misfire_grace: float = 3600.0  # a run missed by less than this still happens (0: any)
     log_format: str = "auto"  # auto (human on a terminal, else JSON lines) | human | json
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 

@@ -40,3 +40,7 @@ class ConfigError(PolicyEngineError):
 
 class StoreError(PolicyEngineError):
     """The database is unreachable, locked, or its schema does not match this software."""
+
+
+class WorkerBusyError(StoreError):
+    """Another live ingest worker holds the SQLite database (one worker at a time there)."""

@@ -1,7 +1,8 @@
 """``policy-engine``: a thin command line over the Python API (pipeline, store, policy).
 
 Exit codes: 0 ok, 1 unexpected error (or failed files with --strict), 2 bad usage,
-settings or rules, 3 unreadable video, 4 model or device problem, 5 database problem.
+settings or rules, 3 unreadable video, 4 model or device problem, 5 database problem,
+6 another ingest worker holds the SQLite database (one at a time there).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated
 import typer
 
 from policy_engine import __version__
-from policy_engine.cli import analysis, records, rules  # noqa: F401 - they register commands
+from policy_engine.cli import analysis, ingest, records, rules  # noqa: F401 - they register commands
 from policy_engine.cli.common import app, err, out
 
 

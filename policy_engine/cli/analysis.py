@@ -126,6 +126,7 @@ def analyze(
         raise fail(exc) from None
     _report(result, decisions, as_json=as_json, frames=frames)
 
+
 def _analyse_and_decide(
     video: Path,
     categories: list[Category],
@@ -265,5 +266,3 @@ def make_tiny(
 
     path = make_tiny_clip(directory)
     out.print(f"tiny CLIP checkpoint written to {path} (random weights: labels mean nothing)")
-
-

@@ -17,6 +17,7 @@ from policy_engine.errors import (
     MediaError,
     ModelError,
     StoreError,
+    WorkerBusyError,
 )
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ _EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (MediaError, 3),
     (ModelError, 4),
     (DeviceUnavailableError, 4),
+    (WorkerBusyError, 6),
     (StoreError, 5),
 ]
 
@@ -93,7 +95,6 @@ def fail(exc: BaseException) -> typer.Exit:
     return typer.Exit(code)
 
 
-
 def load_rulesets(path: Path) -> list[Any]:
     """The rule sets of a file or folder; any broken file stops the command (exit 2)."""
     from policy_engine.policy.loader import RuleSetError, load_catalogue
@@ -104,8 +105,6 @@ def load_rulesets(path: Path) -> list[Any]:
     if not rulesets:
         raise ConfigError(f"--rules {path}: no rule files (*.yaml) found")
     return rulesets
-
-
 
 
 BatchSizeOpt = Annotated[int | None, typer.Option(help="Images per model call [32].")]

@@ -137,5 +137,3 @@ def rules_slot(
         out.print(f"{t.name} ({t.timezone}): {level} at {when}: {verdict}", highlight=False)
     if not allowed:
         raise typer.Exit(1)
-
-

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,20 +78,44 @@ class ScanListener:
     def file_finished(self, outcome: ScanOutcome) -> None: ...
 
 
-def find_videos(paths: Iterable[Path], patterns: Sequence[str] = VIDEO_PATTERNS) -> list[Path]:
-    """Files as given (whatever their name); folders searched recursively for names
-    matching ``patterns`` (case-insensitive), hidden entries skipped, in name order."""
+def find_videos(
+    paths: Iterable[Path],
+    patterns: Sequence[str] = VIDEO_PATTERNS,
+    *,
+    exclude: Sequence[str] = (),
+    recursive: bool = True,
+    on_error: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Files as given (whatever their name); in folders, regular files whose name matches
+    ``patterns`` and no ``exclude`` pattern (case-insensitive; an exclude pattern with a
+    ``/`` is matched against the path below the folder), hidden entries skipped, in name
+    order. Folders that cannot be read are reported to ``on_error`` and skipped."""
+    include = [p.lower() for p in patterns]
+    skip = [p.lower() for p in exclude]
+
+    def wanted(folder: Path, file: Path) -> bool:
+        name, relative = file.name.lower(), file.relative_to(folder).as_posix().lower()
+        return (
+            not name.startswith(".")
+            and any(fnmatch.fnmatch(name, p) for p in include)
+            and not any(fnmatch.fnmatch(relative if "/" in p else name, p) for p in skip)
+        )
+
+    def report(exc: OSError) -> None:
+        if on_error is not None:
+            on_error(f"folder {exc.filename}: {_os_reason(exc)}")
+
     found: list[Path] = []
     for path in paths:
         if not path.is_dir():
             found.append(path)
             continue
-        for root, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for root, dirs, files in os.walk(path, onerror=report):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
             for name in sorted(files):
-                lowered = name.lower()
-                if not name.startswith(".") and any(fnmatch.fnmatch(lowered, p) for p in patterns):
-                    found.append(Path(root) / name)
+                file = Path(root) / name
+                if wanted(path, file) and file.is_file():  # no FIFOs or devices
+                    found.append(file)
     return list(dict.fromkeys(found))
 
 

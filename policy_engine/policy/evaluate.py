@@ -132,9 +132,7 @@ def strongest_frames(scores: FrameScores | None, category: str, count: int) -> l
     labelled = scores.labels == index
     # sort labelled frames first, then by probability, strongest first
     order = np.lexsort((-probs, ~labelled))[:count]
-    return [
-        Evidence(category, float(scores.times[i]), float(probs[i]), int(i)) for i in order
-    ]
+    return [Evidence(category, float(scores.times[i]), float(probs[i]), int(i)) for i in order]
 
 
 def _reason(

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from policy_engine import __version__
-from policy_engine.errors import StoreError
+from policy_engine.errors import StoreError, WorkerBusyError
 from policy_engine.store.repository import RUNNING, Store
 from policy_engine.store.schema import (
     IngestFile,
@@ -49,10 +49,6 @@ WAITING, CLAIMED, DONE, RETRY, QUARANTINED, GONE = (
 )  # fmt: skip
 DUE_STATES = (WAITING, RETRY)
 SQLITE_WORKER_LEASE = "sqlite:single-worker"
-
-
-class WorkerBusyError(StoreError):
-    """Another live worker holds the SQLite database (one worker at a time there)."""
 
 
 @dataclass(frozen=True)
@@ -524,8 +520,16 @@ class IngestQueue:
                 query = query.where(IngestFile.state.in_(list(states)))
             return [
                 FileRow(
-                    r.path, r.state, r.attempts, r.size_bytes, r.stable_since,
-                    r.next_attempt_at, r.claimed_by, r.last_error, r.asset_id, r.scan_id,
+                    r.path,
+                    r.state,
+                    r.attempts,
+                    r.size_bytes,
+                    r.stable_since,
+                    r.next_attempt_at,
+                    r.claimed_by,
+                    r.last_error,
+                    r.asset_id,
+                    r.scan_id,
                     r.finished_at,
                 )  # fmt: skip
                 for r in s.scalars(query)

@@ -1,0 +1,234 @@
+"""The nightly side: `schedule` (the daemon, or one pass with --once), `ingest status`,
+`ingest retry` and `config show`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from policy_engine.cli.common import (
+    ConfigOpt,
+    DeviceOpt,
+    FpsOpt,
+    JsonOpt,
+    ModelOpt,
+    app,
+    err,
+    fail,
+    out,
+    settings_for,
+)
+from policy_engine.cli.records import ReportsOpt, RulesPathOpt
+from policy_engine.config import Settings
+from policy_engine.errors import PolicyEngineError
+
+ingest_app = typer.Typer(
+    help="The ingest queue: what is waiting, done, failed.", no_args_is_help=True
+)
+app.add_typer(ingest_app, name="ingest")
+config_app = typer.Typer(help="Settings: what is in force and why.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+IngestOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--ingest",
+        help="Ingest folder (repeatable); replaces the configured folders.",
+        show_default=False,
+    ),
+]
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="human | json | auto (human on a terminal, JSON lines otherwise) [default: auto]",
+    ),
+]
+
+
+def _settings(ctx: typer.Context, config: Path | None, **flags: Any) -> Settings:
+    from policy_engine.ingest import ingest_settings
+
+    ingest = flags.pop("ingest", None)
+    given = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
+    settings = settings_for(ctx, given, config)
+    return ingest_settings(settings, [str(p) for p in ingest] if ingest else None)
+
+
+@app.command()
+def schedule(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Run one pass now and exit.")] = False,
+    ingest: IngestOpt = None,
+    rules: RulesPathOpt = None,
+    reports: ReportsOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    fps: FpsOpt = None,
+    log_format: LogFormatOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The nightly ingest daemon: scan new trailers in the ingest folders at the scheduled
+    time (default 02:00), or once now with --once. Stop with SIGTERM or Ctrl-C."""
+    from policy_engine import logsetup, scheduler
+
+    try:
+        settings = _settings(
+            ctx,
+            config,
+            ingest=ingest,
+            rules=rules,
+            reports=reports,
+            model=model,
+            device=device,
+            fps=fps,
+            log_format=log_format,
+        )
+        logsetup.configure(settings.log_format)
+        signals = scheduler.StopSignals()
+        scheduler.install_signal_handlers(signals)
+        announce = lambda note: err.print(note, highlight=False, markup=False)  # noqa: E731
+        if not once:
+            scheduler.serve(settings, signals=signals, on_create=announce)
+            return
+        result = scheduler.run_once(settings, signals=signals, on_create=announce)
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    if result.summary is not None:
+        err.print(f"run summary: {result.summary}", highlight=False, markup=False)
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+@ingest_app.command("status")
+def ingest_status(
+    ctx: typer.Context,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state",
+            help="Only files in this state (repeatable): waiting, claimed,"
+            " done, retry, quarantined, gone.",
+        ),
+    ] = None,
+    runs: Annotated[int, typer.Option(help="How many recent runs to list.")] = 5,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The queue: every file the ingest has seen, its state, attempts and last error;
+    and the latest runs."""
+    from policy_engine.cli.common import open_store
+    from policy_engine.ingest import timing_of
+    from policy_engine.store.ingest import IngestQueue
+
+    try:
+        settings = _settings(ctx, config)
+        store = open_store(settings)
+        try:
+            queue = IngestQueue(store, timing_of(settings))
+            files, recent = queue.files(state), queue.runs(runs)
+        finally:
+            store.close()
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    if as_json:
+        data = {
+            "files": [vars(f) for f in files],
+            "runs": [{c.name: getattr(r, c.name) for c in r.__table__.columns} for r in recent],
+        }
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    table = Table(show_edge=False, header_style="bold", title="files")
+    for column in ("file", "state", "tries", "last error", "next try"):
+        table.add_column(column, no_wrap=column == "file")
+    for f in files:
+        table.add_row(
+            escape(f.path),
+            f.state,
+            str(f.attempts),
+            escape(f.last_error or ""),
+            f"{f.next_attempt_at:%Y-%m-%d %H:%M}" if f.next_attempt_at else "",
+        )
+    out.print(table)
+    runs_table = Table(show_edge=False, header_style="bold", title="runs")
+    for column in ("run", "trigger", "status", "started (UTC)", "seen", "new", "scanned",
+                   "reused", "failed", "skipped", "waiting", "quarantined"):  # fmt: skip
+        runs_table.add_column(column)
+    for r in recent:
+        runs_table.add_row(
+            str(r.id), r.trigger, r.status, f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            *(str(getattr(r, n)) for n in ("seen", "new", "scanned", "reused", "failed",
+                                           "skipped", "waiting", "quarantined")),
+        )  # fmt: skip
+    out.print(runs_table)
+
+
+@ingest_app.command("retry")
+def ingest_retry(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files to retry [default: every quarantined one].")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Give quarantined files a fresh set of attempts at the next run."""
+    from policy_engine.cli.common import open_store
+    from policy_engine.ingest import timing_of
+    from policy_engine.store.ingest import IngestQueue
+
+    try:
+        settings = _settings(ctx, config)
+        store = open_store(settings)
+        try:
+            queue = IngestQueue(store, timing_of(settings))
+            count = queue.retry([str(p.absolute()) for p in paths] if paths else None)
+        finally:
+            store.close()
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    out.print(f"{count} file(s) will be tried again at the next run.", highlight=False)
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Every setting in force, and where it came from (default, file, env, flag)."""
+    try:
+        settings = _settings(ctx, config)
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    rows = [
+        (f.name, _shown(f.name, getattr(settings, f.name)), settings.source_of(f.name))
+        for f in fields(settings)
+        if f.name != "sources"
+    ]
+    if as_json:
+        data = {name: {"value": value, "source": source} for name, value, source in rows}
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("setting", "value", "from"):
+        table.add_column(column)
+    for name, value, source in rows:
+        shown = " ".join(value) if isinstance(value, tuple) else str(value)
+        table.add_row(name, escape(shown), escape(source))
+    out.print(table)
+
+
+def _shown(name: str, value: Any) -> Any:
+    """A setting as shown: the database URL without its password, the local zone named."""
+    if name == "db":
+        from policy_engine.store.database import describe, parse_url
+
+        return describe(parse_url(value))
+    if name == "timezone" and value == "local":
+        from policy_engine.scheduler import resolve_timezone
+
+        return f"local ({resolve_timezone(value)})"
+    return value

@@ -1,0 +1,523 @@
+"""The nightly ingest: find new trailers, wait until they are complete, claim, scan.
+
+One pass (``Ingestor.run_pass``):
+
+1. Dead workers are reaped (their files become due again) and the rule files are read
+   again; a rule file that fails to load leaves its last good version (from the
+   database) in force, and the failure is reported.
+2. Every ingest folder is listed (include/exclude patterns, optionally recursive) and
+   each file's size and mtime recorded. A file is *settled* once both have stayed the
+   same for ``settle_seconds`` and it has not been modified for ``quiet_seconds``: a
+   trailer still being copied is left alone.
+3. Settled files are claimed one at a time in the database, hashed, and scanned under
+   a lease on their content hash, so a copy or a renamed trailer reuses the first
+   scan's result (and is linked to the same asset) instead of being scanned twice.
+4. A failure is retried with doubling backoff, then quarantined with its reason; the
+   next file goes on. Files still settling are waited for (up to ``settle_wait``), then
+   left for the next run.
+5. The run is recorded (counts, problems) and its summary report written.
+
+Stopping: ``StopSignals.request()`` once finishes the file in hand, twice abandons it
+(it goes back to the queue without counting as an attempt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from policy_engine.config import Settings
+from policy_engine.errors import ConfigError, ModelError, PolicyEngineError, StoreError
+from policy_engine.hashing import file_sha256
+from policy_engine.models.provider import ModelProvider
+from policy_engine.pipeline.scan import (
+    FAILED,
+    REUSED,
+    ScanListener,
+    Scanner,
+    ScanOutcome,
+    find_videos,
+)
+from policy_engine.policy.model import RuleSet
+from policy_engine.store import Store
+from policy_engine.store.ingest import (
+    QUARANTINED,
+    Claim,
+    IngestQueue,
+    Observation,
+    QueueTiming,
+    RunCounts,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ScanAbandoned(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an error
+    """Raised inside a scan when a second stop request asks to give the file back."""
+
+
+class StopSignals:
+    """Shared between signal handlers and a pass: stop after this file, or now."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.abandon = threading.Event()
+
+    def request(self) -> None:
+        if self.stop.is_set():
+            self.abandon.set()
+        self.stop.set()
+
+
+# -- discovery --------------------------------------------------------------------------
+def folder_key(folder: str | Path) -> str:
+    return str(Path(folder).expanduser().absolute())
+
+
+def discover(settings: Settings, folder: str) -> tuple[list[Observation], list[str]]:
+    """What one ingest folder holds now, and what was wrong with it (never raises)."""
+    root = Path(folder)
+    problems: list[str] = []
+    if not root.exists():
+        return [], [f"ingest folder {folder} does not exist; create it or fix the setting"]
+    if not root.is_dir():
+        return [], [f"ingest folder {folder} is not a folder"]
+    if not os.access(root, os.R_OK | os.X_OK):
+        return [], [f"ingest folder {folder} cannot be read: permission denied"]
+    files = find_videos(
+        [root],
+        settings.include,
+        exclude=settings.exclude,
+        recursive=settings.recursive,
+        on_error=problems.append,
+    )
+    seen = []
+    for file in files:
+        name = str(file)
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = name.encode("utf-8", "backslashreplace").decode()
+            problems.append(f"{shown}: the file name is not valid UTF-8; rename it to scan it")
+            continue
+        try:
+            stat = file.stat()
+        except OSError as exc:  # vanished, or a dangling link
+            problems.append(f"{name}: cannot be inspected: {exc.strerror}")
+            continue
+        seen.append(Observation(name, folder, stat.st_size, stat.st_mtime_ns))
+    return seen, problems
+
+
+# -- rules ------------------------------------------------------------------------------
+def load_rules(path: str | Path, store: Store) -> tuple[list[RuleSet], list[str]]:
+    """The rule sets in force: each file as it is now, or, where it fails to load, the
+    last good version of it recorded in the database (reported either way)."""
+    from policy_engine.policy.loader import RuleSetError, load_ruleset, parse_ruleset, rule_files
+
+    rulesets: list[RuleSet] = []
+    problems: list[str] = []
+    files = rule_files([path])
+    if not files:
+        return [], [f"rules {path}: no rule files (*.yaml) found"]
+    for file in files:
+        try:
+            ruleset = load_ruleset(file)
+        except RuleSetError as exc:
+            why = "; ".join(str(p) for p in exc.problems)
+            last = store.last_good_ruleset(str(file))
+            if last is None:
+                problems.append(
+                    f"rule file {file} failed to load ({why}); no earlier version is on"
+                    " record, so its rules are not applied in this run"
+                )
+                continue
+            ruleset = parse_ruleset(last[0], str(file))
+            problems.append(
+                f"rule file {file} failed to load ({why}); its last good version"
+                f" ({ruleset.name} {ruleset.version}, recorded {last[1]:%Y-%m-%d %H:%M} UTC)"
+                " stays in force"
+            )
+        if any(r.name == ruleset.name for r in rulesets):
+            problems.append(f"rule file {file}: rule set name {ruleset.name!r} is used twice")
+            continue
+        rulesets.append(ruleset)
+    store.record_rulesets(r for r in rulesets)
+    return rulesets, problems
+
+
+# -- a pass -----------------------------------------------------------------------------
+@dataclass
+class PassResult:
+    run_id: int | None
+    status: str  # completed | stopped | failed
+    counts: RunCounts
+    outcomes: list[ScanOutcome] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    summary: Path | None = None
+    error: str | None = None
+
+
+class _StopAwareListener(ScanListener):
+    """Checks for an abandon request while frames are being embedded."""
+
+    def __init__(self, signals: StopSignals) -> None:
+        self.signals = signals
+
+    def progress(self, done_seconds: float, total_seconds: float) -> None:
+        if self.signals.abandon.is_set():
+            raise ScanAbandoned
+
+
+def timing_of(settings: Settings) -> QueueTiming:
+    for name in ("settle_seconds", "quiet_seconds", "settle_wait", "retry_backoff"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name} must not be negative, got {getattr(settings, name)}")
+    if settings.max_attempts < 1:
+        raise ConfigError(f"max_attempts must be at least 1, got {settings.max_attempts}")
+    if settings.heartbeat <= 0 or settings.claim_timeout < 2 * settings.heartbeat:
+        raise ConfigError(
+            f"claim_timeout ({settings.claim_timeout:g} s) must be at least twice the"
+            f" heartbeat ({settings.heartbeat:g} s), which must be positive"
+        )
+    return QueueTiming(
+        settle_seconds=settings.settle_seconds,
+        quiet_seconds=settings.quiet_seconds,
+        claim_timeout=settings.claim_timeout,
+        max_attempts=settings.max_attempts,
+        retry_backoff=settings.retry_backoff,
+    )
+
+
+class Ingestor:
+    """A worker: registered in the database, heartbeating, running passes on demand."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        signals: StopSignals | None = None,
+        on_create: Callable[[str], None] | None = None,
+        sleep: Callable[[float], Any] | None = None,
+    ) -> None:
+        if not settings.ingest:
+            raise ConfigError(
+                "no ingest folders: give --ingest DIR, or set ingest in the settings file"
+                " or POLICY_ENGINE_INGEST"
+            )
+        self.settings = settings
+        self.folders = [folder_key(f) for f in settings.ingest]
+        self.signals = signals or StopSignals()
+        self.timing = timing_of(settings)
+        self.store = Store.open(settings.db, on_create=on_create)
+        self.queue = IngestQueue(self.store, self.timing)
+        self._sleep = sleep or self.signals.stop.wait  # wakes early on a stop request
+        self._models: dict[tuple[Any, ...], ModelProvider] = {}
+        self._pass_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._heartbeats: threading.Thread | None = None
+        self.lost = False
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self) -> Ingestor:
+        try:
+            self.queue.register()
+        except BaseException:
+            self.store.close()
+            raise
+        log.info("worker %s started on %s", self.queue.worker_id, self.store.url)
+        self._heartbeats = threading.Thread(target=self._beat, name="ingest-heartbeat", daemon=True)
+        self._heartbeats.start()
+        return self
+
+    def close(self, reason: str = "finished") -> None:
+        self._closed.set()
+        if self._heartbeats is not None:
+            self._heartbeats.join(timeout=10)
+        try:
+            self.queue.stop(reason)
+        except StoreError as exc:
+            log.error("could not record the stop of worker %s: %s", self.queue.worker_id, exc)
+        self.store.close()
+        log.info("worker %s stopped (%s)", self.queue.worker_id, reason)
+
+    def __enter__(self) -> Ingestor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close("stopped on request" if self.signals.stop.is_set() else "finished")
+
+    def _beat(self) -> None:
+        while not self._closed.wait(self.settings.heartbeat):
+            try:
+                alive = self.queue.heartbeat()
+            except StoreError as exc:
+                log.warning("heartbeat failed (will retry): %s", exc)
+                continue
+            if not alive and not self.lost:
+                self.lost = True
+                log.error(
+                    "worker %s was presumed dead by another worker (heartbeats too late);"
+                    " abandoning the file in hand",
+                    self.queue.worker_id,
+                )
+                self.signals.abandon.set()
+
+    def _provider(self, settings: Settings) -> ModelProvider:
+        key = (settings.model, settings.device, settings.dtype, settings.batch_size)
+        if key not in self._models:
+            self._models.clear()  # one model in memory at a time
+            self._models[key] = ModelProvider(
+                settings.model,
+                device=settings.device,
+                dtype=settings.dtype,
+                batch_size=settings.batch_size,
+            )
+        return self._models[key]
+
+    # -- one pass -------------------------------------------------------------------------
+    def run_pass(self, trigger: str = "once") -> PassResult | None:
+        """One pass over the ingest folders; None if one is already running here."""
+        if not self._pass_lock.acquire(blocking=False):
+            log.info("%s run skipped: a run is still in progress", trigger)
+            return None
+        try:
+            return _Pass(self, trigger).run()
+        finally:
+            self._pass_lock.release()
+
+
+class _Pass:
+    """The state of one pass; see the module docstring for the steps."""
+
+    def __init__(self, ingestor: Ingestor, trigger: str) -> None:
+        self.ingestor = ingestor
+        self.queue = ingestor.queue
+        self.signals = ingestor.signals
+        self.trigger = trigger
+        self.started = datetime.now(UTC)
+        self.outcomes: list[ScanOutcome] = []
+        self.problems: list[str] = []
+        self.seen: set[str] = set()
+        self.handled: set[str] = set()
+        self.counts: dict[str, int] = dict.fromkeys(vars(RunCounts()), 0)
+
+    def run(self) -> PassResult:
+        from policy_engine.api import analysis_options, settings_for_ruleset
+
+        run_id = self.queue.start_run(self.trigger)
+        log.info("run %d (%s) started over %s", run_id, self.trigger, ", ".join(self.folders))
+        status, error = "completed", None
+        try:
+            for worker in self.queue.reap():
+                self._problem(f"worker {worker} had died; its files are due again")
+            rulesets, problems = load_rules(self.settings.rules, self.ingestor.store)
+            for problem in problems:
+                self._problem(problem)
+            if not rulesets:
+                raise ConfigError(f"no rule set could be loaded from {self.settings.rules}")
+            settings = settings_for_ruleset(self.settings, rulesets[0])
+            scanner = Scanner(
+                self.ingestor.store,
+                rulesets,
+                self.ingestor._provider(settings),
+                analysis_options(settings),
+                reports_dir=Path(settings.reports),
+                listener=_StopAwareListener(self.signals),
+                worker_id=self.queue.worker_id,
+            )
+            self._work(scanner)
+            if self.signals.stop.is_set():
+                status = "stopped"
+        except KeyboardInterrupt:  # without our signal handlers (the Python API)
+            self._finish(run_id, "stopped", None)
+            raise
+        except (PolicyEngineError, ScanAbandoned) as exc:
+            status = "stopped" if isinstance(exc, ScanAbandoned) else "failed"
+            error = None if isinstance(exc, ScanAbandoned) else str(exc)
+            if error:
+                log.error("run %d failed: %s", run_id, error)
+                self.problems.append(f"the run stopped early: {error}")
+        return self._finish(run_id, status, error)
+
+    @property
+    def settings(self) -> Settings:
+        return self.ingestor.settings
+
+    @property
+    def folders(self) -> list[str]:
+        return self.ingestor.folders
+
+    def _problem(self, text: str) -> None:
+        log.warning("%s", text)
+        self.problems.append(text)
+
+    # -- the loop -------------------------------------------------------------------------
+    def _observe(self, first: bool) -> None:
+        for folder in self.folders:
+            observations, problems = discover(self.settings, folder)
+            if first:
+                for problem in problems:
+                    log.error("%s", problem)
+                    self.problems.append(problem)
+                if not observations and not problems:
+                    log.info("ingest folder %s holds no matching files", folder)
+            self.seen.update(o.path for o in observations)
+            if not problems or observations:
+                self.counts["new"] += self.queue.observe(folder, observations)
+
+    def _work(self, scanner: Scanner) -> None:
+        deadline = time.monotonic() + self.settings.settle_wait
+        first = True
+        while True:
+            self._observe(first)
+            first = False
+            while not self.signals.stop.is_set():
+                claim = self.queue.claim_next(self.folders)
+                if claim is None:
+                    break
+                self._process(scanner, claim)
+            if self.signals.stop.is_set():
+                return
+            pending = self.queue.unsettled(self.folders)
+            if not pending:
+                return
+            ready = min(when for _, when in pending)
+            wait = (ready - datetime.now(UTC)).total_seconds() + 0.05
+            if time.monotonic() + wait > deadline:
+                return
+            log.info("%d file(s) still settling; next check in %.1f s", len(pending), wait)
+            self.ingestor._sleep(max(wait, 0.05))
+
+    def _process(self, scanner: Scanner, claim: Claim) -> None:
+        path = Path(claim.path)
+        if not self._unchanged(path, claim):
+            self.queue.requeue(claim)  # the next look at the folder sees the new version
+            return
+        digest = None
+        with contextlib.suppress(OSError):  # the scanner records why it cannot be read
+            digest = file_sha256(path)
+        if digest is not None and not self._unchanged(path, claim):
+            self.queue.requeue(claim)
+            return
+        lease = self.queue.content_lease(digest) if digest else None
+        if lease is not None and (holder := self.queue.acquire(lease)) is not None:
+            log.info("%s: the same content is being scanned by %s; later", path, holder.id)
+            self.queue.requeue(claim, delay=min(max(self.settings.settle_seconds, 1.0), 30.0))
+            return
+        try:
+            outcome = self._scan(scanner, path, claim, digest)
+        finally:
+            if lease is not None:
+                self.queue.release(lease)
+        self._record(claim, outcome)
+
+    def _scan(self, scanner: Scanner, path: Path, claim: Claim, digest: str | None) -> ScanOutcome:
+        log.info("scanning %s (attempt %d)", path, claim.attempts)
+        try:
+            return scanner.scan_file(path, content_sha256=digest)
+        except ScanAbandoned:
+            log.warning("%s: given back unfinished (stop requested)", path)
+            self.queue.requeue(claim)
+            raise
+        except (StoreError, ModelError, ConfigError, KeyboardInterrupt):
+            self.queue.requeue(claim)  # not the file's fault: it keeps its attempts
+            raise
+
+    def _unchanged(self, path: Path, claim: Claim) -> bool:
+        try:
+            stat = path.stat()
+        except OSError:
+            return True  # gone or unreadable: the scan says so
+        return (stat.st_size, stat.st_mtime_ns) == (claim.size, claim.mtime_ns)
+
+    def _record(self, claim: Claim, outcome: ScanOutcome) -> None:
+        self.outcomes.append(outcome)
+        self.handled.add(claim.path)
+        failed = outcome.status == FAILED
+        state = self.queue.finish(
+            claim,
+            error=outcome.error if failed else None,
+            content_sha256=outcome.content_sha256,
+            asset_id=outcome.asset_id,
+            scan_id=outcome.scan_id,
+        )
+        key = "failed" if failed else "reused" if outcome.status == REUSED else "scanned"
+        self.counts[key] += 1
+        if failed:
+            log.error("%s failed (attempt %d): %s", claim.path, claim.attempts, outcome.error)
+        else:
+            verdict = outcome.verdict or {}
+            log.info("%s %s: %s", claim.path, outcome.status, verdict.get("schedule", "-"))
+        if state == QUARANTINED:
+            self.counts["quarantined"] += 1
+            self._problem(
+                f"{claim.path} quarantined after {claim.attempts} failed attempt(s):"
+                f" {outcome.error}. Fix or replace the file (a new version is picked up), or"
+                " run: policy-engine ingest retry PATH"
+            )
+
+    # -- the end --------------------------------------------------------------------------
+    def _finish(self, run_id: int, status: str, error: str | None) -> PassResult:
+        from policy_engine.reporting import write_run_summary
+
+        waiting = []
+        try:
+            waiting = [p for p, _ in self.queue.unsettled(self.folders)]
+        except StoreError as exc:
+            log.error("could not read the queue: %s", exc)
+        if waiting:
+            listed = ", ".join(sorted(waiting)[:10]) + (" …" if len(waiting) > 10 else "")
+            self._problem(
+                f"{len(waiting)} file(s) still being written or settling, left for the next"
+                f" run: {listed}"
+            )
+        self.counts["seen"] = len(self.seen)
+        self.counts["waiting"] = len(waiting)
+        self.counts["skipped"] = len(self.seen - self.handled - set(waiting))
+        counts = RunCounts(**self.counts)
+        summary = None
+        try:
+            summary = write_run_summary(
+                self.outcomes,
+                Path(self.settings.reports),
+                started=self.started,
+                problems=self.problems,
+                title=f"Ingest run ({self.trigger})",
+            )
+        except OSError as exc:
+            self._problem(f"the run summary could not be written: {exc}")
+        try:
+            self.queue.finish_run(
+                run_id,
+                status=status,
+                counts=counts,
+                problems=self.problems,
+                summary_path=str(summary) if summary else None,
+                error=error,
+            )
+        except StoreError as exc:
+            log.error("could not record the end of run %d: %s", run_id, exc)
+        log.info(
+            "run %d %s: %s",
+            run_id,
+            status,
+            ", ".join(f"{v} {k}" for k, v in vars(counts).items()),
+            extra={"run": run_id, "status": status, "counts": vars(counts)},
+        )
+        return PassResult(run_id, status, counts, self.outcomes, self.problems, summary, error)
+
+
+def ingest_settings(settings: Settings, folders: Sequence[str] | None) -> Settings:
+    """``--ingest DIR`` (repeatable) replaces the configured folders."""
+    if not folders:
+        return settings
+    return replace(settings, ingest=tuple(folders), sources={**settings.sources, "ingest": "flag"})
