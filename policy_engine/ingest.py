@@ -105,7 +105,7 @@ def discover(settings: Settings, folder: str) -> tuple[list[Observation], list[s
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
-            shown = name.encode("utf-8", "backslashreplace").decode()
+            shown = os.fsencode(name).decode("utf-8", "backslashreplace")
             problems.append(f"{shown}: the file name is not valid UTF-8; rename it to scan it")
             continue
         try:
@@ -308,6 +308,7 @@ class _Pass:
         self.problems: list[str] = []
         self.seen: set[str] = set()
         self.handled: set[str] = set()
+        self.tried: set[int] = set()  # ids of the files claimed in this pass
         self.counts: dict[str, int] = dict.fromkeys(vars(RunCounts()), 0)
 
     def run(self) -> PassResult:
@@ -381,9 +382,10 @@ class _Pass:
             self._observe(first)
             first = False
             while not self.signals.stop.is_set():
-                claim = self.queue.claim_next(self.folders)
+                claim = self.queue.claim_next(self.folders, skip=self.tried)
                 if claim is None:
                     break
+                self.tried.add(claim.id)
                 self._process(scanner, claim)
             if self.signals.stop.is_set():
                 return
@@ -400,18 +402,18 @@ class _Pass:
     def _process(self, scanner: Scanner, claim: Claim) -> None:
         path = Path(claim.path)
         if not self._unchanged(path, claim):
-            self.queue.requeue(claim)  # the next look at the folder sees the new version
+            self._give_back(claim)  # the next look at the folder sees the new version
             return
         digest = None
         with contextlib.suppress(OSError):  # the scanner records why it cannot be read
             digest = file_sha256(path)
         if digest is not None and not self._unchanged(path, claim):
-            self.queue.requeue(claim)
+            self._give_back(claim)
             return
         lease = self.queue.content_lease(digest) if digest else None
         if lease is not None and (holder := self.queue.acquire(lease)) is not None:
             log.info("%s: the same content is being scanned by %s; later", path, holder.id)
-            self.queue.requeue(claim, delay=min(max(self.settings.settle_seconds, 1.0), 30.0))
+            self._give_back(claim, delay=min(max(self.settings.settle_seconds, 1.0), 30.0))
             return
         try:
             outcome = self._scan(scanner, path, claim, digest)

@@ -20,7 +20,7 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -390,15 +390,17 @@ class IngestQueue:
             IngestFile.mtime_ns <= quiet_ns,
         )
 
-    def claim_next(self, folders: Iterable[str]) -> Claim | None:
-        """Claim the oldest due file in ``folders``; None when none is due."""
-        folders = list(folders)
+    def claim_next(self, folders: Iterable[str], *, skip: Iterable[int] = ()) -> Claim | None:
+        """Claim the oldest due file in ``folders`` (not one of the ids in ``skip``: a
+        pass tries each file once); None when none is due."""
+        folders, skip = list(folders), list(skip)
         for _ in range(20):  # a lost compare-and-set race just means: try the next one
             now = self.now()
             with self._transaction() as s:
                 query = (
                     select(IngestFile)
                     .where(self._due(now), IngestFile.folder.in_(folders))
+                    .where(IngestFile.id.not_in(skip))
                     .order_by(IngestFile.id)
                     .limit(1)
                 )
@@ -407,6 +409,7 @@ class IngestQueue:
                 row = s.scalar(query)
                 if row is None:
                     return None
+                claim = Claim(row.id, row.path, row.size_bytes, row.mtime_ns, row.attempts + 1)
                 taken = s.execute(
                     update(IngestFile)
                     .where(IngestFile.id == row.id, IngestFile.state.in_(DUE_STATES))
@@ -418,7 +421,7 @@ class IngestQueue:
                     )
                 )
                 if taken.rowcount:
-                    return Claim(row.id, row.path, row.size_bytes, row.mtime_ns, row.attempts + 1)
+                    return claim
         return None
 
     def _mine(self, s: Session, claim: Claim) -> IngestFile | None:
@@ -477,12 +480,18 @@ class IngestQueue:
         row.next_attempt_at = self.now() + timedelta(seconds=wait)
 
     def unsettled(self, folders: Iterable[str]) -> list[tuple[str, datetime]]:
-        """Files still settling (or being written) and when each may next be ready."""
+        """Files waiting to settle (or to be tried again after giving way to a copy) and
+        when each may be ready."""
         now = self.now()
         with self._transaction() as s:
             rows = list(
                 s.execute(
-                    select(IngestFile.path, IngestFile.stable_since, IngestFile.mtime_ns).where(
+                    select(
+                        IngestFile.path,
+                        IngestFile.stable_since,
+                        IngestFile.mtime_ns,
+                        IngestFile.next_attempt_at,
+                    ).where(
                         IngestFile.state == WAITING,
                         IngestFile.folder.in_(list(folders)),
                         ~self._due(now),
@@ -495,11 +504,11 @@ class IngestQueue:
                 path,
                 max(
                     stable + timedelta(seconds=settle),
-                    datetime.fromtimestamp(mtime_ns / 1e9, tz=now.tzinfo)
-                    + timedelta(seconds=quiet),
+                    datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC) + timedelta(seconds=quiet),
+                    next_attempt or stable,
                 ),
             )
-            for path, stable, mtime_ns in rows
+            for path, stable, mtime_ns, next_attempt in rows
         ]
 
     def retry(self, paths: Sequence[str] | None = None) -> int:
