@@ -386,7 +386,14 @@ class _Pass:
                 if claim is None:
                     break
                 self.tried.add(claim.id)
-                self._process(scanner, claim)
+                try:
+                    self._process(scanner, claim)
+                except (PolicyEngineError, ScanAbandoned, KeyboardInterrupt):
+                    raise  # the run's problem, not the file's: the claim is back already
+                except Exception as exc:  # a bug must cost one file, not the night
+                    log.exception("%s: internal error", claim.path)
+                    why = f"internal error: {type(exc).__name__}: {exc}"
+                    self._record(claim, ScanOutcome(path=claim.path, error=why))
             if self.signals.stop.is_set():
                 return
             pending = self.queue.unsettled(self.folders)
@@ -421,6 +428,11 @@ class _Pass:
             if lease is not None:
                 self.queue.release(lease)
         self._record(claim, outcome)
+
+    def _give_back(self, claim: Claim, delay: float = 0.0) -> None:
+        """Not this file's turn after all: back in the queue, to be tried again."""
+        self.queue.requeue(claim, delay=delay)
+        self.tried.discard(claim.id)
 
     def _scan(self, scanner: Scanner, path: Path, claim: Claim, digest: str | None) -> ScanOutcome:
         log.info("scanning %s (attempt %d)", path, claim.attempts)

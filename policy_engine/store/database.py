@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
@@ -24,6 +24,7 @@ from policy_engine.config import DEFAULT_DB_URL
 from policy_engine.errors import ConfigError, StoreError
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
+_SCHEMA_LOCK_KEY = 0x706F6C6963790001  # pg_advisory_lock key: "policy" + 1
 _MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -164,11 +165,35 @@ def is_empty(engine: Engine) -> bool:
         return not inspect(connection).get_table_names()
 
 
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, one process at a time makes a schema (workers starting together on
+    a new database); SQLite serialises writers by itself."""
+    if engine.url.get_backend_name() != "postgresql":
+        yield
+        return
+    with database_errors(engine), engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            connection.commit()
+
+
 def ensure_schema(engine: Engine, *, on_create: Callable[[str], None] | None = None) -> None:
     """Make a new, empty database; refuse one whose schema is behind or ahead."""
+    if current_revision(engine) == head_revision():
+        return
+    with _schema_lock(engine):
+        _ensure_schema(engine, on_create)
+
+
+def _ensure_schema(engine: Engine, on_create: Callable[[str], None] | None) -> None:
     current, head = current_revision(engine), head_revision()
     if current == head:
-        return
+        return  # made by another process while this one waited for the lock
     where = describe(engine.url)
     if current is None and is_empty(engine):
         if on_create is not None:

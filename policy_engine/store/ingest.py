@@ -211,8 +211,9 @@ class IngestQueue:
         return None
 
     def reap(self) -> list[str]:
-        """Declare dead workers dead: their running scans fail, their files are due again
-        (counted as an attempt, so a file that kills workers ends in quarantine)."""
+        """Declare dead workers dead: their running scans and runs are closed as failed,
+        their files are due again (counted as an attempt, so a file that kills workers
+        ends in quarantine) and their leases are free."""
         now = self.now()
         with self._transaction() as s:
             live = list(s.scalars(select(IngestWorker).where(IngestWorker.stopped_at.is_(None))))
@@ -236,6 +237,15 @@ class IngestQueue:
                         status="failed",
                         finished_at=now,
                         error=f"interrupted: worker {worker.id} died ({why})",
+                    )
+                )
+                s.execute(
+                    update(IngestRun)
+                    .where(IngestRun.worker_id == worker.id, IngestRun.status == RUNNING)
+                    .values(
+                        status="failed",
+                        finished_at=now,
+                        error=f"the worker died during the run ({why})",
                     )
                 )
                 self._release_everything(s, worker.id, reason=f"worker died during it: {why}")
