@@ -58,12 +58,62 @@ def resolve_timezone(name: str) -> tzinfo:
         ) from None
 
 
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _cron_day(value: str) -> int:
+    lowered = value.strip().lower()
+    if lowered[:3] in _CRON_DAYS and not lowered.isdigit():
+        return _CRON_DAYS.index(lowered[:3])
+    number = int(lowered)
+    if not 0 <= number <= 7:
+        raise ValueError(f"day of week {value!r} is not 0-7 or a day name")
+    return number % 7  # 0 and 7 are both Sunday
+
+
+def cron_weekdays(field: str) -> str:
+    """A crontab day-of-week field as day names. Cron counts from Sunday = 0 (7 too);
+    APScheduler 3 counts numbers from Monday = 0, so numbers are never passed through."""
+    if field.strip() == "*":
+        return "*"
+    days: set[int] = set()
+    for part in field.split(","):
+        base, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"step {step_text!r} must be positive")
+        if base == "*":
+            first, last = 0, 6
+        elif "-" in base:
+            start, end = base.split("-", 1)
+            first, last = _cron_day(start), _cron_day(end)
+            last = 7 if end.strip() == "7" else last  # 5-7: Friday to Sunday
+        else:
+            first = _cron_day(base)
+            last = 6 if step_text else first
+        if last < first:
+            raise ValueError(f"day range {base!r} runs backwards")
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return ",".join(_CRON_DAYS[day] for day in sorted(days))
+
+
 def nightly_trigger(settings: Settings) -> Any:
+    """The cron trigger for ``settings.schedule`` (minute hour day month weekday, with
+    weekdays as cron counts them) in the configured time zone."""
     from apscheduler.triggers.cron import CronTrigger
 
     try:
-        return CronTrigger.from_crontab(
-            settings.schedule, timezone=resolve_timezone(settings.timezone)
+        fields = settings.schedule.split()
+        if len(fields) != 5:
+            raise ValueError(f"it has {len(fields)} fields, not 5")
+        minute, hour, day, month, weekday = fields
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=cron_weekdays(weekday),
+            timezone=resolve_timezone(settings.timezone),
         )
     except ValueError as exc:
         raise ConfigError(
@@ -89,6 +139,10 @@ def _trigger_key(trigger: Any) -> tuple[str, ...]:
     return (str(trigger), str(getattr(trigger, "timezone", "")))
 
 
+def _grace(settings: Settings) -> int | None:
+    return int(settings.misfire_grace) or None  # APScheduler: None = no limit
+
+
 def build_scheduler(settings: Settings, job_store: Any | None) -> Any:
     """A BackgroundScheduler with one worker thread, coalescing, one instance at a time."""
     from apscheduler.executors.pool import ThreadPoolExecutor
@@ -102,7 +156,7 @@ def build_scheduler(settings: Settings, job_store: Any | None) -> Any:
         job_defaults={
             "coalesce": True,
             "max_instances": 1,
-            "misfire_grace_time": int(settings.misfire_grace) or None,
+            "misfire_grace_time": _grace(settings),
         },
         timezone=resolve_timezone(settings.timezone),
     )
@@ -118,6 +172,8 @@ def install_jobs(scheduler: Any, settings: Settings) -> None:
                 scheduler.remove_job(job_id)
             continue
         if existing is not None and _trigger_key(existing.trigger) == _trigger_key(trigger):
+            # kept with its next run time; today's misfire grace applies to it
+            scheduler.modify_job(job_id, misfire_grace_time=_grace(settings))
             continue
         scheduler.add_job(
             JOB_FUNCTION,

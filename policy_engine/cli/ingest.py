@@ -212,13 +212,15 @@ def config_show(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt =
         data = {name: {"value": value, "source": source} for name, value, source in rows}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("setting", "value", "from"):
-        table.add_column(column)
-    for name, value, source in rows:
+    width = max(len(" ".join(v) if isinstance(v, tuple) else str(v)) for _, v, _ in rows)
+    for name, value, source in rows:  # plain lines: greppable, never wrapped
         shown = " ".join(value) if isinstance(value, tuple) else str(value)
-        table.add_row(name, escape(shown), escape(source))
-    out.print(table)
+        out.print(
+            f"{name:<15} {shown:<{min(width, 60)}}  ({source})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _shown(name: str, value: Any) -> Any:
