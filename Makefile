@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: install venv run test test-fast browser bench bench-reevaluate lint rules-check clean
+.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest lint rules-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench: install
 
 bench-reevaluate: install
 	$(PY) benchmarks/bench_reevaluate.py
+
+bench-ingest: install
+	$(PY) benchmarks/bench_ingest.py
 
 lint: install
 	$(VENV)/bin/ruff check policy_engine tests benchmarks migrations

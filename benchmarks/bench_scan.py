@@ -236,8 +236,7 @@ def main() -> None:
             print(
                 f"\ntutorial, {label:11s} (every {nth}th frame): {count:5d} frames"
                 f" in {t_tut:6.2f} s = {running / t_tut:5.2f} s/s;"
-                f" engine speedup {t_tut / wall:5.1f}x"
-                + (" (target >= 6x)" if nth == 1 else "")
+                f" engine speedup {t_tut / wall:5.1f}x" + (" (target >= 6x)" if nth == 1 else "")
             )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory (RSS): {peak:.0f} MiB")

@@ -499,14 +499,16 @@ class _Pass:
         self.counts["skipped"] = len(self.seen - self.handled - set(waiting))
         counts = RunCounts(**self.counts)
         summary = None
+        quiet_poll = self.trigger == "poll" and not self.outcomes and not self.problems
         try:
-            summary = write_run_summary(
-                self.outcomes,
-                Path(self.settings.reports),
-                started=self.started,
-                problems=self.problems,
-                title=f"Ingest run ({self.trigger})",
-            )
+            if not quiet_poll:  # a poll that found nothing leaves its record, not a page
+                summary = write_run_summary(
+                    self.outcomes,
+                    Path(self.settings.reports),
+                    started=self.started,
+                    problems=self.problems,
+                    title=f"Ingest run ({self.trigger})",
+                )
         except OSError as exc:
             self._problem(f"the run summary could not be written: {exc}")
         try:

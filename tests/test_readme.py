@@ -16,3 +16,17 @@ def test_readme_rule_set_example_is_valid() -> None:
     assert [r.id for r in ruleset.rules] == ["violence-after-watershed", "sustained"]
     outcomes = run_tests(ruleset)
     assert outcomes and all(o.passed for o in outcomes), [o.failures for o in outcomes]
+
+
+def test_readme_settings_example_loads_with_every_value_from_the_file(tmp_path: Path) -> None:
+    from policy_engine.config import load_settings
+
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) == 1, "README should show one settings file"
+    config = tmp_path / "policy-engine.toml"
+    config.write_text(blocks[0])
+    settings = load_settings(config_file=config, env={})
+    assert settings.ingest == ("/srv/ingest/trailers", "/srv/ingest/promos")
+    assert settings.poll == 900 and settings.timezone == "Europe/London"
+    from_file = {name for name, source in settings.sources.items() if source.startswith("file")}
+    assert len(from_file) >= 20

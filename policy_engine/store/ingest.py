@@ -358,10 +358,11 @@ class IngestQueue:
                 s.execute(
                     update(IngestFile).where(IngestFile.path.in_(chunk)).values(last_seen=now)
                 )
+            here = {o.path for o in seen}
             vanished = [
                 row.id
                 for path, row in known.items()
-                if row.state in (WAITING, RETRY) and path not in {o.path for o in seen}
+                if row.state in DUE_STATES and path not in here
             ]
             if vanished:
                 s.execute(
