@@ -14,6 +14,8 @@ PURE = [
     "policy_engine.policy.defaults",
     "policy_engine.media.timecode",
     "policy_engine.media.framing",
+    "policy_engine.config",
+    "policy_engine.logsetup",
 ]
 HEAVY = ["torch", "av", "transformers", "sqlalchemy", "jinja2"]
 

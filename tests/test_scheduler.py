@@ -243,3 +243,30 @@ def test_json_log_lines_carry_the_extra_fields() -> None:
 )
 def test_cron_weekdays_count_from_sunday_as_cron_does(field: str, names: str) -> None:
     assert scheduler.cron_weekdays(field) == names
+
+
+def test_ingest_status_shows_a_quarantined_file_and_retry_releases_it(
+    settings: Settings, tiny_clip_dir: Path
+) -> None:
+    from policy_engine.ingest import Ingestor
+
+    broken = Path(settings.ingest[0]) / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    once = replace(
+        settings, model=str(tiny_clip_dir), settle_seconds=0, quiet_seconds=0, max_attempts=1
+    )
+    with Ingestor(once) as ingestor:
+        result = ingestor.run_pass()
+    assert result.counts.quarantined == 1
+    status = invoke("--db", settings.db, "ingest", "status", "--json")
+    assert status.exit_code == 0, status.output
+    shown = json.loads(status.output)
+    [row] = shown["files"]
+    assert row["state"] == "quarantined" and "not a readable video" in row["last_error"]
+    assert shown["runs"][0]["quarantined"] == 1
+    table = invoke("--db", settings.db, "ingest", "status", "--state", "quarantined")
+    assert "broken.mp4" in table.output and "quarantined" in table.output
+    released = invoke("--db", settings.db, "ingest", "retry", str(broken))
+    assert released.exit_code == 0 and "1 file(s)" in released.output
+    again = json.loads(invoke("--db", settings.db, "ingest", "status", "--json").output)
+    assert again["files"][0]["state"] == "retry" and again["files"][0]["attempts"] == 0
