@@ -15,7 +15,6 @@ for double claims). Target: the queue costs well under 1% of a night's scanning
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_reevaluate import postgres_schema  # noqa: E402
+from bench_reevaluate import add_postgres_option, postgres_schema  # noqa: E402
 
 from policy_engine.config import Settings  # noqa: E402
 from policy_engine.ingest import discover  # noqa: E402
@@ -95,12 +94,7 @@ def bench(url: str, folder: Path, label: str, workers: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=5000)
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("POLICY_ENGINE_TEST_POSTGRES_URL"),
-        help="PostgreSQL URL (a throwaway schema is made in it); default from"
-        " POLICY_ENGINE_TEST_POSTGRES_URL; skipped if absent",
-    )
+    add_postgres_option(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "ingest"

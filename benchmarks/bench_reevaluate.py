@@ -102,15 +102,19 @@ def postgres_schema(url: str) -> tuple[str, object]:
     return f"{url}{separator}options=-csearch_path%3D{schema}", (admin, schema)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scans", type=int, default=1000)
+def add_postgres_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--postgres",
         default=os.environ.get("POLICY_ENGINE_TEST_POSTGRES_URL"),
         help="PostgreSQL URL (a throwaway schema is made in it); default from"
         " POLICY_ENGINE_TEST_POSTGRES_URL; skipped if absent",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scans", type=int, default=1000)
+    add_postgres_option(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         bench(f"sqlite:///{folder}/bench.sqlite", args.scans, "SQLite")
