@@ -121,37 +121,34 @@ def discover(settings: Settings, folder: str) -> tuple[list[Observation], list[s
 def load_rules(path: str | Path, store: Store) -> tuple[list[RuleSet], list[str]]:
     """The rule sets in force: each file as it is now, or, where it fails to load, the
     last good version of it recorded in the database (reported either way)."""
-    from policy_engine.policy.loader import RuleSetError, load_ruleset, parse_ruleset, rule_files
+    from policy_engine.policy.loader import load_catalogue, parse_ruleset, rule_files
 
-    rulesets: list[RuleSet] = []
-    problems: list[str] = []
-    files = rule_files([path])
-    if not files:
+    if not rule_files([path]):
         return [], [f"rules {path}: no rule files (*.yaml) found"]
-    for file in files:
-        try:
-            ruleset = load_ruleset(file)
-        except RuleSetError as exc:
-            why = "; ".join(str(p) for p in exc.problems)
-            last = store.last_good_ruleset(str(file))
-            if last is None:
-                problems.append(
-                    f"rule file {file} failed to load ({why}); no earlier version is on"
-                    " record, so its rules are not applied in this run"
-                )
-                continue
-            ruleset = parse_ruleset(last[0], str(file))
-            problems.append(
-                f"rule file {file} failed to load ({why}); its last good version"
-                f" ({ruleset.name} {ruleset.version}, recorded {last[1]:%Y-%m-%d %H:%M} UTC)"
-                " stays in force"
+    notes: list[str] = []
+    explained: set[str] = set()  # files whose problems a note already gives
+
+    def last_good(file: Path, problems: Sequence[Any]) -> RuleSet | None:
+        explained.update(p.path for p in problems)
+        why = "; ".join(str(p) for p in problems)
+        last = store.last_good_ruleset(str(file))
+        if last is None:
+            notes.append(
+                f"rule file {file} failed to load ({why}); no earlier version is on"
+                " record, so its rules are not applied in this run"
             )
-        if any(r.name == ruleset.name for r in rulesets):
-            problems.append(f"rule file {file}: rule set name {ruleset.name!r} is used twice")
-            continue
-        rulesets.append(ruleset)
-    store.record_rulesets(r for r in rulesets)
-    return rulesets, problems
+            return None
+        ruleset = parse_ruleset(last[0], str(file))
+        notes.append(
+            f"rule file {file} failed to load ({why}); its last good version"
+            f" ({ruleset.name} {ruleset.version}, recorded {last[1]:%Y-%m-%d %H:%M} UTC)"
+            " stays in force"
+        )
+        return ruleset
+
+    rulesets, problems = load_catalogue([path], fallback=last_good)
+    store.record_rulesets(rulesets)
+    return rulesets, notes + [str(p) for p in problems if p.path not in explained]
 
 
 # -- a pass -----------------------------------------------------------------------------

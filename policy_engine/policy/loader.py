@@ -656,9 +656,14 @@ def rule_files(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def load_catalogue(paths: Sequence[str | Path]) -> tuple[list[m.RuleSet], list[Problem]]:
+def load_catalogue(
+    paths: Sequence[str | Path],
+    *,
+    fallback: Callable[[Path, Sequence[Problem]], m.RuleSet | None] | None = None,
+) -> tuple[list[m.RuleSet], list[Problem]]:
     """Every rule set that loads, and the problems of those that do not (a broken file
-    does not stop the others from loading)."""
+    does not stop the others from loading). ``fallback(path, problems)`` may stand in
+    for a broken file (e.g. with its last good version); it reports that itself."""
     rulesets: list[m.RuleSet] = []
     problems: list[Problem] = []
     names: dict[str, str] = {}
@@ -666,8 +671,11 @@ def load_catalogue(paths: Sequence[str | Path]) -> tuple[list[m.RuleSet], list[P
         try:
             ruleset = load_ruleset(path)
         except RuleSetError as exc:
-            problems.extend(exc.problems)
-            continue
+            stand_in = fallback(path, exc.problems) if fallback is not None else None
+            if stand_in is None:
+                problems.extend(exc.problems)
+                continue
+            ruleset = stand_in
         if ruleset.name in names:
             problems.append(
                 Problem(
