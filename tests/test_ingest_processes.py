@@ -177,14 +177,20 @@ def test_two_workers_on_postgresql_scan_each_asset_exactly_once(
         )
     shutil.copy(folder / "promo-00.mp4", folder / "promo-00 copy.mp4")  # same content twice
     shutil.copy(folder / "promo-07.mp4", folder / "zz-promo-07 again.mp4")
-    # a settle period longer than the workers' start-up skew: both are claiming together
+    # every file "modified" now and a quiet period longer than the workers' start-up
+    # skew: neither may claim before the same moment, so both are claiming together
+    now = time.time()
+    for video in folder.iterdir():
+        os.utime(video, (now, now))
     env = worker_env(
-        tmp_path, tiny_clip_dir, POLICY_ENGINE_FPS="4", POLICY_ENGINE_SETTLE_SECONDS="4"
+        tmp_path, tiny_clip_dir, POLICY_ENGINE_FPS="8", POLICY_ENGINE_QUIET_SECONDS="12"
     )
     workers = [start_worker(postgres_url, folder, env) for _ in range(2)]
+    logs = []
     for worker in workers:
         code, log = finish(worker)
         assert code == 0, log[-3000:]
+        logs.append(log)
     assert every_asset_has_one_completed_scan_and_one_decision_per_rule_set(postgres_url) == 20
     assert query(postgres_url, "select count(*) from scans") == [(20,)]  # none failed, none twice
     assert query(postgres_url, "select state, count(*) from ingest_files group by state") == [
@@ -193,7 +199,9 @@ def test_two_workers_on_postgresql_scan_each_asset_exactly_once(
     per_worker = query(
         postgres_url, "select worker_id, count(*) from scans group by worker_id order by 2"
     )
-    assert len(per_worker) == 2, f"one worker did everything: {per_worker}"
+    assert len(per_worker) == 2, f"one worker did everything: {per_worker}\n" + "\n---\n".join(
+        "\n".join(line[:220] for line in log.splitlines()[:40]) for log in logs
+    )
     runs = query(postgres_url, "select scanned, reused from ingest_runs")
     assert sum(s for s, _ in runs) == 20 and sum(r for _, r in runs) == 2
 
