@@ -203,7 +203,6 @@ class Ingestor:
         *,
         signals: StopSignals | None = None,
         on_create: Callable[[str], None] | None = None,
-        sleep: Callable[[float], Any] | None = None,
     ) -> None:
         if not settings.ingest:
             raise ConfigError(
@@ -216,7 +215,6 @@ class Ingestor:
         self.timing = timing_of(settings)
         self.store = Store.open(settings.db, on_create=on_create)
         self.queue = IngestQueue(self.store, self.timing)
-        self._sleep = sleep or self.signals.stop.wait  # wakes early on a stop request
         self._models: dict[tuple[Any, ...], ModelProvider] = {}
         self._pass_lock = threading.Lock()
         self._closed = threading.Event()
@@ -287,9 +285,21 @@ class Ingestor:
             log.info("%s run skipped: a run is still in progress", trigger)
             return None
         try:
+            if self.lost:
+                self._rejoin()
             return _Pass(self, trigger).run()
         finally:
             self._pass_lock.release()
+
+    def _rejoin(self) -> None:
+        """After being presumed dead (its claims were taken over), come back as a new
+        worker rather than act on claims that are no longer ours."""
+        old = self.queue.worker_id
+        self.queue = IngestQueue(self.store, self.timing)
+        self.queue.register()
+        self.signals.abandon.clear()
+        self.lost = False
+        log.warning("worker %s rejoined as %s", old, self.queue.worker_id)
 
 
 class _Pass:
@@ -401,7 +411,7 @@ class _Pass:
             if time.monotonic() + wait > deadline:
                 return
             log.info("%d file(s) still settling; next check in %.1f s", len(pending), wait)
-            self.ingestor._sleep(max(wait, 0.05))
+            self.signals.stop.wait(max(wait, 0.05))  # wakes early on a stop request
 
     def _process(self, scanner: Scanner, claim: Claim) -> None:
         path = Path(claim.path)

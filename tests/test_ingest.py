@@ -506,3 +506,26 @@ def test_claim_states_are_visible(tmp_path: Path) -> None:
     assert queue.counts_by_state() == {RETRY: 1}
     queue.stop()
     store.close()
+
+
+def test_a_worker_presumed_dead_rejoins_under_a_new_name(
+    tmp_path: Path, tiny_clip_dir: Path, clip: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(clip, folder / "a.mp4")
+    db = f"sqlite:///{tmp_path / 'e.sqlite'}"
+    settings = settings_for_test(tmp_path, db, tiny_clip_dir, folder)
+    with Ingestor(settings) as ingestor:
+        first = ingestor.queue.worker_id
+        an_hour_later = IngestQueue(
+            ingestor.store, timing_of(settings), now=lambda: datetime.now(UTC) + timedelta(hours=1)
+        )
+        assert an_hour_later.reap() == [first]  # as another worker would, seeing no heartbeat
+        deadline = time.monotonic() + 10
+        while not ingestor.lost and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ingestor.lost  # its heartbeat found out
+        result = ingestor.run_pass()
+        assert ingestor.queue.worker_id != first
+    assert result.status == "completed" and result.counts.scanned == 1
