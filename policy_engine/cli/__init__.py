@@ -31,7 +31,7 @@ def main_options(
         str | None,
         typer.Option(
             "--db",
-            help="Database URL [env POLICY_ENGINE_DB; default sqlite:///policy-engine.sqlite]."
+            help="Database URL \\[env POLICY_ENGINE_DB; default sqlite:///policy-engine.sqlite]."
             " PostgreSQL: postgresql://user@host:5432/name",
             show_default=False,
         ),

@@ -71,21 +71,21 @@ ModelOpt = Annotated[
     typer.Option("--model", help="Hugging Face id or local checkpoint folder.", show_default=False),
 ]
 DeviceOpt = Annotated[
-    str | None, typer.Option("--device", help="auto | hpu | cuda | mps | cpu [default: auto]")
+    str | None, typer.Option("--device", help="auto | hpu | cuda | mps | cpu \\[default: auto]")
 ]
 DtypeOpt = Annotated[
-    str | None, typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 [default: auto]")
+    str | None, typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 \\[default: auto]")
 ]
 FpsOpt = Annotated[
-    float | None, typer.Option("--fps", help="Frames sampled per second of video [default: 2]")
+    float | None, typer.Option("--fps", help="Frames sampled per second of video \\[default: 2]")
 ]
 SamplingOpt = Annotated[
     str | None,
-    typer.Option("--sampling", help="fps | all | keyframes [default: fps]"),
+    typer.Option("--sampling", help="fps | all | keyframes \\[default: fps]"),
 ]
 FramingOpt = Annotated[
     str | None,
-    typer.Option("--framing", help="letterbox | tiles | center | squash [default: letterbox]"),
+    typer.Option("--framing", help="letterbox | tiles | center | squash \\[default: letterbox]"),
 ]
 
 
@@ -107,9 +107,9 @@ def load_rulesets(path: Path) -> list[Any]:
     return rulesets
 
 
-BatchSizeOpt = Annotated[int | None, typer.Option(help="Images per model call [32].")]
-IntervalOpt = Annotated[float | None, typer.Option(help="Seconds per interval [10].")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (TOML).")]
+BatchSizeOpt = Annotated[int | None, typer.Option(help="Images per model call \\[32].")]
+IntervalOpt = Annotated[float | None, typer.Option(help="Seconds per interval \\[10].")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (TOML or YAML).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 

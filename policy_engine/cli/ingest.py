@@ -48,7 +48,7 @@ LogFormatOpt = Annotated[
     str | None,
     typer.Option(
         "--log-format",
-        help="human | json | auto (human on a terminal, JSON lines otherwise) [default: auto]",
+        help="human | json | auto (human on a terminal, JSON lines otherwise) \\[default: auto]",
     ),
 ]
 
@@ -174,7 +174,7 @@ def ingest_status(
 def ingest_retry(
     ctx: typer.Context,
     paths: Annotated[
-        list[Path] | None, typer.Argument(help="Files to retry [default: every quarantined one].")
+        list[Path] | None, typer.Argument(help="Files to retry \\[default: every quarantined one].")
     ] = None,
     config: ConfigOpt = None,
 ) -> None:

@@ -50,10 +50,10 @@ from policy_engine.policy.evaluate import Measurement
 
 RulesPathOpt = Annotated[
     Path | None,
-    typer.Option("--rules", help="Rule file or folder [default: the configured rules folder]."),
+    typer.Option("--rules", help="Rule file or folder \\[default: the configured rules folder]."),
 ]
 ReportsOpt = Annotated[
-    Path | None, typer.Option("--reports", help="Report folder [default: reports].")
+    Path | None, typer.Option("--reports", help="Report folder \\[default: reports].")
 ]
 Paths = Annotated[list[Path], typer.Argument(help="Video files or folders (searched recursively).")]
 
