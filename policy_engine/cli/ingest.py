@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,6 +62,20 @@ def _settings(ctx: typer.Context, config: Path | None, **flags: Any) -> Settings
     given = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
     settings = settings_for(ctx, given, config)
     return ingest_settings(settings, [str(p) for p in ingest] if ingest else None)
+
+
+@contextmanager
+def _queue(settings: Settings) -> Iterator[Any]:
+    """The ingest queue of the configured database, closed afterwards."""
+    from policy_engine.cli.common import open_store
+    from policy_engine.ingest import timing_of
+    from policy_engine.store.ingest import IngestQueue
+
+    store = open_store(settings)
+    try:
+        yield IngestQueue(store, timing_of(settings))
+    finally:
+        store.close()
 
 
 @app.command()
@@ -124,18 +140,9 @@ def ingest_status(
 ) -> None:
     """The queue: every file the ingest has seen, its state, attempts and last error;
     and the latest runs."""
-    from policy_engine.cli.common import open_store
-    from policy_engine.ingest import timing_of
-    from policy_engine.store.ingest import IngestQueue
-
     try:
-        settings = _settings(ctx, config)
-        store = open_store(settings)
-        try:
-            queue = IngestQueue(store, timing_of(settings))
+        with _queue(_settings(ctx, config)) as queue:
             files, recent = queue.files(state), queue.runs(runs)
-        finally:
-            store.close()
     except PolicyEngineError as exc:
         raise fail(exc) from None
     if as_json:
@@ -179,18 +186,9 @@ def ingest_retry(
     config: ConfigOpt = None,
 ) -> None:
     """Give quarantined files a fresh set of attempts at the next run."""
-    from policy_engine.cli.common import open_store
-    from policy_engine.ingest import timing_of
-    from policy_engine.store.ingest import IngestQueue
-
     try:
-        settings = _settings(ctx, config)
-        store = open_store(settings)
-        try:
-            queue = IngestQueue(store, timing_of(settings))
+        with _queue(_settings(ctx, config)) as queue:
             count = queue.retry([str(p.absolute()) for p in paths] if paths else None)
-        finally:
-            store.close()
     except PolicyEngineError as exc:
         raise fail(exc) from None
     out.print(f"{count} file(s) will be tried again at the next run.", highlight=False)
