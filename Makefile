@@ -24,7 +24,9 @@ run: install
 	$(VENV)/bin/policy-engine demo
 
 # The storage tests also run against the local PostgreSQL server (skipped, with the
-# reason, where it is absent); point this elsewhere to use another.
+# reason, where it is absent). tests/conftest.py holds the same default, so a bare
+# `pytest` tests the same; the benchmarks read it from here. Point it elsewhere to use
+# another server.
 POLICY_ENGINE_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export POLICY_ENGINE_TEST_POSTGRES_URL
 

@@ -54,10 +54,14 @@ from policy_engine.store.ingest import (
     IngestQueue,
     Observation,
     QueueTiming,
+    Reaped,
     RunCounts,
 )
 
 log = logging.getLogger(__name__)
+
+LOCKED_RETRY_S = 0.1  # due rows locked by another worker's transaction: look again soon
+HELD_POLL_MAX_S = 2.0  # files in other workers' hands: how often to look whether they came back
 
 
 class ScanAbandoned(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an error
@@ -220,11 +224,13 @@ class Ingestor:
         self._closed = threading.Event()
         self._heartbeats: threading.Thread | None = None
         self.lost = False
+        self.reaped_at_start: list[Reaped] = []  # reported by the first pass
+        self.unclosed: str | None = None  # why a run's claims could not be released yet
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> Ingestor:
         try:
-            self.queue.register()
+            self.reaped_at_start = self.queue.register()
         except BaseException:
             self.store.close()
             raise
@@ -296,10 +302,39 @@ class Ingestor:
         worker rather than act on claims that are no longer ours."""
         old = self.queue.worker_id
         self.queue = IngestQueue(self.store, self.timing)
-        self.queue.register()
+        self.reaped_at_start = self.queue.register()
         self.signals.abandon.clear()
         self.lost = False
         log.warning("worker %s rejoined as %s", old, self.queue.worker_id)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, PolicyEngineError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+class _MarkedModelLoads:
+    """The model provider, with the time spent loading a model marked in the queue: a
+    worker that dies then (out of memory, killed) has not started on the file it holds,
+    so the death does not count against that file."""
+
+    def __init__(self, provider: ModelProvider, queue: IngestQueue) -> None:
+        self._provider = provider
+        self._queue = queue
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._provider, name)
+
+    def checkpoint(self) -> Any:
+        with self._queue.loading_model():
+            return self._provider.checkpoint()
+
+    def embedder(self) -> Any:
+        if self._provider.embedder_loaded:
+            return self._provider.embedder()
+        with self._queue.loading_model():
+            return self._provider.embedder()
 
 
 class _Pass:
@@ -317,44 +352,71 @@ class _Pass:
         self.handled: set[str] = set()
         self.tried: set[int] = set()  # ids of the files claimed in this pass
         self.counts: dict[str, int] = dict.fromkeys(vars(RunCounts()), 0)
+        self._locked_since: float | None = None  # since when due rows could not be claimed
 
     def run(self) -> PassResult:
-        from policy_engine.api import analysis_options, settings_for_ruleset
-
+        unclosed, self.ingestor.unclosed = self.ingestor.unclosed, None
+        self.queue.recover(unclosed or "an earlier run of this worker ended before closing it")
         run_id = self.queue.start_run(self.trigger)
         log.info("run %d (%s) started over %s", run_id, self.trigger, ", ".join(self.folders))
         status, error = "completed", None
         try:
-            for worker in self.queue.reap():
-                self._problem(f"worker {worker} had died; its files are due again")
-            rulesets, problems = load_rules(self.settings.rules, self.ingestor.store)
-            for problem in problems:
-                self._problem(problem)
-            if not rulesets:
-                raise ConfigError(f"no rule set could be loaded from {self.settings.rules}")
-            settings = settings_for_ruleset(self.settings, rulesets[0])
-            scanner = Scanner(
-                self.ingestor.store,
-                rulesets,
-                self.ingestor._provider(settings),
-                analysis_options(settings),
-                reports_dir=Path(settings.reports),
-                listener=_StopAwareListener(self.signals),
-                worker_id=self.queue.worker_id,
-            )
-            self._work(scanner)
+            self._run()
             if self.signals.stop.is_set():
                 status = "stopped"
-        except KeyboardInterrupt:  # without our signal handlers (the Python API)
-            self._finish(run_id, "stopped", None)
+        except ScanAbandoned:
+            status = "stopped"
+        except (KeyboardInterrupt, SystemExit):  # without our signal handlers (the Python API)
+            self._close(run_id, "stopped", None)
             raise
-        except (PolicyEngineError, ScanAbandoned) as exc:
-            status = "stopped" if isinstance(exc, ScanAbandoned) else "failed"
-            error = None if isinstance(exc, ScanAbandoned) else str(exc)
-            if error:
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the run and claims close
+            status, error = "failed", _why(exc)
+            if isinstance(exc, PolicyEngineError):
                 log.error("run %d failed: %s", run_id, error)
-                self.problems.append(f"the run stopped early: {error}")
-        return self._finish(run_id, status, error)
+            else:
+                log.exception("run %d failed: %s", run_id, error)
+            self.problems.append(f"the run stopped early: {error}")
+        return self._close(run_id, status, error)
+
+    def _run(self) -> None:
+        from policy_engine.api import analysis_options, settings_for_ruleset
+
+        reaped, self.ingestor.reaped_at_start = self.ingestor.reaped_at_start, []
+        for dead in [*reaped, *self.queue.reap()]:
+            self._reaped(dead)
+        rulesets, problems = load_rules(self.settings.rules, self.ingestor.store)
+        for problem in problems:
+            self._problem(problem)
+        if not rulesets:
+            raise ConfigError(f"no rule set could be loaded from {self.settings.rules}")
+        settings = settings_for_ruleset(self.settings, rulesets[0])
+        scanner = Scanner(
+            self.ingestor.store,
+            rulesets,
+            _MarkedModelLoads(self.ingestor._provider(settings), self.queue),  # type: ignore[arg-type]
+            analysis_options(settings),
+            reports_dir=Path(settings.reports),
+            listener=_StopAwareListener(self.signals),
+            worker_id=self.queue.worker_id,
+        )
+        self._work(scanner)
+
+    def _close(self, run_id: int, status: str, error: str | None) -> PassResult:
+        """Record the end of the run; after a failure, nothing this worker holds stays
+        'running' or 'claimed' (if the database is still away, the next pass does it)."""
+        result = self._finish(run_id, status, error)
+        if status == "failed":
+            try:
+                self.queue.recover(f"the run failed: {error}")
+            except StoreError as exc:
+                self.ingestor.unclosed = f"the run failed: {error}"  # the next pass closes it
+                log.error("could not release this worker's claims yet: %s", exc)
+        return result
+
+    def _reaped(self, reaped: Reaped) -> None:
+        self._problem(f"worker {reaped.worker_id} had died ({reaped.why}); its files are due again")
+        for path, why in reaped.quarantined:
+            self._quarantined(path, f"after its worker died on it ({why})")
 
     @property
     def settings(self) -> Settings:
@@ -385,44 +447,71 @@ class _Pass:
     def _work(self, scanner: Scanner) -> None:
         deadline = time.monotonic() + self.settings.settle_wait
         first = True
-        while True:
+        while not self.signals.stop.is_set():
             self._observe(first)
             first = False
-            while not self.signals.stop.is_set():
-                claim = self.queue.claim_next(self.folders, skip=self.tried)
-                if claim is None:
-                    break
-                self.tried.add(claim.id)
-                try:
-                    self._process(scanner, claim)
-                except (PolicyEngineError, ScanAbandoned, KeyboardInterrupt):
-                    raise  # the run's problem, not the file's: the claim is back already
-                except Exception as exc:  # a bug must cost one file, not the night
-                    log.exception("%s: internal error", claim.path)
-                    why = f"internal error: {type(exc).__name__}: {exc}"
-                    self._record(claim, ScanOutcome(path=claim.path, error=why))
+            self._drain(scanner)
             if self.signals.stop.is_set():
                 return
-            pending = self.queue.unsettled(self.folders)
-            if not pending:
+            wait = self._until_next_look(deadline)
+            if wait is None:
                 return
-            ready = min(when for _, when in pending)
-            wait = (ready - datetime.now(UTC)).total_seconds() + 0.05
-            if time.monotonic() + wait > deadline:
+            self.signals.stop.wait(wait)  # wakes early on a stop request
+
+    def _drain(self, scanner: Scanner) -> None:
+        """Claim and process files until none can be claimed right now."""
+        while not self.signals.stop.is_set():
+            claim = self.queue.claim_next(self.folders, skip=self.tried)
+            if claim is None:
                 return
-            log.info("%d file(s) still settling; next check in %.1f s", len(pending), wait)
-            self.signals.stop.wait(max(wait, 0.05))  # wakes early on a stop request
+            self._locked_since = None
+            self.tried.add(claim.id)
+            try:
+                self._process(scanner, claim)
+            except (PolicyEngineError, ScanAbandoned, KeyboardInterrupt):
+                raise  # the run's problem, not the file's: the claim is back already
+            except Exception as exc:  # a bug must cost one file, not the night
+                log.exception("%s: internal error", claim.path)
+                why = f"internal error: {type(exc).__name__}: {exc}"
+                self._record(claim, ScanOutcome(path=claim.path, error=why))
+
+    def _until_next_look(self, deadline: float) -> float | None:
+        """Seconds until the queue may have work for this pass again; None when the pass
+        is over: nothing is due, in another worker's hands, or settling within
+        ``settle_wait``. A claim that found nothing does not mean nothing is left: on
+        PostgreSQL it skips rows another worker's transaction holds locked."""
+        backlog = self.queue.backlog(self.folders, skip=self.tried)
+        if backlog.due:
+            now = time.monotonic()
+            self._locked_since = self._locked_since or now
+            if now - self._locked_since <= self.ingestor.timing.claim_timeout:
+                return LOCKED_RETRY_S
+            self._problem(
+                f"{backlog.due} due file(s) stayed locked by another database session for"
+                f" {now - self._locked_since:.0f} s; left for the next run"
+            )
+            return None
+        if backlog.held:  # they come back if their worker gives them up or dies
+            for reaped in self.queue.reap():
+                self._reaped(reaped)
+            return min(max(self.settings.heartbeat, LOCKED_RETRY_S), HELD_POLL_MAX_S)
+        if not backlog.settling:
+            return None
+        ready = min(when for _, when in backlog.settling)
+        wait = (ready - datetime.now(UTC)).total_seconds() + 0.05
+        if time.monotonic() + wait > deadline:
+            return None
+        log.info("%d file(s) still settling; next check in %.1f s", len(backlog.settling), wait)
+        return max(wait, 0.05)
 
     def _process(self, scanner: Scanner, claim: Claim) -> None:
         path = Path(claim.path)
-        if not self._unchanged(path, claim):
-            self._give_back(claim)  # the next look at the folder sees the new version
+        if self._changed(path, claim):
             return
         digest = None
         with contextlib.suppress(OSError):  # the scanner records why it cannot be read
             digest = file_sha256(path)
-        if digest is not None and not self._unchanged(path, claim):
-            self._give_back(claim)
+        if digest is not None and self._changed(path, claim):
             return
         lease = self.queue.content_lease(digest) if digest else None
         if lease is not None and (holder := self.queue.acquire(lease)) is not None:
@@ -450,15 +539,24 @@ class _Pass:
             self.queue.requeue(claim)
             raise
         except (StoreError, ModelError, ConfigError, KeyboardInterrupt):
-            self.queue.requeue(claim)  # not the file's fault: it keeps its attempts
+            with contextlib.suppress(StoreError):  # else the run's end releases it
+                self.queue.requeue(claim)  # not the file's fault: it keeps its attempts
             raise
 
-    def _unchanged(self, path: Path, claim: Claim) -> bool:
+    def _changed(self, path: Path, claim: Claim) -> bool:
+        """True if the file changed since it was last looked at (still being written): its
+        record then takes the new size and mtime and it settles again before any claim,
+        instead of being claimed again at once from the stale record."""
         try:
             stat = path.stat()
         except OSError:
-            return True  # gone or unreadable: the scan says so
-        return (stat.st_size, stat.st_mtime_ns) == (claim.size, claim.mtime_ns)
+            return False  # gone or unreadable: the scan says so
+        if (stat.st_size, stat.st_mtime_ns) == (claim.size, claim.mtime_ns):
+            return False
+        log.info("%s changed since it was looked at; waiting for it to settle", path)
+        self.queue.requeue_changed(claim, stat.st_size, stat.st_mtime_ns)
+        self.tried.discard(claim.id)
+        return True
 
     def _record(self, claim: Claim, outcome: ScanOutcome) -> None:
         self.outcomes.append(outcome)
@@ -479,12 +577,16 @@ class _Pass:
             verdict = outcome.verdict or {}
             log.info("%s %s: %s", claim.path, outcome.status, verdict.get("schedule", "-"))
         if state == QUARANTINED:
-            self.counts["quarantined"] += 1
-            self._problem(
-                f"{claim.path} quarantined after {claim.attempts} failed attempt(s):"
-                f" {outcome.error}. Fix or replace the file (a new version is picked up), or"
-                " run: policy-engine ingest retry PATH"
+            self._quarantined(
+                claim.path, f"after {claim.attempts} failed attempt(s): {outcome.error}"
             )
+
+    def _quarantined(self, path: str, why: str) -> None:
+        self.counts["quarantined"] += 1
+        self._problem(
+            f"{path} quarantined {why}. Fix or replace the file (a new version is"
+            " picked up), or run: policy-engine ingest retry PATH"
+        )
 
     # -- the end --------------------------------------------------------------------------
     def _finish(self, run_id: int, status: str, error: str | None) -> PassResult:

@@ -52,9 +52,12 @@ def shared_media() -> Path:
 
 # -- databases ------------------------------------------------------------------------------
 # The storage suite runs against SQLite and PostgreSQL. PostgreSQL comes from
-# POLICY_ENGINE_TEST_POSTGRES_URL (the Makefile points it at the local server); each test
-# gets a schema of its own, dropped afterwards, so runs can share one server.
+# POLICY_ENGINE_TEST_POSTGRES_URL, by default the local server, so that `make test` and a
+# bare `pytest` test the same thing (set it to "" to skip them); each test gets a schema of
+# its own, dropped afterwards, so runs can share one server.
 POSTGRES_ENV = "POLICY_ENGINE_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+os.environ.setdefault(POSTGRES_ENV, DEFAULT_POSTGRES_URL)
 
 
 def _postgres_admin_url() -> str:

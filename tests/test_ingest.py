@@ -328,9 +328,9 @@ def test_a_silent_workers_claims_are_taken_over_after_the_timeout(db_url: str) -
     assert alive.claim_next(["/in"]) is None  # claimed, and its worker is still in time
     clock[0] += timedelta(seconds=30)
     alive.heartbeat()
-    assert alive.reap() == []
+    assert [r.worker_id for r in alive.reap()] == []
     clock[0] += timedelta(seconds=45)  # dead has been silent for 75 s > 60 s
-    assert alive.reap() == [dead.worker_id]
+    assert [r.worker_id for r in alive.reap()] == [dead.worker_id]
     assert store.scan(scan_id).status == "failed"
     assert "interrupted: worker" in (store.scan(scan_id).error or "")
     again = alive.claim_next(["/in"])
@@ -351,7 +351,7 @@ def test_a_worker_whose_process_is_gone_is_reaped_at_once(tmp_path: Path) -> Non
                 id="ghost", host="h", pid=child.pid, scope=process_scope(), software_version="t",
             )
         )  # fmt: skip
-    assert queue.reap() == ["ghost"]
+    assert [r.worker_id for r in queue.reap()] == ["ghost"]
     store.close()
 
 
@@ -521,7 +521,7 @@ def test_a_worker_presumed_dead_rejoins_under_a_new_name(
         an_hour_later = IngestQueue(
             ingestor.store, timing_of(settings), now=lambda: datetime.now(UTC) + timedelta(hours=1)
         )
-        assert an_hour_later.reap() == [first]  # as another worker would, seeing no heartbeat
+        assert [r.worker_id for r in an_hour_later.reap()] == [first]  # as another worker would, seeing no heartbeat
         deadline = time.monotonic() + 10
         while not ingestor.lost and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -10,11 +10,16 @@ schema is behind is refused with the command that fixes it.
 
 from __future__ import annotations
 
+import functools
+import inspect as pyinspect
+import logging
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
@@ -23,7 +28,11 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from policy_engine.config import DEFAULT_DB_URL
 from policy_engine.errors import ConfigError, StoreError
 
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_S = 30.0
+TRANSIENT_RETRY_S = 30.0  # how long a store operation retries a transient database error
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.1, 2.0
 _SCHEMA_LOCK_KEY = 0x706F6C6963790001  # pg_advisory_lock key: "policy" + 1
 _MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -113,6 +122,84 @@ def database_errors(engine: Engine) -> Iterator[None]:
         yield
     except DBAPIError as exc:
         raise StoreError(explain_database_error(engine, exc)) from exc
+
+
+# -- transient errors ----------------------------------------------------------------------
+# PostgreSQL error classes that say "not now" rather than "never": connection exceptions
+# (08), the server shutting down or starting up (57P01-57P03), serialisation failures and
+# deadlocks (40001, 40P01), lock not available (55P03).
+_TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "40001", "40P01", "55P03")
+_TRANSIENT_WORDS = (
+    "database is locked",
+    "database table is locked",
+    "connection refused",
+    "connection failed",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is",
+    "could not connect",
+    "connection is closed",
+    "consuming input failed",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error may go away by itself (a restart, a dropped connection,
+    a lock held a little too long), so that the same operation is worth trying again."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    if not isinstance(cause, DBAPIError):
+        return False
+    if cause.connection_invalidated:
+        return True
+    sqlstate = getattr(cause.orig, "sqlstate", None) or ""
+    if sqlstate.startswith(_TRANSIENT_SQLSTATES):
+        return True
+    text = str(cause.orig).lower()
+    return isinstance(cause, OperationalError) and any(w in text for w in _TRANSIENT_WORDS)
+
+
+_retrying = threading.local()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _retry_transient(method: F) -> F:
+    """Run ``method`` (one or a few whole transactions) again, with doubling pauses, while
+    it fails with a transient database error, for up to ``self.transient_retry_s``. Only
+    the outermost call retries: nested store calls are retried with it."""
+
+    @functools.wraps(method)
+    def retried(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(_retrying, "active", False):
+            return method(self, *args, **kwargs)
+        _retrying.active = True
+        try:
+            deadline = time.monotonic() + self.transient_retry_s
+            pause = _RETRY_FIRST_S
+            while True:
+                try:
+                    return method(self, *args, **kwargs)
+                except StoreError as exc:
+                    if not is_transient(exc) or time.monotonic() + pause > deadline:
+                        raise
+                    log.warning("database error, trying again in %.1f s: %s", pause, exc)
+                    time.sleep(pause)
+                    pause = min(pause * 2, _RETRY_MAX_S)
+        finally:
+            _retrying.active = False
+
+    return retried  # type: ignore[return-value]
+
+
+C = TypeVar("C", bound=type)
+
+
+def retries_transient_errors(cls: C) -> C:
+    """Every public method of ``cls`` retries transient database errors (see
+    ``_retry_transient``); the class gives ``transient_retry_s``."""
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and pyinspect.isfunction(value):
+            setattr(cls, name, _retry_transient(value))
+    return cls
 
 
 # -- migrations ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from policy_engine import __version__
 from policy_engine.errors import StoreError, WorkerBusyError
+from policy_engine.store.database import retries_transient_errors
 from policy_engine.store.repository import RUNNING, Store
 from policy_engine.store.schema import (
     IngestFile,
@@ -49,6 +50,7 @@ WAITING, CLAIMED, DONE, RETRY, QUARANTINED, GONE = (
 )  # fmt: skip
 DUE_STATES = (WAITING, RETRY)
 SQLITE_WORKER_LEASE = "sqlite:single-worker"
+LOADING_MODEL_LEASE = "loading-model:"  # + worker id: held while that worker loads a model
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,28 @@ class FileRow:
 
 
 @dataclass(frozen=True)
+class Backlog:
+    """What keeps a pass going after a claim found nothing for it."""
+
+    due: int  # due now, yet not claimed: rows another worker's transaction holds locked
+    held: int  # claimed by other workers and still in their hands
+    settling: list[tuple[str, datetime]]  # still being written: path, when it may be ready
+
+    @property
+    def empty(self) -> bool:
+        return not (self.due or self.held or self.settling)
+
+
+@dataclass(frozen=True)
+class Reaped:
+    """A worker declared dead, and the files its death sent to quarantine."""
+
+    worker_id: str
+    why: str
+    quarantined: tuple[tuple[str, str], ...] = ()  # (path, reason)
+
+
+@dataclass(frozen=True)
 class RunCounts:
     seen: int = 0
     new: int = 0
@@ -136,8 +160,10 @@ def backoff(attempts: int, timing: QueueTiming) -> float:
     return min(timing.retry_backoff * 2 ** max(attempts - 1, 0), timing.retry_backoff_max)
 
 
+@retries_transient_errors
 class IngestQueue:
-    """One worker's view of the queue. ``now`` is injectable for tests."""
+    """One worker's view of the queue. ``now`` is injectable for tests. Every operation
+    retries transient database errors, as the store's do."""
 
     def __init__(self, store: Store, timing: QueueTiming, *, now: Any = utcnow) -> None:
         self.store = store
@@ -147,15 +173,20 @@ class IngestQueue:
         self.postgres = store.engine.url.get_backend_name() == "postgresql"
         self.sqlite = store.engine.url.get_backend_name() == "sqlite"
 
+    @property
+    def transient_retry_s(self) -> float:
+        return self.store.transient_retry_s
+
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
         with self.store._transaction() as session:
             yield session
 
     # -- workers --------------------------------------------------------------------------
-    def register(self) -> None:
-        """Record this worker; on SQLite, take the single-worker lease or refuse."""
-        self.reap()
+    def register(self) -> list[Reaped]:
+        """Record this worker; on SQLite, take the single-worker lease or refuse. Returns
+        the dead workers it found on the way (their files are due again)."""
+        reaped = self.reap()
         with self._transaction() as s:
             s.add(
                 IngestWorker(
@@ -178,6 +209,7 @@ class IngestQueue:
                     f" {self.store.url}. SQLite allows one ingest worker at a time: let it"
                     " finish, or use PostgreSQL (--db postgresql://…) to run several."
                 )
+        return reaped
 
     def heartbeat(self) -> bool:
         """Refresh this worker's heartbeat; False if it has been declared dead."""
@@ -210,10 +242,11 @@ class IngestQueue:
             return f"its process {worker.pid} on {worker.host} no longer exists"
         return None
 
-    def reap(self) -> list[str]:
+    def reap(self) -> list[Reaped]:
         """Declare dead workers dead: their running scans and runs are closed as failed,
-        their files are due again (counted as an attempt, so a file that kills workers
-        ends in quarantine) and their leases are free."""
+        their files are due again and their leases are free. A death while working on a
+        file counts as an attempt (a file that kills workers ends in quarantine); a death
+        while the worker was loading its model does not: the file was not started."""
         now = self.now()
         with self._transaction() as s:
             live = list(s.scalars(select(IngestWorker).where(IngestWorker.stopped_at.is_(None))))
@@ -230,30 +263,51 @@ class IngestQueue:
                 )
                 if not taken.rowcount:
                     continue  # another worker reaped it first
-                s.execute(
-                    update(Scan)
-                    .where(Scan.worker_id == worker.id, Scan.status == RUNNING)
-                    .values(
-                        status="failed",
-                        finished_at=now,
-                        error=f"interrupted: worker {worker.id} died ({why})",
-                    )
-                )
-                s.execute(
-                    update(IngestRun)
-                    .where(IngestRun.worker_id == worker.id, IngestRun.status == RUNNING)
-                    .values(
-                        status="failed",
-                        finished_at=now,
-                        error=f"the worker died during the run ({why})",
-                    )
-                )
-                self._release_everything(s, worker.id, reason=f"worker died during it: {why}")
-            reaped.append(worker.id)
+                self._close_work_of(s, worker.id, now, f"worker {worker.id} died ({why})")
+                loading = s.get(Lease, LOADING_MODEL_LEASE + worker.id) is not None
+                reason = None if loading else f"worker died during it: {why}"
+                quarantined = self._release_everything(s, worker.id, reason=reason)
+            reaped.append(Reaped(worker.id, why, tuple(quarantined)))
         return reaped
 
-    def _release_everything(self, s: Session, worker_id: str, reason: str | None) -> None:
-        """Claims go back to the queue; with a ``reason`` (a death), as a failed attempt."""
+    def _close_work_of(self, s: Session, worker_id: str, now: datetime, why: str) -> None:
+        """A worker's running scans and runs end as failed, with ``why``."""
+        s.execute(
+            update(Scan)
+            .where(Scan.worker_id == worker_id, Scan.status == RUNNING)
+            .values(status="failed", finished_at=now, error=f"interrupted: {why}")
+        )
+        s.execute(
+            update(IngestRun)
+            .where(IngestRun.worker_id == worker_id, IngestRun.status == RUNNING)
+            .values(status="failed", finished_at=now, error=f"the run was interrupted: {why}")
+        )
+
+    def recover(self, why: str) -> None:
+        """After an error this worker survived (the database went away mid-run): whatever
+        it left running or claimed is closed as failed and given back, so nothing stays
+        'running' or 'claimed' for ever."""
+        with self._transaction() as s:
+            self._close_work_of(s, self.worker_id, self.now(), why)
+            self._release_everything(s, self.worker_id, reason=None)
+
+    @contextmanager
+    def loading_model(self) -> Iterator[None]:
+        """Mark the time this worker spends loading a model: dying then is not the fault
+        of the file it holds."""
+        key = LOADING_MODEL_LEASE + self.worker_id
+        with self._transaction() as s:
+            s.merge(Lease(key=key, holder=self.worker_id, acquired_at=self.now()))
+        try:
+            yield
+        finally:
+            self.release(key)
+
+    def _release_everything(
+        self, s: Session, worker_id: str, reason: str | None
+    ) -> list[tuple[str, str]]:
+        """Claims go back to the queue; with a ``reason`` (a death), as a failed attempt.
+        Returns the files this sent to quarantine, with the reason."""
         s.execute(delete(Lease).where(Lease.holder == worker_id))
         claimed = list(
             s.scalars(
@@ -262,11 +316,15 @@ class IngestQueue:
                 )
             )
         )
+        quarantined = []
         for row in claimed:
             if reason is None:
                 self._requeue(row, undo_attempt=True)
-            else:
-                self._record_failure(row, reason, due_now=True)
+                continue
+            self._record_failure(row, reason, due_now=True)
+            if row.state == QUARANTINED:
+                quarantined.append((row.path, reason))
+        return quarantined
 
     # -- leases ---------------------------------------------------------------------------
     def acquire(self, key: str) -> IngestWorker | None:
@@ -489,6 +547,37 @@ class IngestQueue:
         row.state = RETRY
         wait = 0.0 if due_now else backoff(row.attempts, self.timing)
         row.next_attempt_at = self.now() + timedelta(seconds=wait)
+
+    def requeue_changed(self, claim: Claim, size: int, mtime_ns: int) -> None:
+        """The claimed file changed since it was last looked at (still being written):
+        record its new size and mtime, so it settles again before anyone claims it."""
+        now = self.now()
+        with self._transaction() as s:
+            row = self._mine(s, claim)
+            if row is None:
+                return
+            row.size_bytes, row.mtime_ns = size, mtime_ns
+            row.stable_since = row.last_seen = now
+            row.state, row.attempts, row.last_error = WAITING, 0, None  # a new version
+            row.claimed_by = row.claimed_at = row.next_attempt_at = None
+
+    def backlog(self, folders: Iterable[str], *, skip: Iterable[int] = ()) -> Backlog:
+        """Why a pass might not be over although nothing could be claimed just now. Read
+        without locks, so rows locked for a moment by another worker are counted as due:
+        ``claim_next`` skips locked rows and cannot tell them from none."""
+        folders, skip = list(folders), list(skip)
+        now = self.now()
+        with self._transaction() as s:
+            mine = and_(IngestFile.folder.in_(folders), IngestFile.id.not_in(skip))
+            due = s.scalar(select(func.count()).where(self._due(now), mine))
+            held = s.scalar(
+                select(func.count()).where(
+                    IngestFile.state == CLAIMED,
+                    IngestFile.claimed_by != self.worker_id,
+                    IngestFile.folder.in_(folders),
+                )
+            )
+        return Backlog(int(due or 0), int(held or 0), self.unsettled(folders))
 
     def unsettled(self, folders: Iterable[str]) -> list[tuple[str, datetime]]:
         """Files waiting to settle (or to be tried again after giving way to a copy) and

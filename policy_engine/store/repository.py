@@ -183,11 +183,14 @@ def _reason_row(position: int, kind: str, reason: Reason) -> ReasonRecord:
     )
 
 
+@database.retries_transient_errors
 class Store:
-    """The database of assets, scans, frames, rule sets, decisions and overrides."""
+    """The database of assets, scans, frames, rule sets, decisions and overrides. Every
+    operation retries transient database errors (a restart, a lock) for a bounded time."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.transient_retry_s = database.TRANSIENT_RETRY_S
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
