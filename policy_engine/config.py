@@ -21,6 +21,7 @@ from typing import Any
 import tomllib
 
 from policy_engine.errors import ConfigError
+from policy_engine.media.formats import VIDEO_PATTERNS
 from policy_engine.models.checkpoint import DEFAULT_MODEL
 
 ENV_PREFIX = "POLICY_ENGINE_"
@@ -43,9 +44,10 @@ class Settings:
     reports: str = "reports"  # folder the HTML reports are written to
     # -- nightly ingest (policy-engine schedule) --
     ingest: tuple[str, ...] = ()  # folders watched for new trailers
-    include: tuple[str, ...] = ("*.mp4", "*.mov", "*.mxf", "*.mkv", "*.m4v", "*.ts")
+    include: tuple[str, ...] = VIDEO_PATTERNS  # the same list `scan FOLDER` uses
     exclude: tuple[str, ...] = ("*.part", "*.partial", "*.tmp", "*.crdownload", "~*")
     recursive: bool = True
+    outside_links: bool = False  # follow symbolic links that lead out of an ingest folder
     settle_seconds: float = 30.0  # size and mtime unchanged across this period …
     quiet_seconds: float = 60.0  # … and not modified for this long, before a scan
     settle_wait: float = 300.0  # how long one run waits for files still being written

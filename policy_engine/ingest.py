@@ -83,7 +83,7 @@ class StopSignals:
 
 # -- discovery --------------------------------------------------------------------------
 def folder_key(folder: str | Path) -> str:
-    return str(Path(folder).expanduser().absolute())
+    return str(Path(folder).expanduser().resolve())  # one folder, one spelling
 
 
 def discover(settings: Settings, folder: str) -> tuple[list[Observation], list[str]]:
@@ -101,6 +101,7 @@ def discover(settings: Settings, folder: str) -> tuple[list[Observation], list[s
         settings.include,
         exclude=settings.exclude,
         recursive=settings.recursive,
+        outside_links=settings.outside_links,
         on_error=problems.append,
     )
     seen = []
@@ -571,6 +572,8 @@ class _Pass:
         )
         key = "failed" if failed else "reused" if outcome.status == REUSED else "scanned"
         self.counts[key] += 1
+        if outcome.report_error:
+            self._problem(f"{claim.path}: {outcome.report_error}")
         if failed:
             log.error("%s failed (attempt %d): %s", claim.path, claim.attempts, outcome.error)
         else:
@@ -617,6 +620,7 @@ class _Pass:
                     started=self.started,
                     problems=self.problems,
                     title=f"Ingest run ({self.trigger})",
+                    run_id=run_id,
                 )
         except OSError as exc:
             self._problem(f"the run summary could not be written: {exc}")

@@ -154,7 +154,11 @@ def scan(
             config,
         )
         rulesets = _rulesets(settings, rules)
-        files = find_videos(paths)
+        files = find_videos(
+            paths,
+            outside_links=settings.outside_links,
+            on_error=lambda problem: err.print(f"warning: {problem}", markup=False),
+        )
         if not files:
             raise ConfigError(f"no video files in {', '.join(map(str, paths))}")
         outcomes = scan_files(settings, rulesets, files, force=force, quiet=as_json)
@@ -202,8 +206,15 @@ def scan_files(
             outcomes = scanner.scan(files)
     finally:
         store.close()
-    summary = write_run_summary(outcomes, Path(settings.reports), started=started)
-    err.print(f"run summary: {summary}", highlight=False, markup=False)
+    for outcome in outcomes:
+        if outcome.report_error:
+            err.print(f"warning: {outcome.path}: {outcome.report_error}", markup=False)
+    try:
+        summary = write_run_summary(outcomes, Path(settings.reports), started=started)
+    except OSError as exc:  # the scans and decisions are stored all the same
+        err.print(f"warning: the run summary could not be written: {exc}", markup=False)
+    else:
+        err.print(f"run summary: {summary}", highlight=False, markup=False)
     return outcomes
 
 

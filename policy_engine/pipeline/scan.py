@@ -24,6 +24,7 @@ from policy_engine import __version__
 from policy_engine.analysis.scoring import categories_key, category_records
 from policy_engine.errors import MediaError
 from policy_engine.hashing import file_sha256, text_sha256
+from policy_engine.media.formats import VIDEO_PATTERNS
 from policy_engine.media.video import probe
 from policy_engine.models.provider import ModelProvider
 from policy_engine.pipeline.analysis import AnalysisOptions, AnalysisResult, analyze_video, rescore
@@ -34,10 +35,6 @@ from policy_engine.store import NewDecision, ScanFrames, ScanModel, Store
 
 log = logging.getLogger(__name__)
 
-VIDEO_PATTERNS = (
-    "*.mp4", "*.m4v", "*.mov", "*.mxf", "*.mkv", "*.avi", "*.webm",
-    "*.ts", "*.mts", "*.m2ts", "*.mpg", "*.mpeg", "*.wmv", "*.flv",
-)  # fmt: skip
 THUMBNAIL_SIZE = 192  # long side, pixels: enough to see what was on screen
 
 SCANNED, REUSED, FAILED = "scanned", "reused", "failed"
@@ -56,6 +53,7 @@ class ScanOutcome:
     error: str | None = None
     report: str | None = None
     report_sha256: str | None = None
+    report_error: str | None = None  # the decisions are stored; only the page is missing
 
     @property
     def verdict(self) -> dict[str, Any] | None:
@@ -84,12 +82,14 @@ def find_videos(
     *,
     exclude: Sequence[str] = (),
     recursive: bool = True,
+    outside_links: bool = False,
     on_error: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Files as given (whatever their name); in folders, regular files whose name matches
     ``patterns`` and no ``exclude`` pattern (case-insensitive; an exclude pattern with a
     ``/`` is matched against the path below the folder), hidden entries skipped, in name
-    order. Folders that cannot be read are reported to ``on_error`` and skipped."""
+    order. Folders that cannot be read, and symbolic links that loop, lead nowhere or (unless
+    ``outside_links``) lead out of the folder, are reported to ``on_error`` and skipped."""
     include = [p.lower() for p in patterns]
     skip = [p.lower() for p in exclude]
 
@@ -101,22 +101,50 @@ def find_videos(
             and not any(fnmatch.fnmatch(relative if "/" in p else name, p) for p in skip)
         )
 
-    def report(exc: OSError) -> None:
+    def report(problem: str) -> None:
         if on_error is not None:
-            on_error(f"folder {exc.filename}: {_os_reason(exc)}")
+            on_error(problem)
 
     found: list[Path] = []
     for path in paths:
         if not path.is_dir():
             found.append(path)
             continue
-        for root, dirs, files in os.walk(path, onerror=report):
+        inside = path.resolve()
+        for root, dirs, files in os.walk(
+            path, onerror=lambda exc: report(f"folder {exc.filename}: {_os_reason(exc)}")
+        ):
             dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
             for name in sorted(files):
                 file = Path(root) / name
-                if wanted(path, file) and file.is_file():  # no FIFOs or devices
+                if not wanted(path, file):
+                    continue
+                problem = _link_problem(file, inside, outside_links)
+                if problem is not None:
+                    report(problem)
+                elif file.is_file():  # no FIFOs or devices
                     found.append(file)
     return list(dict.fromkeys(found))
+
+
+def _link_problem(file: Path, folder: Path, outside_allowed: bool) -> str | None:
+    """Why a symbolic link found in ``folder`` is not followed; None for a plain file or a
+    link that may be followed. A link out of the folder would let anyone who can write in
+    the ingest folder have any video the engine can read scanned into a report."""
+    if not file.is_symlink():
+        return None
+    try:
+        target = file.resolve(strict=True)
+    except FileNotFoundError:
+        return f"{file}: symbolic link to {os.readlink(file)}, which does not exist; not scanned"
+    except (RuntimeError, OSError):  # ELOOP (Python < 3.13 raises RuntimeError)
+        return f"{file}: symbolic link loop; not scanned"
+    if not outside_allowed and not target.is_relative_to(folder):
+        return (
+            f"{file}: symbolic link to {target}, outside the folder {folder}; not scanned"
+            " (set outside_links = true to follow links out of ingest folders)"
+        )
+    return None
 
 
 def sampling_record(options: AnalysisOptions) -> tuple[dict[str, Any], str]:
@@ -182,7 +210,7 @@ class Scanner:
         started = time.perf_counter()
         result = ScanOutcome(path=str(path), content_sha256=content_sha256)
         try:
-            self._scan_file(path.absolute(), result)
+            self._scan_file(path.resolve(), result)  # one file, one path
         finally:
             result.seconds = time.perf_counter() - started
         return result
@@ -335,10 +363,26 @@ class Scanner:
             for known, j in zip(existing, judging.judgements, strict=True)
         ]
         if self.reports_dir is not None:
-            from policy_engine.reporting import write_asset_report
+            self._report(result)
 
+    def _report(self, result: ScanOutcome) -> None:
+        """Write the asset's report. A report that cannot be written (a full or read-only
+        reports folder) is a problem of the run, not of the file: its decisions are stored,
+        and ``policy-engine report`` writes the page later."""
+        from policy_engine.reporting import write_asset_report
+
+        assert self.reports_dir is not None and result.asset_id is not None
+        try:
             path, digest = write_asset_report(self.store, result.asset_id, self.reports_dir)
-            self.store.record_report(
-                result.asset_id, [i for i, _ in result.decisions], str(path), digest
+        except OSError as exc:
+            result.report_error = (
+                f"the report could not be written to {self.reports_dir}:"
+                f" {exc.strerror or exc}; the decisions are stored. Once fixed, run:"
+                f" policy-engine report {result.asset_id}"
             )
-            result.report, result.report_sha256 = str(path), digest
+            log.error("%s: %s", result.path, result.report_error)
+            return
+        self.store.record_report(
+            result.asset_id, [i for i, _ in result.decisions], str(path), digest
+        )
+        result.report, result.report_sha256 = str(path), digest

@@ -10,7 +10,10 @@ through autoescaping; nothing is fetched from anywhere when the file is opened.
 from __future__ import annotations
 
 import base64
+import itertools
+import os
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -207,12 +210,36 @@ def write_asset_report(store: Store, asset_id: int, directory: Path) -> tuple[Pa
     """Render the asset's report into ``directory``; returns its path and content hash."""
     report = build_asset_report(store, asset_id)
     html = render_asset_report(report)
-    directory.mkdir(parents=True, exist_ok=True)
     target = directory / report_name(report.asset.path, report.asset.content_sha256)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(target)  # a reader never sees half a report
+    write_atomically(target, html)
     return target, text_sha256(html)
+
+
+def write_atomically(target: Path, text: str, *, exclusive: bool = False) -> Path:
+    """Write ``text`` so that a reader never sees half a file, and a failure (a full
+    disk) leaves no temporary file behind. ``exclusive``: never replace an existing file;
+    the name gets a ``-2``, ``-3``… suffix instead (two workers finishing in the same
+    second each keep their page). Returns the path written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.{secrets.token_hex(6)}.tmp")
+    try:
+        # os.open, not tempfile: the report gets the usual permissions (0666 less umask)
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
+        if not exclusive:
+            tmp.replace(target)
+            return target
+        for n in itertools.count(1):
+            candidate = target if n == 1 else target.with_stem(f"{target.stem}-{n}")
+            try:
+                os.link(tmp, candidate)  # atomic, and fails if the name is taken
+            except FileExistsError:
+                continue
+            return candidate
+    finally:
+        tmp.unlink(missing_ok=True)
+    raise AssertionError("unreachable")
 
 
 # -- the run summary ----------------------------------------------------------------------
@@ -249,10 +276,12 @@ def write_run_summary(
     started: datetime,
     problems: Sequence[str] = (),
     title: str = "Compliance run",
+    run_id: int | None = None,
 ) -> Path:
     """The index of one run next to its reports: every file with verdict, tags, review,
     failures with reasons and a link to its report; failures and the most restrictive
-    verdicts first. Written as run-<time>.html and as index.html (the latest run)."""
+    verdicts first. Written as run-<time>[-<run id>].html, a name no other run takes, and
+    as index.html (the latest run)."""
     rows = sorted((_run_row(o, directory) for o in outcomes), key=lambda r: -r["rank"])
     finished = datetime.now(UTC)
     html = (
@@ -273,10 +302,7 @@ def write_run_summary(
             version=__version__,
         )
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    run_page = directory / f"run-{started.astimezone(UTC):%Y%m%d-%H%M%S}.html"
-    for target in (run_page, directory / "index.html"):
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(html, encoding="utf-8")
-        tmp.replace(target)
+    name = f"run-{started.astimezone(UTC):%Y%m%d-%H%M%S}" + (f"-{run_id}" if run_id else "")
+    run_page = write_atomically(directory / f"{name}.html", html, exclusive=True)
+    write_atomically(directory / "index.html", html)
     return run_page

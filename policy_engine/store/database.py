@@ -78,7 +78,14 @@ def make_engine(text: str) -> Engine:
     options: dict[str, Any] = {"future": True}
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
+        if database in ("", ":memory:") or "mode=memory" in database:
+            raise ConfigError(
+                f"database {text!r} is an in-memory SQLite database: everything stored in it"
+                " is lost when the command ends. Give a file, e.g."
+                " sqlite:///policy-engine.sqlite (three slashes, then a relative path) or"
+                " sqlite:////var/lib/policy-engine/engine.sqlite (four: an absolute path)"
+            )
+        if not database.startswith("file:"):
             folder = Path(database).expanduser().resolve().parent
             if not folder.is_dir():
                 raise StoreError(
