@@ -22,11 +22,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from policy_engine import __version__
 from policy_engine.analysis.coverage import Coverage, coverage_from_scores
 from policy_engine.analysis.scoring import categories_key, scores_from_probabilities
-from policy_engine.hashing import text_sha256
+from policy_engine.hashing import text_matches, text_sha256
 from policy_engine.media.timecode import format_timecode
 from policy_engine.policy.evaluate import Measurement, combine
 from policy_engine.policy.loader import parse_ruleset
 from policy_engine.policy.model import RuleSet
+from policy_engine.policy.overrides import Ruling, engine_ruling, review_steps
 from policy_engine.policy.territory import Slot, earliest_slot
 
 if TYPE_CHECKING:
@@ -67,6 +68,18 @@ class RulesetSection:
         return self.decision.overrides[-1] if self.decision.overrides else None
 
     @property
+    def review_steps(self) -> list[tuple[Any, Ruling, Ruling]]:
+        """Each override with the verdict in force before and after it."""
+        overrides = self.decision.overrides
+        steps = review_steps(engine_ruling(self.decision), overrides)
+        return [(o, before, after) for o, (before, after) in zip(overrides, steps, strict=True)]
+
+    @property
+    def text_matches_hash(self) -> bool:
+        """Whether the stored rule text is the text the decision's hash names."""
+        return ruleset_text_intact(self.decision.ruleset)
+
+    @property
     def slots(self) -> list[Slot]:
         """Earliest slots for the level in force (a reviewer's, where overruled)."""
         level = self.current.ruled().schedule
@@ -83,6 +96,12 @@ class RulesetSection:
         return [r for r in self.decision.reasons if r.kind != "fired"]
 
 
+def ruleset_text_intact(record: Any) -> bool:
+    """A stored rule set's text against its content hash: False means the text was
+    edited in the database after the decisions that cite it were made."""
+    return text_matches(record.text, record.sha256)
+
+
 @dataclass
 class AssetReport:
     asset: Any  # Asset with paths
@@ -95,6 +114,11 @@ class AssetReport:
     @property
     def name(self) -> str:
         return Path(self.asset.path).name
+
+    @property
+    def tampered(self) -> list[Any]:
+        """Rule sets whose stored text no longer matches the hash decisions cite."""
+        return [s.decision.ruleset for s in self.sections if not s.text_matches_hash]
 
     @property
     def duration(self) -> float | None:
@@ -188,6 +212,7 @@ def _environment() -> Environment:
     env.filters["when"] = lambda v: (
         v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if v else "-"
     )
+    env.filters["sha256"] = text_sha256
     env.globals["level_style"] = lambda level: LEVEL_STYLES.get(level, ("other", level))
     return env
 
@@ -219,27 +244,57 @@ def write_asset_report(store: Store, asset_id: int, directory: Path) -> tuple[Pa
 _RANKS = {"not-for-broadcast": 3, "post-watershed": 2, "unrestricted": 1}
 
 
+def _verdict_columns(verdict: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "rank": _RANKS.get(verdict["schedule"], 0),
+        "verdict": verdict["schedule"],
+        "style": LEVEL_STYLES.get(verdict["schedule"], ("other",))[0],
+        "tags": list(verdict["tags"]),
+        "review": verdict["review"],
+    }
+
+
 def _run_row(outcome: Any, directory: Path) -> dict[str, Any]:
     verdict = outcome.verdict
+    asset_id = getattr(outcome, "asset_id", None)
     if verdict is None:
         return {
             "path": outcome.path, "rank": 4 if outcome.status == "failed" else 0,
             "verdict": "failed" if outcome.status == "failed" else "-", "style": "failed",
             "tags": [], "review": False, "status": outcome.status, "error": outcome.error,
-            "report": None,
+            "report": None, "asset_id": asset_id,
         }  # fmt: skip
     report = Path(outcome.report) if outcome.report else None
     return {
         "path": outcome.path,
-        "rank": _RANKS.get(verdict["schedule"], 0),
-        "verdict": verdict["schedule"],
-        "style": LEVEL_STYLES.get(verdict["schedule"], ("other",))[0],
-        "tags": verdict["tags"],
-        "review": verdict["review"],
+        **_verdict_columns(verdict),
         "status": outcome.status,
         "error": outcome.error,
-        "report": report.name if report and report.parent == directory else report,
+        "report": str(report.name if report and report.parent == directory else report)
+        if report
+        else None,
+        "asset_id": asset_id,
     }
+
+
+def _summary_counts(outcomes: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    return {
+        "scanned": sum(o.status == "scanned" for o in outcomes),
+        "reused": sum(o.status == "reused" for o in outcomes),
+        "failed": sum(o.status == "failed" for o in outcomes),
+        "review": sum(bool(r["review"]) for r in rows),
+    }
+
+
+def _write_page(target: Path, html: str) -> None:
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(target)  # a reader never sees half a page
+
+
+def _render_run(page: dict[str, Any]) -> str:
+    # The page carries its own data, so that `refresh_index` can show later verdicts.
+    return _environment().get_template("run.html").render(**page, page=page)
 
 
 def write_run_summary(
@@ -252,31 +307,52 @@ def write_run_summary(
 ) -> Path:
     """The index of one run next to its reports: every file with verdict, tags, review,
     failures with reasons and a link to its report; failures and the most restrictive
-    verdicts first. Written as run-<time>.html and as index.html (the latest run)."""
+    verdicts first. Written as run-<time>.html (what the run found, kept as it was) and
+    as index.html (the latest run, its verdicts kept current by `refresh_index`)."""
     rows = sorted((_run_row(o, directory) for o in outcomes), key=lambda r: -r["rank"])
-    finished = datetime.now(UTC)
-    html = (
-        _environment()
-        .get_template("run.html")
-        .render(
-            title=f"{title} {started.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
-            rows=rows,
-            problems=list(problems),
-            counts={
-                "scanned": sum(o.status == "scanned" for o in outcomes),
-                "reused": sum(o.status == "reused" for o in outcomes),
-                "failed": sum(o.status == "failed" for o in outcomes),
-                "review": sum(bool(r["review"]) for r in rows),
-            },
-            started=started.astimezone(UTC).isoformat(timespec="seconds"),
-            finished=finished.isoformat(timespec="seconds"),
-            version=__version__,
-        )
-    )
+    page = {
+        "title": f"{title} {started.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+        "rows": rows,
+        "problems": list(problems),
+        "counts": _summary_counts(outcomes, rows),
+        "started": started.astimezone(UTC).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "version": __version__,
+        "updated": None,
+    }
+    html = _render_run(page)
     directory.mkdir(parents=True, exist_ok=True)
     run_page = directory / f"run-{started.astimezone(UTC):%Y%m%d-%H%M%S}.html"
     for target in (run_page, directory / "index.html"):
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(html, encoding="utf-8")
-        tmp.replace(target)
+        _write_page(target, html)
     return run_page
+
+
+_PAGE_DATA = re.compile(r'<script type="application/json" id="page-data">(.*?)</script>', re.S)
+
+
+def refresh_index(store: Store, directory: Path) -> Path | None:
+    """Show the verdicts now in force (after overrides and re-evaluation) in the
+    folder's index.html; the run pages stay the record of what each run found. Returns
+    None where there is no index (or one written before pages carried their data)."""
+    import json
+
+    index = directory / "index.html"
+    try:
+        found = _PAGE_DATA.search(index.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    if found is None:
+        return None
+    page = json.loads(found.group(1))
+    asset_ids = [r["asset_id"] for r in page["rows"] if r.get("asset_id") is not None]
+    current = store.current_decisions(asset_ids)
+    for row in page["rows"]:
+        mine = [d.ruled() for (a, _), d in current.items() if a == row.get("asset_id")]
+        if mine:
+            row.update(_verdict_columns(combine(mine)))
+    page["rows"].sort(key=lambda r: -r["rank"])
+    page["counts"]["review"] = sum(bool(r["review"]) for r in page["rows"])
+    page["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
+    _write_page(index, _render_run(page))
+    return index
