@@ -247,3 +247,10 @@ def test_override_rewrites_the_report_and_the_index(scanned) -> None:
     assert code == 0, stderr
     assert _verdict_in(report) == "Post-watershed only"
     assert _index_verdicts(index) == {"trailer.mp4": "post-watershed"}
+    # Scanned again, the engine decides as before: the reviewer's ruling stays in force,
+    # and the new run's pages say so.
+    code, stdout, stderr = run("--db", db, "scan", "ingest", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)[0]["verdict"]["schedule"] == "post-watershed"
+    assert _verdict_in(report) == "Post-watershed only"
+    assert _index_verdicts(index) == {"trailer.mp4": "post-watershed"}
