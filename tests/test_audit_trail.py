@@ -180,6 +180,15 @@ def test_a_rule_text_that_no_longer_matches_its_hash_is_called_out(
     assert banner and "does not match its hash" in banner.group(0)
     assert page.index('class="tampered"') < page.index('id="verdict"')  # above everything
 
+    # Edited into something that no longer even parses: the report still says so.
+    store = Store.open(db_url)
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE rulesets SET text = 'rules: [unclosed'"))
+    store.close()
+    code, _, stderr = run("--db", db_url, "report", str(asset_id))
+    assert code == 0, stderr
+    assert "does not match its hash" in report.read_text()
+
 
 # -- every command that changes a verdict rewrites what shows it -------------------------------
 ALWAYS = """\

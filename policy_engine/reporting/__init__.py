@@ -25,7 +25,7 @@ from policy_engine.analysis.scoring import categories_key, scores_from_probabili
 from policy_engine.hashing import text_matches, text_sha256
 from policy_engine.media.timecode import format_timecode
 from policy_engine.policy.evaluate import Measurement, combine
-from policy_engine.policy.loader import parse_ruleset
+from policy_engine.policy.loader import RuleSetError, parse_ruleset
 from policy_engine.policy.model import RuleSet
 from policy_engine.policy.overrides import Ruling, engine_ruling, review_steps
 from policy_engine.policy.territory import Slot, earliest_slot
@@ -57,7 +57,7 @@ class Lane:
 class RulesetSection:
     current: CurrentDecision  # what is in force, override applied
     decision: Any  # DecisionRecord, detached with ruleset, reasons and overrides loaded
-    ruleset: RuleSet  # parsed from the stored text
+    ruleset: RuleSet | None  # parsed from the stored text (None: edited beyond parsing)
     coverage: Coverage | None
     lanes: list[Lane] = field(default_factory=list)
     ticks: list[tuple[float, str]] = field(default_factory=list)
@@ -83,7 +83,7 @@ class RulesetSection:
     def slots(self) -> list[Slot]:
         """Earliest slots for the level in force (a reviewer's, where overruled)."""
         level = self.current.ruled().schedule
-        if level not in self.ruleset.levels:
+        if self.ruleset is None or level not in self.ruleset.levels:
             return []
         return [earliest_slot(level, self.ruleset.levels, t) for t in self.ruleset.territories]
 
@@ -154,10 +154,17 @@ def _lanes(coverage: Coverage) -> list[Lane]:
 
 def _section(store: Store, current: CurrentDecision, scans: dict[int, Any]) -> RulesetSection:
     decision = store.decision(current.id)
-    ruleset = parse_ruleset(decision.ruleset.text, decision.ruleset.path or decision.ruleset.name)
+    try:
+        ruleset = parse_ruleset(
+            decision.ruleset.text, decision.ruleset.path or decision.ruleset.name
+        )
+    except RuleSetError:
+        if ruleset_text_intact(decision.ruleset):
+            raise
+        ruleset = None  # the stored text was edited into nonsense: the banner says so
     scan = scans.get(decision.scan_id)
     coverage = None
-    if scan is not None:
+    if scan is not None and ruleset is not None:
         stored = store.score_sets([scan.id], categories_key(ruleset.categories)).get(scan.id)
         if stored is not None and stored.size == len(scan.times) * len(ruleset.categories):
             scores = scores_from_probabilities(ruleset.categories, scan.times, stored)
