@@ -272,14 +272,14 @@ def _run_row(outcome: Any, directory: Path) -> dict[str, Any]:
             "report": None, "asset_id": asset_id,
         }  # fmt: skip
     report = Path(outcome.report) if outcome.report else None
+    if report is not None and report.parent == directory:
+        report = Path(report.name)  # relative: the folder can move
     return {
         "path": outcome.path,
         **_verdict_columns(verdict),
         "status": outcome.status,
         "error": outcome.error,
-        "report": str(report.name if report and report.parent == directory else report)
-        if report
-        else None,
+        "report": str(report) if report else None,
         "asset_id": asset_id,
     }
 
