@@ -25,3 +25,9 @@ def file_sha256(path: str | Path) -> str:
 
 def text_sha256(text: str) -> str:
     return PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def text_matches(text: str, digest: str) -> bool:
+    """Whether ``text`` is the text ``digest`` names (a stored rule set checked against
+    the hash its decisions cite: False means it was edited after they were made)."""
+    return text_sha256(text) == digest

@@ -12,6 +12,7 @@ PURE = [
     "policy_engine.policy.ruletests",
     "policy_engine.policy.explain",
     "policy_engine.policy.defaults",
+    "policy_engine.policy.overrides",
     "policy_engine.media.timecode",
     "policy_engine.media.framing",
     "policy_engine.config",

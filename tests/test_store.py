@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from policy_engine.analysis.scoring import Category
 from policy_engine.errors import StoreError
@@ -92,6 +92,125 @@ def test_decisions_are_append_only_in_the_orm_and_in_the_database(store: Store) 
         with pytest.raises(Exception, match="append-only"), store.engine.begin() as connection:
             connection.execute(text(statement))
     assert store.decision(decision_id).schedule == "post-watershed"
+
+
+# Everything a decision stands on, and how each is tampered with. "audit trail" is the
+# 0004 triggers' wording, "append-only" the 0001 triggers'.
+TAMPERING = [
+    ("UPDATE rulesets SET text = 'rules: []'", "audit trail"),
+    ("UPDATE rulesets SET sha256 = 'sha256:0', version = '99'", "audit trail"),
+    ("DELETE FROM rulesets", "audit trail"),
+    ("UPDATE frames SET time = time + 1", "audit trail"),
+    ("UPDATE frames SET embedding = thumbnail", "audit trail"),
+    ("DELETE FROM frames", "audit trail"),
+    ("UPDATE score_sets SET probabilities = embedding FROM frames", "audit trail"),
+    ("DELETE FROM score_sets", "audit trail"),
+    ("UPDATE reports SET sha256 = 'sha256:forged'", "audit trail"),
+    ("DELETE FROM reports", "audit trail"),
+    ("UPDATE assets SET content_sha256 = 'sha256:other'", "audit trail"),
+    ("DELETE FROM asset_paths; DELETE FROM assets", "audit trail"),
+    ("UPDATE scans SET weights_sha256 = 'sha256:other'", "audit trail"),
+    ("UPDATE scans SET status = 'failed'", "audit trail"),
+]
+TRUNCATE = [
+    "TRUNCATE decisions CASCADE",
+    "TRUNCATE overrides",
+    "TRUNCATE reasons",
+    "TRUNCATE rulesets CASCADE",
+    "TRUNCATE frames",
+    "TRUNCATE score_sets",
+    "TRUNCATE reports",
+    "TRUNCATE scans CASCADE",
+    "TRUNCATE assets CASCADE",
+]
+
+
+def _everything_recorded(store: Store) -> int:
+    decision_id = _decided(store)
+    store.add_override(decision_id, reviewer="ann", justification="fine")
+    asset_id = store.decision(decision_id).asset_id
+    store.record_report(asset_id, [decision_id], "/reports/clip.html", "sha256:" + "a" * 64)
+    return decision_id
+
+
+def _snapshot(store: Store) -> dict[str, list[tuple[object, ...]]]:
+    tables = ("assets", "scans", "frames", "score_sets", "rulesets", "decisions", "reasons",
+              "overrides", "reports")  # fmt: skip
+    with store.engine.connect() as connection:
+        return {
+            t: [tuple(row) for row in connection.execute(text(f"SELECT * FROM {t} ORDER BY id"))]
+            for t in tables
+        }
+
+
+def test_what_a_decision_stands_on_cannot_be_edited_or_deleted(store: Store) -> None:
+    _everything_recorded(store)
+    before = _snapshot(store)
+    postgres = store.engine.url.get_backend_name() == "postgresql"
+    for statement, refusal in TAMPERING:
+        if "FROM frames" in statement and not postgres:
+            statement = statement.replace(
+                "embedding FROM frames", "(SELECT embedding FROM frames LIMIT 1)"
+            )
+        with pytest.raises(Exception, match=refusal), store.engine.begin() as connection:
+            for part in statement.split("; "):
+                connection.execute(text(part))
+    assert _snapshot(store) == before
+    # What may change still does: a probe learnt later, a new path, a new report row.
+    asset_id = store.decision(_decided_id(store)).asset_id
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE rulesets SET path = '/elsewhere/test-rules.yaml'"))
+    store.record_report(asset_id, [], "/reports/clip.html", "sha256:" + "b" * 64)
+    assert [r.sha256[-1] for r in store.reports(asset_id)] == ["a", "b"]  # latest wins
+
+
+def _decided_id(store: Store) -> int:
+    with store.engine.connect() as connection:
+        return connection.execute(text("SELECT max(id) FROM decisions")).scalar_one()
+
+
+def test_the_orm_refuses_to_edit_what_a_decision_stands_on(store: Store) -> None:
+    from sqlalchemy.orm import Session
+
+    from policy_engine.store.schema import Frame, ReportRecord, RuleSetRecord, Scan, ScoreSet
+
+    _everything_recorded(store)
+    edits = [
+        (RuleSetRecord, "text", "rules: []"),
+        (Frame, "time", 99.0),
+        (ScoreSet, "probabilities", b""),
+        (ReportRecord, "sha256", "sha256:forged"),
+        (Scan, "weights_sha256", "sha256:other"),
+    ]
+    with Session(store.engine) as session:
+        for model, column, value in edits:
+            row = session.scalars(select(model).limit(1)).one()
+            setattr(row, column, value)
+            with pytest.raises(AppendOnlyError, match="append-only|can never change|frozen"):
+                session.flush()
+            session.rollback()
+
+
+def test_truncate_cannot_wipe_the_audit_trail(store: Store) -> None:
+    if store.engine.url.get_backend_name() != "postgresql":
+        pytest.skip("SQLite has no TRUNCATE; its DELETE triggers refuse `DELETE FROM t`")
+    _everything_recorded(store)
+    before = _snapshot(store)
+    for statement in TRUNCATE:
+        with pytest.raises(Exception, match="TRUNCATE refused"), store.engine.begin() as c:
+            c.execute(text(statement))
+    assert _snapshot(store) == before
+
+
+def test_sqlite_delete_without_where_is_refused_as_truncate_would_be(store: Store) -> None:
+    if store.engine.url.get_backend_name() != "sqlite":
+        pytest.skip("the SQLite counterpart of the TRUNCATE guard")
+    _everything_recorded(store)
+    before = _snapshot(store)
+    for table in ("decisions", "overrides", "reasons", "frames", "score_sets", "reports"):
+        with pytest.raises(Exception, match="append-only|audit trail"), store.engine.begin() as c:
+            c.execute(text(f"DELETE FROM {table}"))
+    assert _snapshot(store) == before
 
 
 def test_decision_round_trip_with_reasons_evidence_and_override(store: Store) -> None:

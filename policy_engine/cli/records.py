@@ -45,8 +45,10 @@ from policy_engine.cli.common import (
 )
 from policy_engine.config import Settings
 from policy_engine.errors import ConfigError, PolicyEngineError
+from policy_engine.hashing import text_matches, text_sha256
 from policy_engine.media.timecode import format_timecode
 from policy_engine.policy.evaluate import Measurement
+from policy_engine.policy.overrides import engine_ruling, review_steps, ruling_in_force
 
 RulesPathOpt = Annotated[
     Path | None,
@@ -289,6 +291,7 @@ def reevaluate(
     always: Annotated[
         bool, typer.Option("--always", help="Record a decision even where nothing changed.")
     ] = False,
+    reports: ReportsOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
@@ -296,8 +299,11 @@ def reevaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Apply the current rule sets to stored scans (no video, no image model); record
-    new decisions where the outcome changed, and show what changed and why."""
-    _reevaluate(ctx, rules, since, always, model, device, dtype, config, as_json, dry_run=False)
+    new decisions where the outcome changed, show what changed and why, and rewrite the
+    reports (and index) of the assets that got a new decision."""
+    _reevaluate(
+        ctx, rules, since, always, model, device, dtype, config, as_json, reports, dry_run=False
+    )
 
 
 @rules_app.command("diff")
@@ -313,7 +319,9 @@ def rules_diff(
 ) -> None:
     """Dry run: which stored assets would change verdict if these rules were live.
     Writes nothing."""
-    _reevaluate(ctx, new_rules, since, False, model, device, dtype, config, as_json, dry_run=True)
+    _reevaluate(
+        ctx, new_rules, since, False, model, device, dtype, config, as_json, None, dry_run=True
+    )
 
 
 def _reevaluate(
@@ -326,19 +334,30 @@ def _reevaluate(
     dtype: str | None,
     config: Path | None,
     as_json: bool,
+    reports: Path | None,
     *,
     dry_run: bool,
 ) -> None:
-    from policy_engine.pipeline.judging import reevaluate as run
+    from policy_engine.pipeline.review import reevaluate as run
 
     try:
-        settings = settings_for(ctx, {"model": model, "device": device, "dtype": dtype}, config)
+        settings = settings_for(
+            ctx,
+            {
+                "model": model,
+                "device": device,
+                "dtype": dtype,
+                "reports": str(reports) if reports else None,
+            },
+            config,
+        )
         rulesets = _rulesets(settings, rules)
         store = open_store(settings)
-        result = run(
+        result, written = run(
             store,
             rulesets,
             _models(settings),
+            reports_dir=Path(settings.reports),
             since=_since(since),
             always=always,
             dry_run=dry_run,
@@ -346,9 +365,17 @@ def _reevaluate(
     except PolicyEngineError as exc:
         raise fail(exc) from None
     if as_json:
-        sys.stdout.write(json.dumps(_reevaluation_dict(result), indent=2, default=str) + "\n")
+        data = {**_reevaluation_dict(result), "reports": [str(p) for p in written]}
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
         _print_reevaluation(result)
+        if written:
+            folders = ", ".join(sorted({str(p.parent) for p in written}))
+            out.print(
+                f"{len(written)} report(s) rewritten in {folders} (and its index.html)",
+                highlight=False,
+                markup=False,
+            )
 
 
 def _verdict_text(schedule: str, tags: Any, review: bool) -> str:
@@ -537,19 +564,41 @@ def _print_decision_line(d: Any) -> None:
         highlight=False,
         markup=False,
     )
-    for o in d.overrides:
-        out.print(f"    {_override_text(o)}", highlight=False, markup=False)
+    _warn_if_tampered(d.ruleset, "    ")
+    for line in _override_lines(d):
+        out.print(f"    {line}", highlight=False, markup=False)
 
 
-def _override_text(o: Any) -> str:
-    change = []
-    if o.schedule:
-        change.append(f"level {o.schedule}")
-    if o.tags is not None:
-        change.append(f"tags [{', '.join(o.tags)}]")
+def _warn_if_tampered(ruleset: Any, indent: str) -> None:
+    if not text_matches(ruleset.text, ruleset.sha256):
+        out.print(indent + _tampered_text(ruleset), style="bold red", highlight=False, markup=False)
+
+
+def _override_lines(d: Any) -> list[str]:
+    """Each override of a decision with the verdict in force before and after it."""
+    steps = review_steps(engine_ruling(d), d.overrides)
+    return [_override_text(o, before, after) for o, (before, after) in zip(d.overrides, steps)]
+
+
+def _override_text(o: Any, before: Any, after: Any) -> str:
+    if before.schedule != after.schedule:
+        level = f"level {before.schedule} -> {after.schedule}"
+    else:
+        level = f"level {after.schedule} (unchanged)"
+    old, new = ", ".join(before.tags), ", ".join(after.tags)
+    tags = f"tags [{old}] -> [{new}]" if old != new else f"tags [{new}] (unchanged)"
+    settled = "; review settled" if before.review else ""
     return (
-        f"override {o.id} by {o.reviewer} {_when(o.created_at)}: {'; '.join(change) or 'confirmed'}"
+        f"override {o.id} by {o.reviewer} {_when(o.created_at)}: {level}; {tags}{settled}"
         f" — {o.justification}"
+    )
+
+
+def _tampered_text(ruleset: Any) -> str:
+    return (
+        f"WARNING: the stored text of rule set {ruleset.name} v{ruleset.version} does not"
+        f" match its hash {ruleset.sha256} (it hashes to {text_sha256(ruleset.text)}): it was"
+        " edited in the database after its decisions were made; do not rely on it"
     )
 
 
@@ -568,9 +617,18 @@ def show(
             raise ConfigError(f"no decision {decision}; `policy-engine history ASSET` lists them")
     except PolicyEngineError as exc:
         raise fail(exc) from None
+    intact = text_matches(d.ruleset.text, d.ruleset.sha256)
     if as_json:
         sys.stdout.write(json.dumps(_decision_dict(d), indent=2, default=str) + "\n")
-        return
+    else:
+        _print_decision(d)
+    if not intact:
+        # a script reading --json must notice too: the records fail their integrity check
+        err.print(_tampered_text(d.ruleset), style="bold red", highlight=False, markup=False)
+        raise typer.Exit(5)
+
+
+def _print_decision(d: Any) -> None:
     s = d.scan
     out.print(
         f"[bold]decision {d.id}[/] ({d.cause}, {_when(d.created_at)}):"
@@ -585,6 +643,14 @@ def show(
         highlight=False,
         markup=False,
     )
+    _warn_if_tampered(d.ruleset, "  ")
+    if d.overrides:
+        ruled = ruling_in_force(d)
+        out.print(
+            f"  in force after review: {_verdict_text(ruled.schedule, ruled.tags, ruled.review)}",
+            highlight=False,
+            markup=False,
+        )
     out.print(
         f"  scan {s.id} {_when(s.started_at)}: model {s.model_name} {s.weights_sha256} on"
         f" {s.device_used} (asked {s.device_asked}), {s.dtype}; sampling {s.sampling};"
@@ -612,8 +678,8 @@ def show(
                 for e in r.evidence
             )
             out.print(f"    evidence: {frames}", highlight=False, markup=False)
-    for o in d.overrides:
-        out.print(f"  {_override_text(o)}", highlight=False, markup=False)
+    for line in _override_lines(d):
+        out.print(f"  {line}", highlight=False, markup=False)
 
 
 def _decision_dict(d: Any) -> dict[str, Any]:
@@ -628,6 +694,7 @@ def _decision_dict(d: Any) -> dict[str, Any]:
             "version": d.ruleset.version,
             "sha256": d.ruleset.sha256,
             "path": d.ruleset.path,
+            "text_matches_hash": text_matches(d.ruleset.text, d.ruleset.sha256),
         },
         "schedule": d.schedule,
         "tags": d.tags,
@@ -683,49 +750,49 @@ def override(
         str | None, typer.Option("--schedule", help="The level the reviewer sets.")
     ] = None,
     tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="Tags the reviewer sets (repeatable).")
+        list[str] | None,
+        typer.Option("--tag", help="The whole tag set the reviewer sets (repeatable)."),
+    ] = None,
+    add_tag: Annotated[
+        list[str] | None, typer.Option("--add-tag", help="A tag to add (repeatable).")
+    ] = None,
+    remove_tag: Annotated[
+        list[str] | None, typer.Option("--remove-tag", help="A tag to remove (repeatable).")
     ] = None,
     clear_tags: Annotated[bool, typer.Option("--clear-tags", help="Set no tags.")] = False,
+    reports: ReportsOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Record a reviewer's ruling on a decision (a new record; the decision is kept)."""
-    from policy_engine.policy.loader import parse_ruleset
+    """Record a reviewer's ruling on a decision (a new record; the decision is kept). It
+    starts from the verdict in force (earlier overrides applied) and changes only what
+    it names; the asset's report and the index are rewritten."""
+    from policy_engine.pipeline.review import record_override
 
     try:
-        settings = settings_for(ctx, {}, config)
+        settings = settings_for(ctx, {"reports": str(reports) if reports else None}, config)
         store = open_store(settings)
-        d = store.decision(decision)
-        if d is None:
-            raise ConfigError(f"no decision {decision}; `policy-engine history ASSET` lists them")
-        if schedule is not None:
-            levels = parse_ruleset(d.ruleset.text, d.ruleset.path).levels
-            if schedule not in levels:
-                raise ConfigError(
-                    f"--schedule {schedule!r}: rule set {d.ruleset.name} has levels"
-                    f" {' < '.join(levels)}"
-                )
-        tags = [] if clear_tags else (list(tag) if tag else None)
-        override_id = store.add_override(
-            decision, reviewer=reviewer, justification=justification, schedule=schedule, tags=tags
+        result = record_override(
+            store,
+            decision,
+            reviewer=reviewer,
+            justification=justification,
+            reports_dir=Path(settings.reports),
+            schedule=schedule,
+            tags=[] if clear_tags else (list(tag) if tag else None),
+            add_tags=add_tag or (),
+            remove_tags=remove_tag or (),
         )
-        report = _write_report(store, d.asset_id, Path(settings.reports))
     except PolicyEngineError as exc:
         raise fail(exc) from None
+    before, after = result.before, result.after
     out.print(
-        f"override {override_id} recorded on decision {decision}; report {report}",
+        f"override {result.override_id} recorded on decision {decision}:"
+        f" {_verdict_text(before.schedule, before.tags, before.review)} ->"
+        f" {_verdict_text(after.schedule, after.tags, after.review)};"
+        f" report {', '.join(map(str, result.reports))}",
         highlight=False,
         markup=False,
     )
-
-
-def _write_report(store: Any, asset_id: int, directory: Path) -> Path:
-    """(Re)write an asset's report from the records and note it with its hash."""
-    from policy_engine.reporting import write_asset_report
-
-    path, digest = write_asset_report(store, asset_id, directory)
-    current = store.current_decisions([asset_id])
-    store.record_report(asset_id, sorted(d.id for d in current.values()), str(path), digest)
-    return path
 
 
 @app.command()
@@ -738,6 +805,9 @@ def report(
     config: ConfigOpt = None,
 ) -> None:
     """Write assets' reports again from the records (e.g. after a review)."""
+    from policy_engine.pipeline.review import write_report
+    from policy_engine.reporting import refresh_index
+
     try:
         settings = settings_for(ctx, {"reports": str(reports) if reports else None}, config)
         store = open_store(settings)
@@ -746,8 +816,9 @@ def report(
             if not found:
                 raise ConfigError(f"no asset matches {ref!r}; `policy-engine history` lists them")
             for asset in found:
-                path = _write_report(store, asset.id, Path(settings.reports))
+                path = write_report(store, asset.id, Path(settings.reports))
                 out.print(f"{path}", highlight=False, markup=False)
+        refresh_index(store, Path(settings.reports))
     except PolicyEngineError as exc:
         raise fail(exc) from None
 

@@ -191,6 +191,7 @@ class Reevaluation:
     rescored: int
     seconds: float
     dry_run: bool
+    decided_assets: list[int] = field(default_factory=list)  # got a new decision
 
 
 def reevaluate(
@@ -235,4 +236,5 @@ def reevaluate(
         rescored=judging.rescored,
         seconds=time.perf_counter() - started,
         dry_run=dry_run,
+        decided_assets=[] if dry_run else list(dict.fromkeys(n.asset_id for n in new)),
     )

@@ -54,13 +54,18 @@ class ScanOutcome:
     report: str | None = None
     report_sha256: str | None = None
     report_error: str | None = None  # the decisions are stored; only the page is missing
+    # the verdict in force once reviewers' overrides are applied (a reused scan keeps
+    # the overridden decision when the engine would decide the same again)
+    in_force: dict[str, Any] | None = None
 
     @property
     def verdict(self) -> dict[str, Any] | None:
+        if self.in_force is not None:
+            return self.in_force
         return combine([d for _, d in self.decisions]) if self.decisions else None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "decisions"}
+        data = {k: v for k, v in asdict(self).items() if k not in ("decisions", "in_force")}
         data["verdict"] = self.verdict
         data["decisions"] = [{"id": i, **d.to_dict()} for i, d in self.decisions]
         return data
@@ -362,6 +367,9 @@ class Scanner:
             (next(ids) if known is None else known, j.decision)
             for known, j in zip(existing, judging.judgements, strict=True)
         ]
+        if any(known is not None for known in existing):
+            in_force = self.store.current_decisions([result.asset_id]).values()
+            result.in_force = combine([d.ruled() for d in in_force]) if in_force else None
         if self.reports_dir is not None:
             self._report(result)
 

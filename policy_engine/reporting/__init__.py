@@ -25,11 +25,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from policy_engine import __version__
 from policy_engine.analysis.coverage import Coverage, coverage_from_scores
 from policy_engine.analysis.scoring import categories_key, scores_from_probabilities
-from policy_engine.hashing import text_sha256
+from policy_engine.hashing import text_matches, text_sha256
 from policy_engine.media.timecode import format_timecode
 from policy_engine.policy.evaluate import Measurement, combine
-from policy_engine.policy.loader import parse_ruleset
+from policy_engine.policy.loader import RuleSetError, parse_ruleset
 from policy_engine.policy.model import RuleSet
+from policy_engine.policy.overrides import Ruling, engine_ruling, review_steps
 from policy_engine.policy.territory import Slot, earliest_slot
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class Lane:
 class RulesetSection:
     current: CurrentDecision  # what is in force, override applied
     decision: Any  # DecisionRecord, detached with ruleset, reasons and overrides loaded
-    ruleset: RuleSet  # parsed from the stored text
+    ruleset: RuleSet | None  # parsed from the stored text (None: edited beyond parsing)
     coverage: Coverage | None
     lanes: list[Lane] = field(default_factory=list)
     ticks: list[tuple[float, str]] = field(default_factory=list)
@@ -70,10 +71,22 @@ class RulesetSection:
         return self.decision.overrides[-1] if self.decision.overrides else None
 
     @property
+    def review_steps(self) -> list[tuple[Any, Ruling, Ruling]]:
+        """Each override with the verdict in force before and after it."""
+        overrides = self.decision.overrides
+        steps = review_steps(engine_ruling(self.decision), overrides)
+        return [(o, before, after) for o, (before, after) in zip(overrides, steps, strict=True)]
+
+    @property
+    def text_matches_hash(self) -> bool:
+        """Whether the stored rule text is the text the decision's hash names."""
+        return ruleset_text_intact(self.decision.ruleset)
+
+    @property
     def slots(self) -> list[Slot]:
         """Earliest slots for the level in force (a reviewer's, where overruled)."""
         level = self.current.ruled().schedule
-        if level not in self.ruleset.levels:
+        if self.ruleset is None or level not in self.ruleset.levels:
             return []
         return [earliest_slot(level, self.ruleset.levels, t) for t in self.ruleset.territories]
 
@@ -84,6 +97,12 @@ class RulesetSection:
     @property
     def near_misses(self) -> list[Any]:
         return [r for r in self.decision.reasons if r.kind != "fired"]
+
+
+def ruleset_text_intact(record: Any) -> bool:
+    """A stored rule set's text against its content hash: False means the text was
+    edited in the database after the decisions that cite it were made."""
+    return text_matches(record.text, record.sha256)
 
 
 @dataclass
@@ -98,6 +117,11 @@ class AssetReport:
     @property
     def name(self) -> str:
         return Path(self.asset.path).name
+
+    @property
+    def tampered(self) -> list[Any]:
+        """Rule sets whose stored text no longer matches the hash decisions cite."""
+        return [s.decision.ruleset for s in self.sections if not s.text_matches_hash]
 
     @property
     def duration(self) -> float | None:
@@ -133,10 +157,17 @@ def _lanes(coverage: Coverage) -> list[Lane]:
 
 def _section(store: Store, current: CurrentDecision, scans: dict[int, Any]) -> RulesetSection:
     decision = store.decision(current.id)
-    ruleset = parse_ruleset(decision.ruleset.text, decision.ruleset.path or decision.ruleset.name)
+    try:
+        ruleset = parse_ruleset(
+            decision.ruleset.text, decision.ruleset.path or decision.ruleset.name
+        )
+    except RuleSetError:
+        if ruleset_text_intact(decision.ruleset):
+            raise
+        ruleset = None  # the stored text was edited into nonsense: the banner says so
     scan = scans.get(decision.scan_id)
     coverage = None
-    if scan is not None:
+    if scan is not None and ruleset is not None:
         stored = store.score_sets([scan.id], categories_key(ruleset.categories)).get(scan.id)
         if stored is not None and stored.size == len(scan.times) * len(ruleset.categories):
             scores = scores_from_probabilities(ruleset.categories, scan.times, stored)
@@ -191,6 +222,7 @@ def _environment() -> Environment:
     env.filters["when"] = lambda v: (
         v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if v else "-"
     )
+    env.filters["sha256"] = text_sha256
     env.globals["level_style"] = lambda level: LEVEL_STYLES.get(level, ("other", level))
     return env
 
@@ -246,27 +278,51 @@ def write_atomically(target: Path, text: str, *, exclusive: bool = False) -> Pat
 _RANKS = {"not-for-broadcast": 3, "post-watershed": 2, "unrestricted": 1}
 
 
+def _verdict_columns(verdict: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "rank": _RANKS.get(verdict["schedule"], 0),
+        "verdict": verdict["schedule"],
+        "style": LEVEL_STYLES.get(verdict["schedule"], ("other",))[0],
+        "tags": list(verdict["tags"]),
+        "review": verdict["review"],
+    }
+
+
 def _run_row(outcome: Any, directory: Path) -> dict[str, Any]:
     verdict = outcome.verdict
+    asset_id = getattr(outcome, "asset_id", None)
     if verdict is None:
         return {
             "path": outcome.path, "rank": 4 if outcome.status == "failed" else 0,
             "verdict": "failed" if outcome.status == "failed" else "-", "style": "failed",
             "tags": [], "review": False, "status": outcome.status, "error": outcome.error,
-            "report": None,
+            "report": None, "asset_id": asset_id,
         }  # fmt: skip
     report = Path(outcome.report) if outcome.report else None
+    if report is not None and report.parent == directory:
+        report = Path(report.name)  # relative: the folder can move
     return {
         "path": outcome.path,
-        "rank": _RANKS.get(verdict["schedule"], 0),
-        "verdict": verdict["schedule"],
-        "style": LEVEL_STYLES.get(verdict["schedule"], ("other",))[0],
-        "tags": verdict["tags"],
-        "review": verdict["review"],
+        **_verdict_columns(verdict),
         "status": outcome.status,
         "error": outcome.error,
-        "report": report.name if report and report.parent == directory else report,
+        "report": str(report) if report else None,
+        "asset_id": asset_id,
     }
+
+
+def _summary_counts(outcomes: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    return {
+        "scanned": sum(o.status == "scanned" for o in outcomes),
+        "reused": sum(o.status == "reused" for o in outcomes),
+        "failed": sum(o.status == "failed" for o in outcomes),
+        "review": sum(bool(r["review"]) for r in rows),
+    }
+
+
+def _render_run(page: dict[str, Any]) -> str:
+    # The page carries its own data, so that `refresh_index` can show later verdicts.
+    return _environment().get_template("run.html").render(**page, page=page)
 
 
 def write_run_summary(
@@ -280,29 +336,52 @@ def write_run_summary(
 ) -> Path:
     """The index of one run next to its reports: every file with verdict, tags, review,
     failures with reasons and a link to its report; failures and the most restrictive
-    verdicts first. Written as run-<time>[-<run id>].html, a name no other run takes, and
-    as index.html (the latest run)."""
+    verdicts first. Written as run-<time>[-<run id>].html (what the run found, kept as
+    it was, under a name no other run takes) and as index.html (the latest run, its
+    verdicts kept current by `refresh_index`)."""
     rows = sorted((_run_row(o, directory) for o in outcomes), key=lambda r: -r["rank"])
-    finished = datetime.now(UTC)
-    html = (
-        _environment()
-        .get_template("run.html")
-        .render(
-            title=f"{title} {started.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
-            rows=rows,
-            problems=list(problems),
-            counts={
-                "scanned": sum(o.status == "scanned" for o in outcomes),
-                "reused": sum(o.status == "reused" for o in outcomes),
-                "failed": sum(o.status == "failed" for o in outcomes),
-                "review": sum(bool(r["review"]) for r in rows),
-            },
-            started=started.astimezone(UTC).isoformat(timespec="seconds"),
-            finished=finished.isoformat(timespec="seconds"),
-            version=__version__,
-        )
-    )
+    page = {
+        "title": f"{title} {started.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+        "rows": rows,
+        "problems": list(problems),
+        "counts": _summary_counts(outcomes, rows),
+        "started": started.astimezone(UTC).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "version": __version__,
+        "updated": None,
+    }
+    html = _render_run(page)
     name = f"run-{started.astimezone(UTC):%Y%m%d-%H%M%S}" + (f"-{run_id}" if run_id else "")
     run_page = write_atomically(directory / f"{name}.html", html, exclusive=True)
     write_atomically(directory / "index.html", html)
     return run_page
+
+
+_PAGE_DATA = re.compile(r'<script type="application/json" id="page-data">(.*?)</script>', re.S)
+
+
+def refresh_index(store: Store, directory: Path) -> Path | None:
+    """Show the verdicts now in force (after overrides and re-evaluation) in the
+    folder's index.html; the run pages stay the record of what each run found. Returns
+    None where there is no index (or one written before pages carried their data)."""
+    import json
+
+    index = directory / "index.html"
+    try:
+        found = _PAGE_DATA.search(index.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    if found is None:
+        return None
+    page = json.loads(found.group(1))
+    asset_ids = [r["asset_id"] for r in page["rows"] if r.get("asset_id") is not None]
+    current = store.current_decisions(asset_ids)
+    for row in page["rows"]:
+        mine = [d.ruled() for (a, _), d in current.items() if a == row.get("asset_id")]
+        if mine:
+            row.update(_verdict_columns(combine(mine)))
+    page["rows"].sort(key=lambda r: -r["rank"])
+    page["counts"]["review"] = sum(bool(r["review"]) for r in page["rows"])
+    page["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_atomically(index, _render_run(page))
+    return index

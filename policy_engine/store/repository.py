@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from policy_engine.errors import StoreError
 from policy_engine.policy.evaluate import Decision, Reason
 from policy_engine.policy.model import RuleSet
+from policy_engine.policy.overrides import Ruling, ruling_in_force
 from policy_engine.store import database
 from policy_engine.store.schema import (
     Asset,
@@ -104,18 +105,8 @@ class OverrideView:
 
 
 @dataclass(frozen=True)
-class Ruling:
-    """What is in force for one rule set (what `policy.evaluate.combine` reads)."""
-
-    schedule: str
-    tags: tuple[str, ...]
-    review: bool
-    warnings: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class CurrentDecision:
-    """The latest decision of one rule set about one asset, with its latest override."""
+    """The latest decision of one rule set about one asset, with its overrides."""
 
     id: int
     asset_id: int
@@ -129,19 +120,17 @@ class CurrentDecision:
     warnings: tuple[str, ...]
     fired: tuple[str, ...]
     created_at: datetime
-    override: OverrideView | None = None
+    overrides: tuple[OverrideView, ...] = ()  # oldest first
     overrides_before: int = field(default=0)  # overrides on earlier decisions of this pair
 
+    @property
+    def override(self) -> OverrideView | None:
+        """The latest override, if any."""
+        return self.overrides[-1] if self.overrides else None
+
     def ruled(self) -> Ruling:
-        """The decision as it stands after its latest override: a reviewer's ruling sets
-        the level and tags it names, and settles the review."""
-        o = self.override
-        return Ruling(
-            schedule=o.schedule if o is not None and o.schedule else self.schedule,
-            tags=o.tags if o is not None and o.tags is not None else self.tags,
-            review=self.review and o is None,
-            warnings=self.warnings,
-        )
+        """The decision as it stands after its overrides, applied in order."""
+        return ruling_in_force(self)
 
 
 # -- codecs ---------------------------------------------------------------------------------
@@ -533,7 +522,7 @@ class Store:
     def current_decisions(
         self, asset_ids: Sequence[int] | None = None
     ) -> dict[tuple[int, str], CurrentDecision]:
-        """The latest decision per (asset, rule set name), with its latest override."""
+        """The latest decision per (asset, rule set name), with its overrides."""
         with self._transaction() as s:
             latest = select(func.max(DecisionRecord.id)).group_by(
                 DecisionRecord.asset_id, DecisionRecord.ruleset_name
@@ -548,7 +537,7 @@ class Store:
             rows = [(d, version, sha) for d, version, sha in s.execute(query)]
             ids = [row[0].id for row in rows]
             fired: dict[int, list[str]] = {i: [] for i in ids}
-            overrides: dict[int, Override] = {}
+            overrides: dict[int, list[OverrideView]] = {i: [] for i in ids}
             for chunk in _chunks(ids):
                 for decision_id, rule_id in s.execute(
                     select(ReasonRecord.decision_id, ReasonRecord.rule_id)
@@ -559,7 +548,7 @@ class Store:
                 for override in s.scalars(
                     select(Override).where(Override.decision_id.in_(chunk)).order_by(Override.id)
                 ):
-                    overrides[override.decision_id] = override  # the latest wins
+                    overrides[override.decision_id].append(_override_view(override))
             earlier = self._earlier_override_counts(s, rows)
         return {
             (d.asset_id, d.ruleset_name): CurrentDecision(
@@ -575,7 +564,7 @@ class Store:
                 warnings=tuple(d.warnings),
                 fired=tuple(fired[d.id]),
                 created_at=d.created_at,
-                override=_override_view(overrides[d.id]) if d.id in overrides else None,
+                overrides=tuple(overrides[d.id]),
                 overrides_before=earlier.get((d.asset_id, d.ruleset_name), 0),
             )
             for d, version, sha in rows

@@ -6,10 +6,12 @@ the model identity and sampling that produced it, the sampled frames (a compact
 embedding and a thumbnail each), the exact text of every rule set used, and the
 decisions with their reasons and human overrides.
 
-Decisions, reasons and overrides are append-only: the engine only ever inserts them
-(the ORM refuses updates and deletes, and database triggers do the same for anyone
-else). The current verdict of an asset is derived: its latest decision per rule set,
-with the latest override of that decision applied.
+Decisions, reasons, overrides, frames, score sets and reports are append-only: the
+engine only ever inserts them (the ORM refuses updates and deletes, and database
+triggers do the same for anyone else, TRUNCATE included). A rule set's name, version,
+text and hash, an asset's content hash and size, and a completed scan never change.
+The current verdict of an asset is derived: its latest decision per rule set, with its
+overrides applied in order.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sqlalchemy import (
     Unicode,
     UniqueConstraint,
     event,
+    inspect,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -47,7 +50,7 @@ NAMING_CONVENTION = {
 }
 
 HASH = 80  # "sha256:" + 64 hex digits
-APPEND_ONLY_TABLES = ("decisions", "reasons", "overrides")
+COMPLETED_SCAN = "completed"
 
 
 def utcnow() -> datetime:
@@ -374,6 +377,38 @@ def _refuse(kind: str):  # type: ignore[no-untyped-def]
     return listener
 
 
-for _model in (DecisionRecord, ReasonRecord, Override):
+def _refuse_changes_to(columns: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    def listener(mapper: Any, connection: Any, target: Any) -> None:
+        state = inspect(target)
+        changed = [c for c in columns if state.attrs[c].history.has_changes()]
+        if changed:
+            raise AppendOnlyError(
+                f"{target.__tablename__}: {', '.join(changed)} can never change (the audit"
+                " trail refers to them); record a new row instead"
+            )
+
+    return listener
+
+
+def _refuse_if_completed(mapper: Any, connection: Any, target: Any) -> None:
+    history = inspect(target).attrs.status.history  # the stored status: deleted or unchanged
+    if [*history.deleted, *history.unchanged][:1] == [COMPLETED_SCAN]:
+        raise AppendOnlyError("scans: a completed scan is frozen (decisions stand on it)")
+
+
+# columns that never change once a row exists (the 0004 migration's list, written out
+# there because migrations never import application code)
+FROZEN_COLUMNS: dict[type[Base], tuple[str, ...]] = {
+    RuleSetRecord: ("name", "version", "text", "sha256"),
+    Asset: ("content_sha256", "size_bytes"),
+}
+
+# The ORM refuses what the database triggers refuse (migrations 0001 and 0004), so a
+# bug in the engine reads as this error before it reaches the database.
+for _model in (DecisionRecord, ReasonRecord, Override, Frame, ScoreSet, ReportRecord):
     event.listen(_model, "before_update", _refuse("updating one"))
     event.listen(_model, "before_delete", _refuse("deleting one"))
+for _model, _columns in FROZEN_COLUMNS.items():
+    event.listen(_model, "before_update", _refuse_changes_to(_columns))
+    event.listen(_model, "before_delete", _refuse("deleting one"))
+event.listen(Scan, "before_update", _refuse_if_completed)

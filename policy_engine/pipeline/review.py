@@ -1,0 +1,147 @@
+"""What changes a verdict after a scan, and rewrites everything that shows it.
+
+A verdict changes by a reviewer's override or by re-evaluation under edited rules. Both
+go through here, so that neither the caller nor the user has to remember the pages:
+each affected asset's report is written again where its last report was written, the
+new report is recorded, and the ``index.html`` of that folder shows the new verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from policy_engine.errors import ConfigError
+from policy_engine.models.provider import ModelProvider
+from policy_engine.pipeline.judging import Reevaluation
+from policy_engine.pipeline.judging import reevaluate as judge_again
+from policy_engine.policy.loader import parse_ruleset
+from policy_engine.policy.model import RuleSet
+from policy_engine.policy.overrides import Ruling, ruling_in_force
+from policy_engine.store import Store
+
+
+@dataclass(frozen=True)
+class OverrideResult:
+    override_id: int
+    decision_id: int
+    asset_id: int
+    before: Ruling  # in force before this override (earlier overrides applied)
+    after: Ruling  # in force now
+    reports: list[Path]
+
+
+def _report_folder(store: Store, asset_id: int, default: Path) -> Path:
+    """Where the asset's report is read: the folder of its latest recorded report,
+    else ``default`` (a report recorded with a relative path is taken as in ``default``)."""
+    recorded = store.reports(asset_id)
+    if recorded:
+        last = Path(recorded[-1].path)
+        if last.is_absolute() and last.parent.is_dir():
+            return last.parent
+    return default
+
+
+def write_report(store: Store, asset_id: int, directory: Path) -> Path:
+    """(Re)write one asset's report from the records into ``directory`` and record it."""
+    from policy_engine.reporting import write_asset_report
+
+    path, digest = write_asset_report(store, asset_id, directory)
+    current = store.current_decisions([asset_id])
+    store.record_report(
+        asset_id, sorted(d.id for d in current.values()), str(path.resolve()), digest
+    )
+    return path
+
+
+def refresh_reports(store: Store, asset_ids: Iterable[int], default: Path) -> list[Path]:
+    """Rewrite the reports of these assets where they are read, then the index of each
+    folder touched, so no page shows a verdict that is no longer in force."""
+    from policy_engine.reporting import refresh_index
+
+    written = []
+    for asset_id in dict.fromkeys(asset_ids):
+        written.append(write_report(store, asset_id, _report_folder(store, asset_id, default)))
+    for folder in dict.fromkeys(path.parent for path in written):
+        refresh_index(store, folder)
+    return written
+
+
+def _tags_after(
+    in_force: Sequence[str],
+    tags: Sequence[str] | None,
+    add_tags: Sequence[str],
+    remove_tags: Sequence[str],
+) -> list[str] | None:
+    """The tag set an override states, or None where it leaves tags alone."""
+    if tags is None and not add_tags and not remove_tags:
+        return None
+    base = list(tags) if tags is not None else list(in_force)
+    result = [t for t in dict.fromkeys([*base, *add_tags]) if t not in set(remove_tags)]
+    return result
+
+
+def record_override(
+    store: Store,
+    decision_id: int,
+    *,
+    reviewer: str,
+    justification: str,
+    reports_dir: Path,
+    schedule: str | None = None,
+    tags: Sequence[str] | None = None,
+    add_tags: Sequence[str] = (),
+    remove_tags: Sequence[str] = (),
+) -> OverrideResult:
+    """A reviewer's ruling on a decision. It starts from the verdict in force (the
+    decision with its earlier overrides applied) and changes only what it names: the
+    level, the whole tag set (``tags``), or tags added and removed. The asset's report
+    and the index are rewritten."""
+    decision = store.decision(decision_id)
+    if decision is None:
+        raise ConfigError(f"no decision {decision_id}; `policy-engine history ASSET` lists them")
+    if schedule is not None:
+        levels = parse_ruleset(decision.ruleset.text, decision.ruleset.path).levels
+        if schedule not in levels:
+            raise ConfigError(
+                f"--schedule {schedule!r}: rule set {decision.ruleset.name} has levels"
+                f" {' < '.join(levels)}"
+            )
+    before = ruling_in_force(decision)
+    stated = _tags_after(before.tags, tags, add_tags, remove_tags)
+    override_id = store.add_override(
+        decision_id,
+        reviewer=reviewer,
+        justification=justification,
+        schedule=schedule,
+        tags=stated,
+    )
+    reports = refresh_reports(store, [decision.asset_id], reports_dir)
+    return OverrideResult(
+        override_id=override_id,
+        decision_id=decision_id,
+        asset_id=decision.asset_id,
+        before=before,
+        after=before.overruled(schedule, stated),
+        reports=reports,
+    )
+
+
+def reevaluate(
+    store: Store,
+    rulesets: Sequence[RuleSet],
+    models: ModelProvider | None,
+    *,
+    reports_dir: Path | None,
+    since: datetime | None = None,
+    always: bool = False,
+    dry_run: bool = False,
+) -> tuple[Reevaluation, list[Path]]:
+    """Re-evaluation (see ``judging.reevaluate``), then the reports of every asset that
+    got a new decision, and their index, rewritten (none in a dry run)."""
+    result = judge_again(store, rulesets, models, since=since, always=always, dry_run=dry_run)
+    if dry_run or reports_dir is None or not result.appended:
+        return result, []
+    return result, refresh_reports(store, result.decided_assets, reports_dir)
