@@ -48,6 +48,15 @@ def test_validate_reports_every_error_and_exits_2(tmp_path: Path) -> None:
     assert f"{bad}:7:22" in stderr and "schedule 'later' is not a level" in stderr
 
 
+def test_validate_refuses_deep_nesting_with_a_position(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("ruleset: deep\ndescription: " + "[" * 500 + "]" * 500 + "\n")
+    code, _, stderr = run("rules", "validate", str(deep))
+    assert code == 2
+    assert f"{deep}:2:" in stderr and "nested more than 64 levels deep" in stderr
+    assert "RecursionError" not in stderr
+
+
 def test_failing_rule_test_exits_1_and_says_why(tmp_path: Path) -> None:
     path = tmp_path / "tags.yaml"
     path.write_text(

@@ -579,8 +579,33 @@ def _parse_window(value: object) -> tuple[int, int]:
     return first, last
 
 
+def _unexpected(path: str, exc: Exception) -> RuleSetError:
+    """Anything but a RuleSetError while loading untrusted text (a RecursionError, a
+    MemoryError, a bug) is still a problem of that file, never an internal crash."""
+    return RuleSetError(
+        [
+            Problem(
+                path,
+                None,
+                None,
+                f"could not be loaded ({type(exc).__name__}: {exc}); simplify the file,"
+                " and report it if it is an ordinary rule file",
+            )
+        ]
+    )
+
+
 def parse_ruleset(text: str, path: str = "<text>") -> m.RuleSet:
     """A rule set from YAML text; raises RuleSetError listing every problem."""
+    try:
+        return _parse_ruleset(text, path)
+    except RuleSetError:
+        raise
+    except Exception as exc:  # see _unexpected
+        raise _unexpected(path, exc) from exc
+
+
+def _parse_ruleset(text: str, path: str) -> m.RuleSet:
     try:
         root = compose(text, path)
     except YamlRejected as exc:
@@ -594,8 +619,17 @@ def parse_ruleset(text: str, path: str = "<text>") -> m.RuleSet:
 
 def load_ruleset(path: str | Path) -> m.RuleSet:
     """A rule set from a file, with its tests (from the file and from ``NAME.tests.yaml``
-    beside it)."""
+    beside it); raises RuleSetError, whatever went wrong with the file."""
     path = Path(path)
+    try:
+        return _load_ruleset(path)
+    except RuleSetError:
+        raise
+    except Exception as exc:  # see _unexpected
+        raise _unexpected(str(path), exc) from exc
+
+
+def _load_ruleset(path: Path) -> m.RuleSet:
     try:
         text = read_text(path)
     except FileNotFoundError:
