@@ -308,6 +308,17 @@ def test_sidecar_tests_and_catalogue(tmp_path: Path) -> None:
     assert any("already used by" in p for p in messages)
 
 
+def test_a_broken_rule_gets_one_error_not_a_follow_on_in_the_tests() -> None:
+    text = GOOD.replace("coverage_above: 0.1}", "coverage_above: lots}") + (
+        "tests:\n  - name: t\n    coverage: {computer: 20%}\n"
+        "    expect: {fired: [technology-tag], near_misses: [no-such-rule]}\n"
+    )
+    found = problems(text)
+    assert len(found) == 2, found
+    assert "technology-tag" in found[0] and "coverage_above" in found[0]
+    assert "no rule 'no-such-rule'" in found[1]  # a rule that really is missing still is
+
+
 def test_test_cases_are_checked_against_the_rule_set() -> None:
     text = GOOD + (
         "tests:\n"

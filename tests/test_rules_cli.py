@@ -57,6 +57,17 @@ def test_validate_refuses_deep_nesting_with_a_position(tmp_path: Path) -> None:
     assert "RecursionError" not in stderr
 
 
+def test_a_broken_file_counts_in_the_rule_test_totals(tmp_path: Path) -> None:
+    for name in ("genre-tags.yaml", "genre-tags.tests.yaml"):
+        (tmp_path / name).write_text((RULES / name).read_text())
+    (tmp_path / "broken.yaml").write_text("ruleset: broken\ncategories: [oops\n")
+    code, stdout, stderr = run("rules", "test", str(tmp_path))
+    assert code == 2 and "broken.yaml" in stderr
+    last = stdout.strip().splitlines()[-1]
+    assert "passed, 0 failed, 1 error(s): rule file(s) that did not load" in last
+    assert not last.startswith("0 passed")
+
+
 def test_failing_rule_test_exits_1_and_says_why(tmp_path: Path) -> None:
     path = tmp_path / "tags.yaml"
     path.write_text(

@@ -79,7 +79,13 @@ def rules_test(paths: RulePaths = None) -> None:
             )
             for failure in outcome.failures:
                 out.print(f"       {failure}", highlight=False)
-    out.print(f"{passed} passed, {failed} failed")
+    # A file that does not load runs none of its tests: it counts, or "0 failed" would
+    # read as all clear.
+    broken = len({p.path for p in problems})
+    tally = f"{passed} passed, {failed} failed"
+    if broken:
+        tally += f", {broken} error(s): rule file(s) that did not load, their tests not run"
+    out.print(tally, highlight=False)
     if failed or problems:
         raise typer.Exit(1 if failed else 2)
 

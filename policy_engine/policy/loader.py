@@ -193,7 +193,10 @@ class _Parser:
             margin = (
                 self.guard(top["near_miss_margin"], parse_fraction, "near_miss_margin") or margin
             )
-        tests = self.tests(top.get("tests"), category_names, levels, {r.id for r in rules})
+        # Likewise rule ids as written: a test naming a rule that is broken is not told
+        # "no rule X (did you mean X?)" on top of the rule's own error.
+        rule_ids = {r.id for r in rules} | _declared_rule_ids(top.get("rules"))
+        tests = self.tests(top.get("tests"), category_names, levels, rule_ids)
         return m.RuleSet(
             name=name,
             version=self.text(top.get("version"), "version"),
@@ -548,6 +551,18 @@ def _declared_names(node: Node | None) -> set[str]:
     if not isinstance(node, MappingNode):
         return set()
     return {key_text(key) for key, _ in node.value if key_text(key).strip()}
+
+
+def _declared_rule_ids(node: Node | None) -> set[str]:
+    if not isinstance(node, SequenceNode):
+        return set()
+    ids = set()
+    for item in node.value:
+        if isinstance(item, MappingNode):
+            for key, value in item.value:
+                if key_text(key) == "id" and isinstance(value, ScalarNode) and value.value:
+                    ids.add(str(value.value).strip())
+    return ids
 
 
 def _positive_number(value: object) -> float:
