@@ -22,6 +22,7 @@ import tomllib
 
 from policy_engine.errors import ConfigError
 from policy_engine.models.checkpoint import DEFAULT_MODEL
+from policy_engine.policy.choices import did_you_mean
 
 ENV_PREFIX = "POLICY_ENGINE_"
 DEFAULT_CONFIG_FILES = ("policy-engine.toml", "policy-engine.yaml", "policy-engine.yml")
@@ -151,8 +152,9 @@ def _read_file(path: Path) -> dict[str, Any]:
     section = data.get("policy_engine", data)
     unknown = sorted(set(section) - set(_CONVERTERS))
     if unknown:
+        named = ", ".join(f"{name!r}{did_you_mean(name, _CONVERTERS)}" for name in unknown)
         raise ConfigError(
-            f"config file {path}: unknown setting(s) {', '.join(unknown)};"
+            f"config file {path}: unknown setting(s) {named};"
             f" known: {', '.join(sorted(_CONVERTERS))}"
         )
     return section

@@ -7,7 +7,6 @@ loaded is ever returned, so a broken edit can never replace the rule set in forc
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from policy_engine.analysis.scoring import Category
 from policy_engine.errors import ConfigError
 from policy_engine.hashing import text_sha256
 from policy_engine.policy import model as m
+from policy_engine.policy.choices import did_you_mean as _suggest
 from policy_engine.policy.territory import DEFAULT_TERRITORIES
 from policy_engine.policy.thresholds import parse_clock, parse_fraction, parse_seconds
 from policy_engine.policy.yamlsafe import (
@@ -67,11 +67,6 @@ class RuleSetError(ConfigError):
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in rule file"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
-
-
-def _suggest(word: str, allowed: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class _Parser:
