@@ -8,7 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from policy_engine.cli import app
 from policy_engine.ingest import load_rules
 from policy_engine.store import Store
 
@@ -58,3 +60,24 @@ def test_after_a_revert_the_version_last_in_force_comes_back(store: Store, rules
     file.write_text(version(original, 1) + BROKEN)
     loaded, problems = load_rules(rules, store)
     assert versions_in_force(loaded) == ["1"], problems
+
+
+def test_a_rule_file_that_never_loaded_heads_the_summary_and_fails_strict(
+    rules: Path, tmp_path: Path
+) -> None:
+    (rules / "never.yaml").write_text("ruleset: never\ncategories: [oops\n")
+    (tmp_path / "in").mkdir()
+    args = [
+        "--db", f"sqlite:///{tmp_path / 'e.sqlite'}", "schedule", "--once",
+        "--ingest", str(tmp_path / "in"), "--rules", str(rules),
+        "--reports", str(tmp_path / "reports"), "--log-format", "json",
+    ]  # fmt: skip
+    lenient = CliRunner().invoke(app, args)
+    assert lenient.exit_code == 0, lenient.output  # the other rule sets still apply
+    summary = (tmp_path / "reports" / "index.html").read_text()
+    first_problem = summary.index("Problem: ")
+    assert summary.index("never.yaml", first_problem) < summary.index("<table", first_problem)
+    assert "its rules are NOT applied in this run" in summary
+    strict = CliRunner().invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 1, strict.output
+    assert "--strict: 1 problem(s)" in strict.output
