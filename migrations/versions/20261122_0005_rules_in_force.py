@@ -1,7 +1,7 @@
 """Rule sets in force: from when each version of a rule file (by its resolved path) was
 the one loaded, so a broken file falls back on the version last in force.
 
-Revision ID: 0005_rules_in_force
+Revision ID: 0005
 Revises: 0003 (to be 0004 once the audit triggers' revision is merged before it)
 Create Date: 2026-11-22
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0005_rules_in_force"
+revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
