@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from policy_engine.cli import app
 
-RULES = Path(__file__).resolve().parent.parent / "rules"
+RULES = Path(__file__).resolve().parent.parent / "policy_engine" / "rules"
 runner = CliRunner()
 
 
@@ -114,3 +117,27 @@ def test_slot_check() -> None:
     assert code == 2 and "unknown level" in stderr
     code, _, stderr = run("rules", "slot", uk, "post-watershed", "tonight")
     assert code == 2 and "not a date-time" in stderr
+
+
+def test_outside_the_checkout_the_shipped_rules_apply_and_the_output_says_so(
+    tmp_path: Path, colour_video: Path, tiny_clip_dir: Path
+) -> None:
+    cli = Path(sys.executable).parent / "policy-engine"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_ENGINE_")}
+    env["PYTHONPATH"] = str(RULES.parent.parent)  # this checkout's code
+    note = f"rules: the shipped rule sets ({RULES})"
+
+    def run_elsewhere(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(cli), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    validated = run_elsewhere("rules", "validate")
+    assert validated.returncode == 0, validated.stderr
+    assert note in validated.stderr and "uk-trailers" in validated.stdout
+    scanned = run_elsewhere(
+        "--db", f"sqlite:///{tmp_path / 'e.sqlite'}", "scan", str(colour_video),
+        "--model", str(tiny_clip_dir), "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert scanned.returncode == 0, scanned.stderr
+    assert note in scanned.stderr and '"uk-trailers"' in scanned.stdout

@@ -15,7 +15,7 @@ from policy_engine.ingest import load_rules
 from policy_engine.store import Store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RULE_FILE = REPO_ROOT / "rules" / "genre-tags.yaml"
+RULE_FILE = REPO_ROOT / "policy_engine" / "rules" / "genre-tags.yaml"
 BROKEN = "\n  - this: [is not, valid\n"
 
 

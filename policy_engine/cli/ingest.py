@@ -116,6 +116,8 @@ def schedule(
             log_format=log_format,
         )
         logsetup.configure(settings.log_format)
+        if note := settings.rules_note():
+            err.print(note, highlight=False, markup=False, soft_wrap=True)
         signals = scheduler.StopSignals()
         scheduler.install_signal_handlers(signals)
         announce = lambda note: err.print(note, highlight=False, markup=False)  # noqa: E731

@@ -21,12 +21,19 @@ from policy_engine.errors import (
 
 RulePaths = Annotated[
     list[Path] | None,
-    typer.Argument(help="Rule files or folders \\[default: the configured rules folder]."),
+    typer.Argument(
+        help="Rule files or folders \\[default: the configured rules, else the shipped ones]."
+    ),
 ]
 
 
 def _rule_paths(paths: list[Path] | None) -> list[Path]:
-    return list(paths) if paths else [Path(load_settings().rules)]
+    if paths:
+        return list(paths)
+    settings = load_settings()
+    if note := settings.rules_note():
+        err.print(note, highlight=False, markup=False, soft_wrap=True)
+    return [Path(settings.rules)]
 
 
 @rules_app.command("validate")
