@@ -150,6 +150,8 @@ def _parse(path: Path, text: str) -> Any:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"config file {path}: nested too deeply to be settings") from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
