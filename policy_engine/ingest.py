@@ -123,7 +123,12 @@ def load_rules(path: str | Path, store: Store) -> tuple[list[RuleSet], list[str]
     version of it last in force (from the database, by the file's resolved path, so
     ``rules`` and ``$PWD/rules`` are one file). Every problem is reported; a file with
     no version to fall back on comes first, as its rules are not applied at all."""
-    from policy_engine.policy.loader import load_catalogue, parse_ruleset, rule_files
+    from policy_engine.policy.loader import (
+        RuleSetError,
+        load_catalogue,
+        parse_ruleset,
+        rule_files,
+    )
 
     if not rule_files([path]):
         return [], [f"rules {path}: no rule files (*.yaml) found"]
@@ -141,7 +146,15 @@ def load_rules(path: str | Path, store: Store) -> tuple[list[RuleSet], list[str]
                 " earlier version is on record and its rules are NOT applied in this run"
             )
             return None
-        ruleset = parse_ruleset(last[0], str(file))
+        try:
+            ruleset = parse_ruleset(last[0], str(file))
+        except RuleSetError as exc:  # e.g. this software's loader is stricter than the last
+            not_applied.append(
+                f"rule file {file} failed to load ({why}), and neither does the version last"
+                f" in force ({'; '.join(str(p) for p in exc.problems)}), so its rules are NOT"
+                " applied in this run"
+            )
+            return None
         notes.append(
             f"rule file {file} failed to load ({why}); its last good version"
             f" ({ruleset.name} {ruleset.version}, in force since {last[1]:%Y-%m-%d %H:%M} UTC)"

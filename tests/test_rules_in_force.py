@@ -81,3 +81,16 @@ def test_a_rule_file_that_never_loaded_heads_the_summary_and_fails_strict(
     strict = CliRunner().invoke(app, [*args, "--strict"])
     assert strict.exit_code == 1, strict.output
     assert "--strict: 1 problem(s)" in strict.output
+
+
+def test_a_last_good_version_this_software_no_longer_accepts_is_reported_not_raised(
+    store: Store, rules: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = rules / RULE_FILE.name
+    load_rules(rules, store)
+    file.write_text(file.read_text() + BROKEN)
+    monkeypatch.setattr("policy_engine.policy.yamlsafe.MAX_DEPTH", 2)  # a stricter loader
+    loaded, problems = load_rules(rules, store)
+    assert loaded == []
+    (problem,) = problems
+    assert "neither does the version last in force" in problem and "NOT applied" in problem
