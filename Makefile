@@ -45,8 +45,8 @@ test-fast: install
 
 # The shipped rule sets must load and pass their own test cases.
 rules-check: install
-	$(VENV)/bin/policy-engine rules validate rules
-	$(VENV)/bin/policy-engine rules test rules
+	$(VENV)/bin/policy-engine rules validate policy_engine/rules
+	$(VENV)/bin/policy-engine rules test policy_engine/rules
 
 bench: install
 	$(PY) benchmarks/bench_scan.py

@@ -4,9 +4,9 @@
     python benchmarks/bench_reevaluate.py                 # or: make bench-reevaluate
     python benchmarks/bench_reevaluate.py --scans 5000 --postgres postgresql://…/test
 
-Seeds N synthetic scans (120 frames each: a 60 s trailer at 2 fps) scored against the
-shipped rules/uk-trailers.yaml, records their first decisions, then edits one threshold
-(smoking 10% -> 5%: tag and review) and times: the dry run (`rules diff`), the
+Seeds N synthetic scans (120 frames each: a 60 s trailer at 2 fps) scored against
+the shipped policy_engine/rules/uk-trailers.yaml, records their first decisions, then
+edits one threshold (smoking 10% -> 5%: tag and review) and times: the dry run (`rules diff`), the
 re-evaluation that appends the changed decisions, and a second one where nothing changes. Target: a
 threshold edit over 1,000 scans in under 2 s. No model and no video are involved.
 """
@@ -48,7 +48,7 @@ def trailer_probabilities(rng: np.random.Generator, categories: int, null: int) 
 
 
 def bench(url: str, scans: int, label: str) -> dict[str, float]:
-    path = ROOT / "rules" / "uk-trailers.yaml"
+    path = ROOT / "policy_engine" / "rules" / "uk-trailers.yaml"
     v1 = load_ruleset(path)
     text = path.read_text()
     edit = ("{category: smoking, coverage_above: 10%}", "{category: smoking, coverage_above: 5%}")

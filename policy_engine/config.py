@@ -23,10 +23,14 @@ import tomllib
 from policy_engine.errors import ConfigError
 from policy_engine.media.formats import VIDEO_PATTERNS
 from policy_engine.models.checkpoint import DEFAULT_MODEL
+from policy_engine.policy.choices import did_you_mean
 
 ENV_PREFIX = "POLICY_ENGINE_"
 DEFAULT_CONFIG_FILES = ("policy-engine.toml", "policy-engine.yaml", "policy-engine.yml")
 DEFAULT_DB_URL = "sqlite:///policy-engine.sqlite"  # a file in the working folder
+# The rule sets shipped with the package (package data): what applies when no rules are
+# configured, wherever the command is run from.
+SHIPPED_RULES = Path(__file__).resolve().parent / "rules"
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class Settings:
     framing: str = "letterbox"  # letterbox | tiles | center | squash
     batch_size: int = 32
     interval: float = 10.0  # seconds per dominant-label interval
-    rules: str = "rules"  # rule file or folder of rule files
+    rules: str = str(SHIPPED_RULES)  # rule file or folder of rule files
     db: str = DEFAULT_DB_URL  # SQLAlchemy URL: SQLite file or postgresql://…
     reports: str = "reports"  # folder the HTML reports are written to
     # -- nightly ingest (policy-engine schedule) --
@@ -64,6 +68,15 @@ class Settings:
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
+
+    def rules_note(self) -> str | None:
+        """What to tell the user when the shipped rule sets apply (nothing configured)."""
+        if self.source_of("rules") != "default":
+            return None
+        return (
+            f"rules: the shipped rule sets ({self.rules}); set `rules` in the settings file,"
+            " POLICY_ENGINE_RULES or --rules for your own"
+        )
 
 
 _CONVERTERS = {f.name: f.type for f in fields(Settings) if f.name != "sources"}
@@ -139,6 +152,8 @@ def _parse(path: Path, text: str) -> Any:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"config file {path}: nested too deeply to be settings") from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -153,8 +168,9 @@ def _read_file(path: Path) -> dict[str, Any]:
     section = data.get("policy_engine", data)
     unknown = sorted(set(section) - set(_CONVERTERS))
     if unknown:
+        named = ", ".join(f"{name!r}{did_you_mean(name, _CONVERTERS)}" for name in unknown)
         raise ConfigError(
-            f"config file {path}: unknown setting(s) {', '.join(unknown)};"
+            f"config file {path}: unknown setting(s) {named};"
             f" known: {', '.join(sorted(_CONVERTERS))}"
         )
     return section

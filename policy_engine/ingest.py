@@ -125,35 +125,52 @@ def discover(settings: Settings, folder: str) -> tuple[list[Observation], list[s
 # -- rules ------------------------------------------------------------------------------
 def load_rules(path: str | Path, store: Store) -> tuple[list[RuleSet], list[str]]:
     """The rule sets in force: each file as it is now, or, where it fails to load, the
-    last good version of it recorded in the database (reported either way)."""
-    from policy_engine.policy.loader import load_catalogue, parse_ruleset, rule_files
+    version of it last in force (from the database, by the file's resolved path, so
+    ``rules`` and ``$PWD/rules`` are one file). Every problem is reported; a file with
+    no version to fall back on comes first, as its rules are not applied at all."""
+    from policy_engine.policy.loader import (
+        RuleSetError,
+        load_catalogue,
+        parse_ruleset,
+        rule_files,
+    )
 
     if not rule_files([path]):
         return [], [f"rules {path}: no rule files (*.yaml) found"]
+    not_applied: list[str] = []
     notes: list[str] = []
     explained: set[str] = set()  # files whose problems a note already gives
 
     def last_good(file: Path, problems: Sequence[Any]) -> RuleSet | None:
         explained.update(p.path for p in problems)
         why = "; ".join(str(p) for p in problems)
-        last = store.last_good_ruleset(str(file))
+        last = store.last_good_ruleset(str(file.resolve()))
         if last is None:
-            notes.append(
-                f"rule file {file} failed to load ({why}); no earlier version is on"
-                " record, so its rules are not applied in this run"
+            not_applied.append(
+                f"rule file {file} failed to load ({why}); it has never loaded, so no"
+                " earlier version is on record and its rules are NOT applied in this run"
             )
             return None
-        ruleset = parse_ruleset(last[0], str(file))
+        try:
+            ruleset = parse_ruleset(last[0], str(file))
+        except RuleSetError as exc:  # e.g. this software's loader is stricter than the last
+            not_applied.append(
+                f"rule file {file} failed to load ({why}), and neither does the version last"
+                f" in force ({'; '.join(str(p) for p in exc.problems)}), so its rules are NOT"
+                " applied in this run"
+            )
+            return None
         notes.append(
             f"rule file {file} failed to load ({why}); its last good version"
-            f" ({ruleset.name} {ruleset.version}, recorded {last[1]:%Y-%m-%d %H:%M} UTC)"
+            f" ({ruleset.name} {ruleset.version}, in force since {last[1]:%Y-%m-%d %H:%M} UTC)"
             " stays in force"
         )
         return ruleset
 
     rulesets, problems = load_catalogue([path], fallback=last_good)
-    store.record_rulesets(rulesets)
-    return rulesets, notes + [str(p) for p in problems if p.path not in explained]
+    store.record_rules_in_force({str(Path(r.path).resolve()): r for r in rulesets})
+    others = [str(p) for p in problems if p.path not in explained]
+    return rulesets, not_applied + notes + others
 
 
 # -- a pass -----------------------------------------------------------------------------

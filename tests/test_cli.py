@@ -147,7 +147,6 @@ def test_model_make_tiny(tmp_path: Path) -> None:
 def test_demo_runs_the_main_job_offline_with_the_shipped_rules(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # where rules/ is
     monkeypatch.setenv("POLICY_ENGINE_REPORTS", str(tmp_path / "reports"))
     code, stdout, stderr = run("demo", "--workdir", str(tmp_path))
     assert code == 0, stderr
@@ -163,7 +162,7 @@ def test_demo_runs_the_main_job_offline_with_the_shipped_rules(
 
 
 def test_analyze_with_a_folder_of_rule_sets(colour_video: Path, tiny_clip_dir: Path) -> None:
-    rules = Path(__file__).resolve().parent.parent / "rules"
+    rules = Path(__file__).resolve().parent.parent / "policy_engine" / "rules"
     code, stdout, stderr = run(
         "analyze", str(colour_video), "--model", str(tiny_clip_dir), "--rules", str(rules), "--json"
     )

@@ -35,6 +35,38 @@ def test_bad_config_files(tmp_path: Path, text: str, message: str) -> None:
         load_settings(config_file=config, env={})
 
 
+@pytest.mark.parametrize(
+    ("name", "text"), [("pe.toml", 'modle = "x"\n'), ("pe.yaml", "modle: x\n")]
+)
+def test_a_settings_typo_gets_a_suggestion(tmp_path: Path, name: str, text: str) -> None:
+    config = tmp_path / name
+    config.write_text(text)
+    with pytest.raises(
+        ConfigError, match=r"unknown setting\(s\) 'modle' \(did you mean 'model'\?\)"
+    ):
+        load_settings(config_file=config, env={})
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("pe.toml", "fps = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        (
+            "pe.yaml",
+            "fps: " + "[" * 500 + "]" * 500 + "\n",
+            r"pe.yaml:1:\d+: .*nested more than 64",
+        ),
+    ],
+)
+def test_a_deeply_nested_settings_file_is_a_config_error(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    config = tmp_path / name
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config_file=config, env={})
+
+
 def test_bad_environment_value() -> None:
     with pytest.raises(ConfigError, match="POLICY_ENGINE_BATCH_SIZE"):
         load_settings(env={"POLICY_ENGINE_BATCH_SIZE": "lots"})

@@ -42,7 +42,7 @@ def settings_for_test(tmp_path: Path, db: str, model: Path, *folders: Path, **ch
         model=str(model),
         db=db,
         ingest=tuple(str(f) for f in folders),
-        rules=str(REPO_ROOT / "rules"),
+        rules=str(REPO_ROOT / "policy_engine" / "rules"),
         reports=str(tmp_path / "reports"),
         settle_seconds=0.2,
         quiet_seconds=0.0,
@@ -392,7 +392,7 @@ def test_a_broken_rule_file_leaves_its_last_good_version_in_force(
     tmp_path: Path, tiny_clip_dir: Path, clip: Path
 ) -> None:
     rules = tmp_path / "rules"
-    shutil.copytree(REPO_ROOT / "rules", rules)
+    shutil.copytree(REPO_ROOT / "policy_engine" / "rules", rules)
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(clip, folder / "one.mp4")

@@ -41,7 +41,7 @@ def settings_for(tmp_path: Path, db: str, model: Path, folder: Path, **changes) 
         model=str(model),
         db=db,
         ingest=(str(folder),),
-        rules=str(REPO_ROOT / "rules"),
+        rules=str(REPO_ROOT / "policy_engine" / "rules"),
         reports=str(tmp_path / "reports"),
         settle_seconds=0.2,
         quiet_seconds=0.0,

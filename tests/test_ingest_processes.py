@@ -33,7 +33,7 @@ def worker_env(home: Path, model: Path, **extra: str) -> dict[str, str]:
         "XDG_CACHE_HOME": str(home / "cache"),
         "HF_HOME": str(home / "hf"),
         "POLICY_ENGINE_MODEL": str(model),
-        "POLICY_ENGINE_RULES": str(REPO_ROOT / "rules"),
+        "POLICY_ENGINE_RULES": str(REPO_ROOT / "policy_engine" / "rules"),
         "POLICY_ENGINE_REPORTS": str(home / "reports"),
         "POLICY_ENGINE_SETTLE_SECONDS": "0.2",
         "POLICY_ENGINE_QUIET_SECONDS": "0",

@@ -227,6 +227,40 @@ def test_billion_laughs_is_rejected_quickly() -> None:
     assert "alias bomb" in message
 
 
+def test_deep_nesting_is_a_file_line_error_not_a_crash(tmp_path: Path) -> None:
+    deep = GOOD.replace("description: a test set", "description: " + "[" * 500 + "]" * 500)
+    (message,) = problems(deep)
+    assert message.startswith("r.yaml:3:") and "nested more than 64 levels" in message
+    path = tmp_path / "deep.yaml"
+    path.write_text(deep)
+    rulesets, found = load_catalogue([path])
+    assert rulesets == [] and [p.line for p in found] == [3]
+
+
+def test_nesting_a_rule_file_needs_is_fine() -> None:
+    text = GOOD.replace("description: a test set", "description: " + "[" * 40 + "]" * 40)
+    with pytest.raises(RuleSetError, match="description must be a single value"):
+        parse_ruleset(text, "r.yaml")  # an ordinary schema error, not a depth error
+
+
+def test_no_exception_of_any_kind_escapes_the_loader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(GOOD)
+
+    def exhausted(*args: object) -> None:
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr("policy_engine.policy.loader._Parser.ruleset", exhausted)
+    rulesets, found = load_catalogue([path])
+    assert rulesets == []
+    assert [str(p) for p in found] == [
+        f"{path}: could not be loaded (MemoryError: out of memory); simplify the file,"
+        " and report it if it is an ordinary rule file"
+    ]
+
+
 def test_a_few_aliases_are_fine() -> None:
     text = GOOD.replace("[a laptop screen]", "&screens [a laptop screen]").replace(
         "[something else]", "*screens"
@@ -272,6 +306,17 @@ def test_sidecar_tests_and_catalogue(tmp_path: Path) -> None:
     messages = [str(p) for p in found]
     assert any("broken.yaml" in p and "categories must be a mapping" in p for p in messages)
     assert any("already used by" in p for p in messages)
+
+
+def test_a_broken_rule_gets_one_error_not_a_follow_on_in_the_tests() -> None:
+    text = GOOD.replace("coverage_above: 0.1}", "coverage_above: lots}") + (
+        "tests:\n  - name: t\n    coverage: {computer: 20%}\n"
+        "    expect: {fired: [technology-tag], near_misses: [no-such-rule]}\n"
+    )
+    found = problems(text)
+    assert len(found) == 2, found
+    assert "technology-tag" in found[0] and "coverage_above" in found[0]
+    assert "no rule 'no-such-rule'" in found[1]  # a rule that really is missing still is
 
 
 def test_test_cases_are_checked_against_the_rule_set() -> None:

@@ -14,7 +14,7 @@ from policy_engine.policy import model as m
 from policy_engine.policy.evaluate import evaluate
 from policy_engine.policy.loader import load_catalogue
 
-RULES = Path(__file__).resolve().parent.parent / "rules"
+RULES = Path(__file__).resolve().parent.parent / "policy_engine" / "rules"
 SHIPPED, _ = load_catalogue([RULES])
 CATEGORIES = ("violence", "weapons", "computer")
 INCREASING = (m.SHARE_ABOVE, m.SECONDS_ABOVE, m.LONGEST_RUN_ABOVE)

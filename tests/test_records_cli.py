@@ -46,6 +46,7 @@ def workspace(tmp_path: Path, colour_video: Path, tiny_clip_dir: Path, monkeypat
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("POLICY_ENGINE_MODEL", str(tiny_clip_dir))
     monkeypatch.setenv("POLICY_ENGINE_DEVICE", "cpu")
+    monkeypatch.setenv("POLICY_ENGINE_RULES", "rules")  # the workspace's own, not the shipped
     return tmp_path
 
 

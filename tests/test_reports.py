@@ -193,3 +193,28 @@ def test_the_run_summary_sorts_by_verdict_in_chromium(scanned, browser) -> None:
     page.locator("th button[data-sort=rank]").click()  # ascending now
     assert page.locator("#assets tbody tr").first.get_attribute("data-rank") < first
     page.screenshot(path=str(ARTIFACTS / "run-summary.png"), full_page=True)
+
+
+def test_a_rule_set_with_forty_categories_renders(
+    store: Store, tiny_clip_dir: Path, colour_video: Path, tmp_path: Path
+) -> None:
+    names = [f"thing{i:02d}" for i in range(40)]
+    text = (
+        "ruleset: many\ncategories:\n"
+        + "".join(f"  {n}: {{prompts: [a photo of {n}]}}\n" for n in names)
+        + "  background: {prompts: [something else], null: true}\n"
+        + "rules:\n  - id: any\n    when: {category: thing00, coverage_above: 0%}\n"
+        "    then: {tag: Seen}\n"
+    )
+    scanner = Scanner(
+        store,
+        [parse_ruleset(text, "many.yaml")],
+        ModelProvider(str(tiny_clip_dir), device="cpu", dtype="fp32"),
+        AnalysisOptions(sampling=SamplingSpec(fps=2.0)),
+        reports_dir=tmp_path / "reports",
+    )
+    (outcome,) = scanner.scan([colour_video])
+    assert outcome.status == "scanned", outcome.error
+    html = Path(outcome.report).read_text()
+    for name in names:  # every lane is there, and named: colour is not the only cue
+        assert f">{name}<" in html

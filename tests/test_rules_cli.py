@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from policy_engine.cli import app
 
-RULES = Path(__file__).resolve().parent.parent / "rules"
+RULES = Path(__file__).resolve().parent.parent / "policy_engine" / "rules"
 runner = CliRunner()
 
 
@@ -46,6 +49,26 @@ def test_validate_reports_every_error_and_exits_2(tmp_path: Path) -> None:
     assert f"{bad}:3:16" in stderr and "empty prompt list" in stderr
     assert f"{bad}:6:25" in stderr and "did you mean 'coverage_above'" in stderr
     assert f"{bad}:7:22" in stderr and "schedule 'later' is not a level" in stderr
+
+
+def test_validate_refuses_deep_nesting_with_a_position(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("ruleset: deep\ndescription: " + "[" * 500 + "]" * 500 + "\n")
+    code, _, stderr = run("rules", "validate", str(deep))
+    assert code == 2
+    assert f"{deep}:2:" in stderr and "nested more than 64 levels deep" in stderr
+    assert "RecursionError" not in stderr
+
+
+def test_a_broken_file_counts_in_the_rule_test_totals(tmp_path: Path) -> None:
+    for name in ("genre-tags.yaml", "genre-tags.tests.yaml"):
+        (tmp_path / name).write_text((RULES / name).read_text())
+    (tmp_path / "broken.yaml").write_text("ruleset: broken\ncategories: [oops\n")
+    code, stdout, stderr = run("rules", "test", str(tmp_path))
+    assert code == 2 and "broken.yaml" in stderr
+    last = stdout.strip().splitlines()[-1]
+    assert "passed, 0 failed, 1 error(s): rule file(s) that did not load" in last
+    assert not last.startswith("0 passed")
 
 
 def test_failing_rule_test_exits_1_and_says_why(tmp_path: Path) -> None:
@@ -94,3 +117,27 @@ def test_slot_check() -> None:
     assert code == 2 and "unknown level" in stderr
     code, _, stderr = run("rules", "slot", uk, "post-watershed", "tonight")
     assert code == 2 and "not a date-time" in stderr
+
+
+def test_outside_the_checkout_the_shipped_rules_apply_and_the_output_says_so(
+    tmp_path: Path, colour_video: Path, tiny_clip_dir: Path
+) -> None:
+    cli = Path(sys.executable).parent / "policy-engine"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLICY_ENGINE_")}
+    env["PYTHONPATH"] = str(RULES.parent.parent)  # this checkout's code
+    note = f"rules: the shipped rule sets ({RULES})"
+
+    def run_elsewhere(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(cli), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    validated = run_elsewhere("rules", "validate")
+    assert validated.returncode == 0, validated.stderr
+    assert note in validated.stderr and "uk-trailers" in validated.stdout
+    scanned = run_elsewhere(
+        "--db", f"sqlite:///{tmp_path / 'e.sqlite'}", "scan", str(colour_video),
+        "--model", str(tiny_clip_dir), "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert scanned.returncode == 0, scanned.stderr
+    assert note in scanned.stderr and '"uk-trailers"' in scanned.stdout

@@ -37,7 +37,7 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         db=f"sqlite:///{tmp_path / 'e.sqlite'}",
         ingest=(str(tmp_path / "in"),),
-        rules=str(REPO_ROOT / "rules"),
+        rules=str(REPO_ROOT / "policy_engine" / "rules"),
         reports=str(tmp_path / "reports"),
         timezone="Europe/London",
         settle_wait=0.0,

@@ -29,7 +29,7 @@ from policy_engine.cli.common import (
 )
 from policy_engine.cli.records import ReportsOpt, RulesPathOpt
 from policy_engine.config import Settings
-from policy_engine.errors import PolicyEngineError
+from policy_engine.errors import ConfigError, PolicyEngineError
 
 ingest_app = typer.Typer(
     help="The ingest queue: what is waiting, done, failed.", no_args_is_help=True
@@ -82,6 +82,14 @@ def _queue(settings: Settings) -> Iterator[Any]:
 def schedule(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Run one pass now and exit.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="With --once: exit 1 if any file failed or the run lists a problem (e.g. a"
+            " rule file whose rules are not applied) (default: 0).",
+        ),
+    ] = False,
     ingest: IngestOpt = None,
     rules: RulesPathOpt = None,
     reports: ReportsOpt = None,
@@ -108,9 +116,13 @@ def schedule(
             log_format=log_format,
         )
         logsetup.configure(settings.log_format)
+        if note := settings.rules_note():
+            err.print(note, highlight=False, markup=False, soft_wrap=True)
         signals = scheduler.StopSignals()
         scheduler.install_signal_handlers(signals)
         announce = lambda note: err.print(note, highlight=False, markup=False)  # noqa: E731
+        if strict and not once:
+            raise ConfigError("--strict goes with --once (the daemon's runs have no exit code)")
         if not once:
             scheduler.serve(settings, signals=signals, on_create=announce)
             return
@@ -120,6 +132,14 @@ def schedule(
     if result.summary is not None:
         err.print(f"run summary: {result.summary}", highlight=False, markup=False)
     if result.status == "failed":
+        raise typer.Exit(1)
+    if strict and (result.problems or any(o.status == "failed" for o in result.outcomes)):
+        err.print(
+            f"--strict: {len(result.problems)} problem(s) in this run (see the log and the"
+            " run summary)",
+            highlight=False,
+            markup=False,
+        )
         raise typer.Exit(1)
 
 

@@ -52,7 +52,10 @@ from policy_engine.policy.overrides import engine_ruling, review_steps, ruling_i
 
 RulesPathOpt = Annotated[
     Path | None,
-    typer.Option("--rules", help="Rule file or folder \\[default: the configured rules folder]."),
+    typer.Option(
+        "--rules",
+        help="Rule file or folder \\[default: the configured rules, else the shipped rule sets].",
+    ),
 ]
 ReportsOpt = Annotated[
     Path | None, typer.Option("--reports", help="Report folder \\[default: reports].")
@@ -61,6 +64,8 @@ Paths = Annotated[list[Path], typer.Argument(help="Video files or folders (searc
 
 
 def _rulesets(settings: Settings, rules: Path | None) -> list[Any]:
+    if rules is None and (note := settings.rules_note()):
+        err.print(note, highlight=False, markup=False, soft_wrap=True)
     return load_rulesets(rules or Path(settings.rules))
 
 
@@ -255,7 +260,8 @@ def demo(
     video: Annotated[Path | None, typer.Argument(help="A video; default: generated.")] = None,
 ) -> None:
     """The main job, offline: a tiny model scans generated trailers (and a broken file)
-    into a database, decides against the rules folder and writes the reports."""
+    into a database, decides against the rules (the shipped rule sets unless configured)
+    and writes the reports."""
     from policy_engine.demo import prepare_demo
 
     try:

@@ -21,12 +21,19 @@ from policy_engine.errors import (
 
 RulePaths = Annotated[
     list[Path] | None,
-    typer.Argument(help="Rule files or folders \\[default: the configured rules folder]."),
+    typer.Argument(
+        help="Rule files or folders \\[default: the configured rules, else the shipped ones]."
+    ),
 ]
 
 
 def _rule_paths(paths: list[Path] | None) -> list[Path]:
-    return list(paths) if paths else [Path(load_settings().rules)]
+    if paths:
+        return list(paths)
+    settings = load_settings()
+    if note := settings.rules_note():
+        err.print(note, highlight=False, markup=False, soft_wrap=True)
+    return [Path(settings.rules)]
 
 
 @rules_app.command("validate")
@@ -79,7 +86,13 @@ def rules_test(paths: RulePaths = None) -> None:
             )
             for failure in outcome.failures:
                 out.print(f"       {failure}", highlight=False)
-    out.print(f"{passed} passed, {failed} failed")
+    # A file that does not load runs none of its tests: it counts, or "0 failed" would
+    # read as all clear.
+    broken = len({p.path for p in problems})
+    tally = f"{passed} passed, {failed} failed"
+    if broken:
+        tally += f", {broken} error(s): rule file(s) that did not load, their tests not run"
+    out.print(tally, highlight=False)
     if failed or problems:
         raise typer.Exit(1 if failed else 2)
 

@@ -7,7 +7,6 @@ loaded is ever returned, so a broken edit can never replace the rule set in forc
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from policy_engine.analysis.scoring import Category
 from policy_engine.errors import ConfigError
 from policy_engine.hashing import text_sha256
 from policy_engine.policy import model as m
+from policy_engine.policy.choices import did_you_mean as _suggest
 from policy_engine.policy.territory import DEFAULT_TERRITORIES
 from policy_engine.policy.thresholds import parse_clock, parse_fraction, parse_seconds
 from policy_engine.policy.yamlsafe import (
@@ -67,11 +67,6 @@ class RuleSetError(ConfigError):
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in rule file"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
-
-
-def _suggest(word: str, allowed: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class _Parser:
@@ -193,7 +188,10 @@ class _Parser:
             margin = (
                 self.guard(top["near_miss_margin"], parse_fraction, "near_miss_margin") or margin
             )
-        tests = self.tests(top.get("tests"), category_names, levels, {r.id for r in rules})
+        # Likewise rule ids as written: a test naming a rule that is broken is not told
+        # "no rule X (did you mean X?)" on top of the rule's own error.
+        rule_ids = {r.id for r in rules} | _declared_rule_ids(top.get("rules"))
+        tests = self.tests(top.get("tests"), category_names, levels, rule_ids)
         return m.RuleSet(
             name=name,
             version=self.text(top.get("version"), "version"),
@@ -550,6 +548,18 @@ def _declared_names(node: Node | None) -> set[str]:
     return {key_text(key) for key, _ in node.value if key_text(key).strip()}
 
 
+def _declared_rule_ids(node: Node | None) -> set[str]:
+    if not isinstance(node, SequenceNode):
+        return set()
+    ids = set()
+    for item in node.value:
+        if isinstance(item, MappingNode):
+            for key, value in item.value:
+                if key_text(key) == "id" and isinstance(value, ScalarNode) and value.value:
+                    ids.add(str(value.value).strip())
+    return ids
+
+
 def _positive_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"must be a positive number, got {value!r}")
@@ -579,8 +589,33 @@ def _parse_window(value: object) -> tuple[int, int]:
     return first, last
 
 
+def _unexpected(path: str, exc: Exception) -> RuleSetError:
+    """Anything but a RuleSetError while loading untrusted text (a RecursionError, a
+    MemoryError, a bug) is still a problem of that file, never an internal crash."""
+    return RuleSetError(
+        [
+            Problem(
+                path,
+                None,
+                None,
+                f"could not be loaded ({type(exc).__name__}: {exc}); simplify the file,"
+                " and report it if it is an ordinary rule file",
+            )
+        ]
+    )
+
+
 def parse_ruleset(text: str, path: str = "<text>") -> m.RuleSet:
     """A rule set from YAML text; raises RuleSetError listing every problem."""
+    try:
+        return _parse_ruleset(text, path)
+    except RuleSetError:
+        raise
+    except Exception as exc:  # see _unexpected
+        raise _unexpected(path, exc) from exc
+
+
+def _parse_ruleset(text: str, path: str) -> m.RuleSet:
     try:
         root = compose(text, path)
     except YamlRejected as exc:
@@ -594,8 +629,17 @@ def parse_ruleset(text: str, path: str = "<text>") -> m.RuleSet:
 
 def load_ruleset(path: str | Path) -> m.RuleSet:
     """A rule set from a file, with its tests (from the file and from ``NAME.tests.yaml``
-    beside it)."""
+    beside it); raises RuleSetError, whatever went wrong with the file."""
     path = Path(path)
+    try:
+        return _load_ruleset(path)
+    except RuleSetError:
+        raise
+    except Exception as exc:  # see _unexpected
+        raise _unexpected(str(path), exc) from exc
+
+
+def _load_ruleset(path: Path) -> m.RuleSet:
     try:
         text = read_text(path)
     except FileNotFoundError:

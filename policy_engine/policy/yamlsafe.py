@@ -8,6 +8,8 @@ Rule files are edited by hand and arrive from outside, so:
   once aliases are expanded is bounded, so an alias bomb ("billion laughs") is rejected in
   linear time instead of exhausting memory;
 * files above a size limit are refused before they are parsed;
+* nesting is limited (``MAX_DEPTH`` levels): PyYAML composes recursively, so a 1 KB file
+  of ``[[[[…]]]]`` would otherwise end in a RecursionError instead of a file:line error;
 * a key given twice in one mapping is an error (YAML would silently keep the last).
 """
 
@@ -22,6 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MAX_FILE_BYTES = 1_000_000
 MAX_EXPANDED_NODES = 200_000
+MAX_DEPTH = 64  # far deeper than any rule file, far shallower than Python's recursion limit
 _PLAIN_TAGS = {
     "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "map", "seq")
 }
@@ -76,12 +79,34 @@ def read_text(path: Path) -> str:
         ) from exc
 
 
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """The safe loader, refusing documents nested more than ``MAX_DEPTH`` levels deep."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:  # type: ignore[override]
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested more than {MAX_DEPTH} levels deep; a rule file never needs that",
+                self.peek_event().start_mark,
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+
 def compose(text: str, path: str) -> Node | None:
     """The document's node tree, checked for tags, size and duplicate keys."""
     if len(text.encode("utf-8", errors="ignore")) > MAX_FILE_BYTES:
         raise YamlRejected(Problem(path, None, None, "document too large for a rule file"))
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_DepthLimitedLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from policy_engine.store import CurrentDecision, Store
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-# Colour-blind-safe palette (Okabe-Ito); the null category is grey. Colour is never the
-# only carrier: every lane is labelled and every segment has a title.
+# Colour-blind-safe palette (Okabe-Ito); the null category is grey. Colours repeat when
+# there are more categories than colours, which is fine because colour is never the only
+# carrier: every lane is labelled and every segment has a title.
 _PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#0072B2", "#F0E442")
 _NULL_COLOUR = "#BBBBBB"
 LEVEL_STYLES = {
@@ -141,7 +142,7 @@ def _ticks(duration: float) -> list[tuple[float, str]]:
 def _lanes(coverage: Coverage) -> list[Lane]:
     span = coverage.end - coverage.start or 1.0
     lanes = []
-    colours = iter(_PALETTE * 4)
+    colours = itertools.cycle(_PALETTE)  # any number of categories that validates
     for c in coverage.categories.values():
         segments = [
             (

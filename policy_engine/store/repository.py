@@ -6,7 +6,7 @@ ORM rows come back only for read-only views (history, show), fully loaded and de
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -30,6 +30,7 @@ from policy_engine.store.schema import (
     Override,
     ReasonRecord,
     ReportRecord,
+    RuleSetInForce,
     RuleSetRecord,
     Scan,
     ScoreSet,
@@ -474,17 +475,48 @@ class Store:
         return {sha: ruleset_id for sha, ruleset_id in s.execute(query)}
 
     def record_rulesets(self, rulesets: Iterable[RuleSet]) -> None:
-        """Keep the exact text of rule sets that loaded (the last good version of each)."""
+        """Keep the exact text of rule sets (content-addressed)."""
         with self._transaction() as s:
             self._ruleset_ids(s, rulesets)
 
+    def record_rules_in_force(self, by_path: Mapping[str, RuleSet]) -> None:
+        """The rule sets now in force, by the resolved path of their file: each text is
+        kept, and a path whose version changed (a new text, or a revert to an older one)
+        gets a row saying since when."""
+        if not by_path:
+            return
+        with self._transaction() as s:
+            ids = self._ruleset_ids(s, by_path.values())
+            latest = self._latest_in_force(s, list(by_path))
+            s.add_all(
+                RuleSetInForce(path=path, ruleset_id=ids[ruleset.sha256], since=utcnow())
+                for path, ruleset in by_path.items()
+                if latest.get(path) != ids[ruleset.sha256]
+            )
+
+    @staticmethod
+    def _latest_in_force(s: Session, paths: list[str]) -> dict[str, int]:
+        newest = (
+            select(func.max(RuleSetInForce.id))
+            .where(RuleSetInForce.path.in_(paths))
+            .group_by(RuleSetInForce.path)
+        )
+        rows = s.execute(
+            select(RuleSetInForce.path, RuleSetInForce.ruleset_id).where(
+                RuleSetInForce.id.in_(newest)
+            )
+        )
+        return {path: ruleset_id for path, ruleset_id in rows}
+
     def last_good_ruleset(self, path: str) -> tuple[str, datetime] | None:
-        """The text of the rule set most recently recorded from ``path``, and when."""
+        """The text of the rule set last in force from ``path`` (a resolved path; see
+        ``record_rules_in_force``), and since when, however old that text is."""
         with self._transaction() as s:
             row = s.execute(
-                select(RuleSetRecord.text, RuleSetRecord.first_seen)
-                .where(RuleSetRecord.path == path)
-                .order_by(RuleSetRecord.id.desc())
+                select(RuleSetRecord.text, RuleSetInForce.since)
+                .join(RuleSetRecord, RuleSetRecord.id == RuleSetInForce.ruleset_id)
+                .where(RuleSetInForce.path == path)
+                .order_by(RuleSetInForce.id.desc())
                 .limit(1)
             ).first()
             return (row[0], row[1]) if row else None

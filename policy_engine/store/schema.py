@@ -196,6 +196,21 @@ class RuleSetRecord(Base):
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RuleSetInForce(Base):
+    """From when a rule file's version was in force: a row each time a different version
+    of the file (keyed by its resolved path) loads. The latest row of a path is the
+    version to fall back on when the file breaks, however old that version is (a revert
+    to an earlier text is a new row). Append-only."""
+
+    __tablename__ = "rulesets_in_force"
+    __table_args__ = (Index("ix_rulesets_in_force_path", "path", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    ruleset_id: Mapped[int] = mapped_column(ForeignKey("rulesets.id"))
+    since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class DecisionRecord(Base):
     """What one rule set decided about one scan. Append-only."""
 
@@ -405,7 +420,9 @@ FROZEN_COLUMNS: dict[type[Base], tuple[str, ...]] = {
 
 # The ORM refuses what the database triggers refuse (migrations 0001 and 0004), so a
 # bug in the engine reads as this error before it reaches the database.
-for _model in (DecisionRecord, ReasonRecord, Override, Frame, ScoreSet, ReportRecord):
+for _model in (
+    DecisionRecord, ReasonRecord, Override, Frame, ScoreSet, ReportRecord, RuleSetInForce,
+):  # fmt: skip
     event.listen(_model, "before_update", _refuse("updating one"))
     event.listen(_model, "before_delete", _refuse("deleting one"))
 for _model, _columns in FROZEN_COLUMNS.items():
