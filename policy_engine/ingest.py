@@ -399,12 +399,12 @@ class _Pass:
     def _run(self) -> None:
         from policy_engine.api import analysis_options, settings_for_ruleset
 
+        rulesets, problems = load_rules(self.settings.rules, self.ingestor.store)
+        for problem in problems:  # first: the summary opens with the rules in force
+            self._problem(problem)
         reaped, self.ingestor.reaped_at_start = self.ingestor.reaped_at_start, []
         for dead in [*reaped, *self.queue.reap()]:
             self._reaped(dead)
-        rulesets, problems = load_rules(self.settings.rules, self.ingestor.store)
-        for problem in problems:
-            self._problem(problem)
         if not rulesets:
             raise ConfigError(f"no rule set could be loaded from {self.settings.rules}")
         settings = settings_for_ruleset(self.settings, rulesets[0])

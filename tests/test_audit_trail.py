@@ -216,6 +216,7 @@ def scanned(tmp_path: Path, colour_video: Path, tiny_clip_dir: Path, monkeypatch
     (tmp_path / "ingest").mkdir()
     shutil.copy(colour_video, tmp_path / "ingest" / "trailer.mp4")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POLICY_ENGINE_RULES", str(tmp_path / "rules"))
     monkeypatch.setenv("POLICY_ENGINE_MODEL", str(tiny_clip_dir))
     monkeypatch.setenv("POLICY_ENGINE_DEVICE", "cpu")
     db = f"sqlite:///{tmp_path / 'engine.sqlite'}"
