@@ -31,8 +31,8 @@ def main_options(
         str | None,
         typer.Option(
             "--db",
-            help="Database URL \\[env POLICY_ENGINE_DB; default sqlite:///policy-engine.sqlite]."
-            " PostgreSQL: postgresql://user@host:5432/name",
+            help="Database URL (env POLICY_ENGINE_DB). PostgreSQL:"
+            " postgresql://user@host:5432/name \\[default: sqlite:///policy-engine.sqlite]",
             show_default=False,
         ),
     ] = None,

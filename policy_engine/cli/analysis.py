@@ -18,14 +18,18 @@ from policy_engine.cli.common import (
     ConfigOpt,
     DeviceOpt,
     DtypeOpt,
+    EndOpt,
     FpsOpt,
     FramingOpt,
     IntervalOpt,
     JsonOpt,
+    MaxFramesOpt,
     ModelOpt,
     NullOpt,
     RulesOpt,
     SamplingOpt,
+    SecondsColumn,
+    StartOpt,
     app,
     err,
     fail,
@@ -84,14 +88,16 @@ def analyze(
     fps: FpsOpt = None,
     sampling: SamplingOpt = None,
     framing: FramingOpt = None,
-    start: Annotated[str | None, typer.Option(help="Start of the window (3s, 00:01:00).")] = None,
-    end: Annotated[str | None, typer.Option(help="End of the window.")] = None,
-    max_frames: Annotated[int | None, typer.Option(help="At most this many samples.")] = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_frames: MaxFramesOpt = None,
     batch_size: BatchSizeOpt = None,
     interval: IntervalOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
-    frames: Annotated[bool, typer.Option(help="With --json: per-frame probabilities.")] = False,
+    frames: Annotated[
+        bool, typer.Option("--frames", help="With --json: per-frame probabilities.")
+    ] = False,
 ) -> None:
     """Per-category coverage of one video: share of running time, first seen, runs."""
     try:
@@ -147,7 +153,7 @@ def _analyse_and_decide(
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
+        SecondsColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,

@@ -16,11 +16,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from policy_engine.cli.common import (
+    BatchSizeOpt,
     ConfigOpt,
     DeviceOpt,
+    DtypeOpt,
     FpsOpt,
+    FramingOpt,
+    IntervalOpt,
     JsonOpt,
     ModelOpt,
+    SamplingOpt,
     app,
     err,
     fail,
@@ -87,12 +92,17 @@ def schedule(
     reports: ReportsOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     fps: FpsOpt = None,
+    sampling: SamplingOpt = None,
+    framing: FramingOpt = None,
+    batch_size: BatchSizeOpt = None,
+    interval: IntervalOpt = None,
     log_format: LogFormatOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """The nightly ingest daemon: scan new trailers in the ingest folders at the scheduled
-    time (default 02:00), or once now with --once. Stop with SIGTERM or Ctrl-C."""
+    time (02:00 unless set otherwise), or once now with --once. Stop with SIGTERM or Ctrl-C."""
     from policy_engine import logsetup, scheduler
 
     try:
@@ -104,7 +114,12 @@ def schedule(
             reports=reports,
             model=model,
             device=device,
+            dtype=dtype,
             fps=fps,
+            sampling=sampling,
+            framing=framing,
+            batch_size=batch_size,
+            interval=interval,
             log_format=log_format,
         )
         logsetup.configure(settings.log_format)
@@ -181,7 +196,7 @@ def ingest_status(
 def ingest_retry(
     ctx: typer.Context,
     paths: Annotated[
-        list[Path] | None, typer.Argument(help="Files to retry \\[default: every quarantined one].")
+        list[Path] | None, typer.Argument(help="Files to retry. \\[default: every quarantined one]")
     ] = None,
     config: ConfigOpt = None,
 ) -> None:

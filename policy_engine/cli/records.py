@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,6 @@ import typer
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -25,14 +25,19 @@ from rich.table import Table
 from policy_engine.cli.common import (
     BatchSizeOpt,
     ConfigOpt,
+    CountColumn,
     DeviceOpt,
     DtypeOpt,
+    EndOpt,
     FpsOpt,
     FramingOpt,
     IntervalOpt,
     JsonOpt,
+    MaxFramesOpt,
     ModelOpt,
     SamplingOpt,
+    StartOpt,
+    Window,
     app,
     db_app,
     err,
@@ -50,10 +55,10 @@ from policy_engine.policy.evaluate import Measurement
 
 RulesPathOpt = Annotated[
     Path | None,
-    typer.Option("--rules", help="Rule file or folder \\[default: the configured rules folder]."),
+    typer.Option("--rules", help="Rule file or folder. \\[default: the configured rules folder]"),
 ]
 ReportsOpt = Annotated[
-    Path | None, typer.Option("--reports", help="Report folder \\[default: reports].")
+    Path | None, typer.Option("--reports", help="Report folder. \\[default: reports]")
 ]
 Paths = Annotated[list[Path], typer.Argument(help="Video files or folders (searched recursively).")]
 
@@ -62,12 +67,25 @@ def _rulesets(settings: Settings, rules: Path | None) -> list[Any]:
     return load_rulesets(rules or Path(settings.rules))
 
 
-def _models(settings: Settings) -> Any:
+def _models(settings: Settings, on_loading: Callable[[str | None], None] | None = None) -> Any:
+    """The configured model, loaded when first needed; ``on_loading`` hears
+    "loading model NAME …" before the image model loads and None once it has."""
     from policy_engine.models.provider import ModelProvider
 
     if settings.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {settings.batch_size}")
-    return ModelProvider(
+
+    class AnnouncedProvider(ModelProvider):
+        def embedder(self):  # type: ignore[no-untyped-def]
+            if self.embedder_loaded or on_loading is None:
+                return super().embedder()
+            on_loading(f"loading model {self.model} …")
+            try:
+                return super().embedder()
+            finally:
+                on_loading(None)
+
+    return AnnouncedProvider(
         settings.model, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
     )
 
@@ -88,18 +106,28 @@ def _when(moment: datetime | None) -> str:
 
 # -- scan -------------------------------------------------------------------------------------
 class _ProgressListener:
-    """Two bars on a terminal: files done, and seconds of the current file."""
+    """Two bars on a terminal: files done, and seconds of the current file; while the
+    model loads (seconds to minutes, before the first frame) the file's bar says so."""
 
     def __init__(self, progress: Progress) -> None:
         self.bars = progress
         self.files: TaskID = progress.add_task("files", total=None)
         self.current: TaskID | None = None
+        self.current_name = ""
 
     def file_started(self, path: Path, index: int, total: int) -> None:
         self.bars.update(self.files, total=total, completed=index)
         if self.current is not None:
             self.bars.remove_task(self.current)
-        self.current = self.bars.add_task(path.name[:50], total=None)
+        self.current_name = escape(path.name[:50])
+        self.current = self.bars.add_task(self.current_name, total=None)
+
+    def model_loading(self, note: str | None) -> None:
+        """Show ``note`` in place of the file's name (None: loaded, the name again); drawn
+        at once, since a refresh could come only after the load."""
+        if self.current is not None:
+            shown = f"{self.current_name}: {escape(note)}" if note else self.current_name
+            self.bars.update(self.current, description=shown, refresh=True)
 
     def progress(self, done: float, total: float) -> None:
         if self.current is not None:
@@ -121,7 +149,8 @@ def scan(
         bool, typer.Option("--force", help="Scan again even if already scanned alike.")
     ] = False,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 1 if any file failed (default: 0).")
+        bool,
+        typer.Option("--strict", help="Exit 1 if any file failed (else 0 however many failed)."),
     ] = False,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -129,12 +158,16 @@ def scan(
     fps: FpsOpt = None,
     sampling: SamplingOpt = None,
     framing: FramingOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_frames: MaxFramesOpt = None,
     batch_size: BatchSizeOpt = None,
     interval: IntervalOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Scan videos: sample, classify, measure, decide against the rule sets, store, report."""
+    """Scan videos: sample, classify, measure, decide against the rule sets, store, report.
+    The categories are the rule sets' (see `analyze --category` for ad-hoc ones)."""
     from policy_engine.pipeline.scan import find_videos
 
     try:
@@ -157,7 +190,14 @@ def scan(
         files = find_videos(paths)
         if not files:
             raise ConfigError(f"no video files in {', '.join(map(str, paths))}")
-        outcomes = scan_files(settings, rulesets, files, force=force, quiet=as_json)
+        outcomes = scan_files(
+            settings,
+            rulesets,
+            files,
+            force=force,
+            quiet=as_json,
+            window=Window(start, end, max_frames),
+        )
     except PolicyEngineError as exc:
         raise fail(exc) from None
     if as_json:
@@ -169,7 +209,13 @@ def scan(
 
 
 def scan_files(
-    settings: Settings, rulesets: list[Any], files: list[Path], *, force: bool, quiet: bool
+    settings: Settings,
+    rulesets: list[Any],
+    files: list[Path],
+    *,
+    force: bool,
+    quiet: bool,
+    window: Window | None = None,
 ) -> list[Any]:
     """The main job over ``files`` with a progress display (used by `scan` and `demo`)."""
     from policy_engine.api import analysis_options, settings_for_ruleset
@@ -177,11 +223,12 @@ def scan_files(
     from policy_engine.reporting import write_run_summary
 
     settings = settings_for_ruleset(settings, rulesets[0])
+    options = analysis_options(settings, **asdict(window or Window()))
     store = open_store(settings)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TimeElapsedColumn(),
         console=err,
         disable=quiet or not err.is_terminal,
@@ -190,14 +237,15 @@ def scan_files(
     started = datetime.now(UTC)
     try:
         with progress:
+            listener = _ProgressListener(progress)
             scanner = Scanner(
                 store,
                 rulesets,
-                _models(settings),
-                analysis_options(settings),
+                _models(settings, on_loading=listener.model_loading),
+                options,
                 reports_dir=Path(settings.reports),
                 force=force,
-                listener=_ProgressListener(progress),  # type: ignore[arg-type]
+                listener=listener,  # type: ignore[arg-type]
             )
             outcomes = scanner.scan(files)
     finally:
@@ -239,7 +287,9 @@ def demo(
     workdir: Annotated[
         Path, typer.Option(help="Where the demo's model, ingest folder and database go.")
     ] = Path(".demo"),
-    video: Annotated[Path | None, typer.Argument(help="A video; default: generated.")] = None,
+    video: Annotated[
+        Path | None, typer.Argument(help="A video. \\[default: generated ones]")
+    ] = None,
 ) -> None:
     """The main job, offline: a tiny model scans generated trailers (and a broken file)
     into a database, decides against the rules folder and writes the reports."""

@@ -21,7 +21,7 @@ from policy_engine.errors import (
 
 RulePaths = Annotated[
     list[Path] | None,
-    typer.Argument(help="Rule files or folders \\[default: the configured rules folder]."),
+    typer.Argument(help="Rule files or folders. \\[default: the configured rules folder]"),
 ]
 
 
