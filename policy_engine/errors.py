@@ -44,3 +44,20 @@ class StoreError(PolicyEngineError):
 
 class WorkerBusyError(StoreError):
     """Another live ingest worker holds the SQLite database (one worker at a time there)."""
+
+
+# The command line's exit codes (README "Exit codes"): 0 ok; 1 an unexpected error, or
+# failed files with --strict; then by the kind of error, the first that matches.
+EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (ConfigError, 2),
+    (MediaError, 3),
+    (ModelError, 4),
+    (DeviceUnavailableError, 4),
+    (WorkerBusyError, 6),
+    (StoreError, 5),
+]
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an error that stops a command."""
+    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1)

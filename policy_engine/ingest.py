@@ -161,6 +161,7 @@ class PassResult:
     problems: list[str] = field(default_factory=list)
     summary: Path | None = None
     error: str | None = None
+    failure: PolicyEngineError | None = None  # what stopped a failed run (its exit code)
 
 
 class _StopAwareListener(ScanListener):
@@ -316,6 +317,7 @@ class _Pass:
         self.seen: set[str] = set()
         self.handled: set[str] = set()
         self.tried: set[int] = set()  # ids of the files claimed in this pass
+        self.failure: PolicyEngineError | None = None
         self.counts: dict[str, int] = dict.fromkeys(vars(RunCounts()), 0)
 
     def run(self) -> PassResult:
@@ -351,6 +353,7 @@ class _Pass:
         except (PolicyEngineError, ScanAbandoned) as exc:
             status = "stopped" if isinstance(exc, ScanAbandoned) else "failed"
             error = None if isinstance(exc, ScanAbandoned) else str(exc)
+            self.failure = None if isinstance(exc, ScanAbandoned) else exc
             if error:
                 log.error("run %d failed: %s", run_id, error)
                 self.problems.append(f"the run stopped early: {error}")
@@ -536,7 +539,9 @@ class _Pass:
             ", ".join(f"{v} {k}" for k, v in vars(counts).items()),
             extra={"run": run_id, "status": status, "counts": vars(counts)},
         )
-        return PassResult(run_id, status, counts, self.outcomes, self.problems, summary, error)
+        return PassResult(
+            run_id, status, counts, self.outcomes, self.problems, summary, error, self.failure
+        )
 
 
 def ingest_settings(settings: Settings, folders: Sequence[str] | None) -> Settings:

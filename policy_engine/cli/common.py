@@ -15,14 +15,7 @@ from rich.text import Text
 from typer.core import TyperOption
 
 from policy_engine.config import Settings, load_settings
-from policy_engine.errors import (
-    ConfigError,
-    DeviceUnavailableError,
-    MediaError,
-    ModelError,
-    StoreError,
-    WorkerBusyError,
-)
+from policy_engine.errors import ConfigError, exit_code
 from policy_engine.models.checkpoint import DEFAULT_MODEL
 
 app = typer.Typer(
@@ -42,15 +35,6 @@ app.add_typer(db_app, name="db")
 # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
-
-_EXIT_CODES: list[tuple[type[BaseException], int]] = [
-    (ConfigError, 2),
-    (MediaError, 3),
-    (ModelError, 4),
-    (DeviceUnavailableError, 4),
-    (WorkerBusyError, 6),
-    (StoreError, 5),
-]
 
 
 # -- help rendering ----------------------------------------------------------------------
@@ -156,7 +140,7 @@ class Window:
 
 
 def fail(exc: BaseException) -> typer.Exit:
-    code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), 1)
+    code = exit_code(exc)
     err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 

@@ -34,7 +34,7 @@ from policy_engine.cli.common import (
 )
 from policy_engine.cli.records import ReportsOpt, RulesPathOpt
 from policy_engine.config import Settings
-from policy_engine.errors import PolicyEngineError
+from policy_engine.errors import PolicyEngineError, exit_code
 
 ingest_app = typer.Typer(
     help="The ingest queue: what is waiting, done, failed.", no_args_is_help=True
@@ -134,8 +134,8 @@ def schedule(
         raise fail(exc) from None
     if result.summary is not None:
         err.print(f"run summary: {result.summary}", highlight=False, markup=False)
-    if result.status == "failed":
-        raise typer.Exit(1)
+    if result.status == "failed":  # e.g. the database went away: 5, as for any command
+        raise typer.Exit(exit_code(result.failure) if result.failure else 1)
 
 
 @ingest_app.command("status")

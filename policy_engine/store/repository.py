@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from policy_engine.errors import StoreError
+from policy_engine.errors import ConfigError, StoreError
 from policy_engine.policy.evaluate import Decision, Reason
 from policy_engine.policy.model import RuleSet
 from policy_engine.store import database
@@ -604,13 +604,14 @@ class Store:
         schedule: str | None = None,
         tags: Sequence[str] | None = None,
     ) -> int:
+        # what the caller asked is wrong (exit 2), not the database (5)
         if not reviewer.strip():
-            raise StoreError("an override needs the reviewer's name")
+            raise ConfigError("an override needs the reviewer's name (--reviewer)")
         if not justification.strip():
-            raise StoreError("an override needs a justification")
+            raise ConfigError("an override needs a justification (--justification)")
         with self._transaction() as s:
             if s.get(DecisionRecord, decision_id) is None:
-                raise StoreError(f"no decision {decision_id}; see `policy-engine history`")
+                raise ConfigError(f"no decision {decision_id}; see `policy-engine history`")
             row = Override(
                 decision_id=decision_id,
                 reviewer=reviewer.strip(),
