@@ -38,6 +38,14 @@ class ConfigError(PolicyEngineError):
     """A setting or a command-line value is invalid."""
 
 
+class EmptyWindowError(ConfigError, MediaError):
+    """The window asked for (--start/--end) holds none of this video. A usage error for
+    one video (exit 2); in a batch, that file fails with the reason and the rest go on."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        MediaError.__init__(self, path, reason)
+
+
 class StoreError(PolicyEngineError):
     """The database is unreachable, locked, or its schema does not match this software."""
 

@@ -3,6 +3,8 @@ what was asked is 2, a database that fails is 5, even midway through a run."""
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -91,3 +93,45 @@ def test_a_database_failure_that_stops_a_nightly_run_exits_5(
          "--reports", str(tmp_path / "reports")],
     )  # fmt: skip
     assert result.exit_code == 5, result.output
+
+
+@pytest.fixture
+def three_seconds(tmp_path: Path) -> Path:
+    return write_color_segments(
+        tmp_path / "short.mp4", [(1.5, (220, 20, 20)), (1.5, (20, 200, 20))], size=(160, 90)
+    )
+
+
+@pytest.mark.parametrize("window", [["--start", "10s"], ["--start", "3.5s", "--end", "20s"]])
+def test_a_window_past_the_end_of_the_clip_is_a_usage_error(
+    window: list[str], three_seconds: Path, tiny_clip_dir: Path
+) -> None:
+    result = runner.invoke(
+        app, ["analyze", str(three_seconds), "--model", str(tiny_clip_dir), *window]
+    )
+    assert result.exit_code == 2, result.output
+    assert "frames sampled" not in result.stdout
+    assert re.search(r"the video is 3\.\d\d s long", result.stderr), result.stderr
+
+
+def test_an_end_before_the_start_is_a_usage_error(three_seconds: Path, tiny_clip_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["analyze", str(three_seconds), "--model", str(tiny_clip_dir), "--start", "2s",
+         "--end", "1s"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+
+
+def test_in_a_batch_a_clip_the_window_misses_fails_alone(
+    three_seconds: Path, tiny_clip_dir: Path, tmp_path: Path
+) -> None:
+    longer = write_color_segments(tmp_path / "long.mp4", [(5.0, (20, 20, 220))], size=(160, 90))
+    db = f"sqlite:///{tmp_path / 'pe.sqlite'}"
+    args = _scan_args(db, three_seconds, tiny_clip_dir, tmp_path)
+    result = runner.invoke(app, [*args, str(longer), "--start", "4s", "--json"])
+    assert result.exit_code == 0, result.output
+    outcomes = {Path(o["path"]).name: o for o in json.loads(result.stdout)}
+    assert outcomes["long.mp4"]["status"] == "scanned"
+    assert outcomes["short.mp4"]["status"] == "failed"
+    assert "the video is 3." in outcomes["short.mp4"]["error"]
