@@ -55,5 +55,7 @@ def configure(
         logger.handlers = [handler]
         logger.setLevel(level)
         logger.propagate = False
-    logging.getLogger("apscheduler").setLevel(max(level, logging.INFO))
+    # APScheduler says "Running job …" / "executed successfully" at INFO on every poll;
+    # our own run lines say what happened, so only its warnings and errors are kept.
+    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
     return log_format

@@ -34,7 +34,7 @@ from policy_engine.cli.common import (
 )
 from policy_engine.cli.records import ReportsOpt, RulesPathOpt
 from policy_engine.config import Settings
-from policy_engine.errors import PolicyEngineError, exit_code
+from policy_engine.errors import ConfigError, PolicyEngineError, exit_code
 
 ingest_app = typer.Typer(
     help="The ingest queue: what is waiting, done, failed.", no_args_is_help=True
@@ -201,12 +201,39 @@ def ingest_retry(
     config: ConfigOpt = None,
 ) -> None:
     """Give quarantined files a fresh set of attempts at the next run."""
+    wanted = [str(p.absolute()) for p in paths] if paths else None
     try:
         with _queue(_settings(ctx, config)) as queue:
-            count = queue.retry([str(p.absolute()) for p in paths] if paths else None)
+            if wanted:
+                _check_retryable(queue, wanted)
+            count = queue.retry(wanted)
     except PolicyEngineError as exc:
         raise fail(exc) from None
+    if count == 0:
+        out.print("no quarantined files: nothing to retry.", highlight=False, markup=False)
+        return
     out.print(f"{count} file(s) will be tried again at the next run.", highlight=False)
+
+
+RETRYABLE = ("quarantined", "retry")
+
+
+def _check_retryable(queue: Any, wanted: list[str]) -> None:
+    """Every file named is in the queue and quarantined (or waiting for a retry); else
+    nothing is changed and each one that is not is listed with why."""
+    states = {f.path: f.state for f in queue.files()}
+    wrong = [
+        f"{path}: not in the ingest queue" if path not in states
+        else f"{path}: {states[path]}, not quarantined"
+        for path in wanted
+        if states.get(path) not in RETRYABLE
+    ]  # fmt: skip
+    if wrong:
+        raise ConfigError(
+            "nothing retried; "
+            + "; ".join(wrong)
+            + ". `policy-engine ingest status --state quarantined` lists what can be retried"
+        )
 
 
 @config_app.command("show")

@@ -504,11 +504,25 @@ def history(
             return
         found = store.find_assets(asset)
         if not found:
-            raise ConfigError(f"no asset matches {asset!r}; `policy-engine history` lists them")
+            raise _no_asset(asset)
         for item in found:
             _print_asset_history(store, item.id)
     except PolicyEngineError as exc:
         raise fail(exc) from None
+
+
+def _no_asset(ref: str) -> ConfigError:
+    """No asset matches ``ref``; a hash prefix too short to be used says so."""
+    from policy_engine.store.repository import HASH_PREFIX_MIN
+
+    digits = ref.removeprefix("sha256:")
+    short = not ref.isdigit() and 0 < len(digits) < HASH_PREFIX_MIN
+    if short and all(c in "0123456789abcdef" for c in digits.lower()):
+        return ConfigError(
+            f"no asset matches {ref!r}: a content hash prefix needs at least"
+            f" {HASH_PREFIX_MIN} hex digits; `policy-engine history` lists the assets"
+        )
+    return ConfigError(f"no asset matches {ref!r}; `policy-engine history` lists them")
 
 
 def _print_assets(store: Any) -> None:
@@ -783,7 +797,7 @@ def report(
         for ref in assets:
             found = store.find_assets(ref)
             if not found:
-                raise ConfigError(f"no asset matches {ref!r}; `policy-engine history` lists them")
+                raise _no_asset(ref)
             for asset in found:
                 path = _write_report(store, asset.id, Path(settings.reports))
                 out.print(f"{path}", highlight=False, markup=False)

@@ -37,6 +37,7 @@ from policy_engine.store.schema import (
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 _IN_CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
+HASH_PREFIX_MIN = 6  # hex digits of a content hash that may name an asset
 
 
 # -- values in and out ----------------------------------------------------------------------
@@ -239,7 +240,7 @@ class Store:
             )
             conditions = [Asset.id.in_(seen_at)]
             digits = ref.removeprefix("sha256:")
-            if len(digits) >= 6 and all(c in "0123456789abcdef" for c in digits):
+            if len(digits) >= HASH_PREFIX_MIN and all(c in "0123456789abcdef" for c in digits):
                 conditions.append(Asset.content_sha256.startswith("sha256:" + digits))
             if ref.isdigit():
                 conditions.append(Asset.id == int(ref))
