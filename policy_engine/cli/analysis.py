@@ -32,6 +32,7 @@ from policy_engine.cli.common import (
     StartOpt,
     app,
     err,
+    escape,
     fail,
     load_rulesets,
     model_app,
@@ -148,7 +149,7 @@ def _analyse_and_decide(
     from policy_engine.pipeline import analyze_video, decide
 
     options = analysis_options(settings, start=start, end=end, max_frames=max_frames)
-    with err.status(f"loading model {settings.model} …", spinner="dots"):
+    with err.status(f"loading model {escape(settings.model)} …", spinner="dots"):
         embedder = load_embedder(settings)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -196,7 +197,7 @@ def _report(result: Any, decisions: list[Any], *, as_json: bool, frames: bool = 
 def _print_result(result: Any) -> None:
     video, model, cov = result.video, result.model, result.coverage
     wall = result.timings["total_s"]
-    out.print(f"[bold]{video.path}[/]", highlight=False)
+    out.print(f"[bold]{escape(str(video.path))}[/]", highlight=False)
     sampling = result.options.sampling
     rate = f" {sampling.fps:g}/s" if sampling.mode.value == "fps" else ""
     out.print(

@@ -10,12 +10,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.progress import ProgressColumn, Task
 from rich.text import Text
 from typer.core import TyperOption
 
 from policy_engine.config import Settings, load_settings
 from policy_engine.errors import ConfigError, exit_code
+from policy_engine.escaping import visible_controls
 from policy_engine.models.checkpoint import DEFAULT_MODEL
 
 app = typer.Typer(
@@ -137,6 +139,12 @@ class Window:
     start: str | None = None
     end: str | None = None
     max_frames: int | None = None
+
+
+def escape(text: str) -> str:
+    """Text from outside, for Rich output: markup escaped, control characters shown as
+    escapes (a file name with a newline stays on its row)."""
+    return escape_markup(visible_controls(text))
 
 
 def fail(exc: BaseException) -> typer.Exit:

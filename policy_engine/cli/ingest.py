@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from policy_engine.cli.common import (
@@ -28,6 +27,7 @@ from policy_engine.cli.common import (
     SamplingOpt,
     app,
     err,
+    escape,
     fail,
     out,
     settings_for,

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -41,6 +40,7 @@ from policy_engine.cli.common import (
     app,
     db_app,
     err,
+    escape,
     fail,
     load_rulesets,
     open_store,
@@ -50,6 +50,7 @@ from policy_engine.cli.common import (
 )
 from policy_engine.config import Settings
 from policy_engine.errors import ConfigError, PolicyEngineError
+from policy_engine.escaping import visible_controls
 from policy_engine.media.timecode import format_timecode
 from policy_engine.policy.evaluate import Measurement
 
@@ -470,7 +471,7 @@ def _print_reevaluation(result: Any) -> None:
                 escape(c.ruleset),
                 escape(before),
                 escape(_verdict_text(c.after.schedule, c.after.tags, c.after.review)),
-                escape("\n".join(c.why)),
+                "\n".join(escape(why) for why in c.why),
             )
         out.print(table)
     for scan, problem in result.problems:
@@ -563,10 +564,14 @@ def _print_asset_history(store: Any, asset_id: int) -> None:
         highlight=False,
     )
     for p in asset.paths:
-        out.print(f"  seen at {p.path} ({_when(p.first_seen)})", highlight=False, markup=False)
+        out.print(
+            f"  seen at {visible_controls(p.path)} ({_when(p.first_seen)})",
+            highlight=False,
+            markup=False,
+        )
     for s in scans:
         detail = (
-            s.error
+            visible_controls(s.error or "")
             if s.status == "failed"
             else (
                 f"{s.frame_count} frames, {s.model_name} {s.weights_sha256[:19]}…"
