@@ -111,3 +111,29 @@ def test_demo_on_a_terminal(tmp_path: Path) -> None:
     assert code == 0, shown
     assert "internal error" not in shown
     assert "loading model" in shown and "scanned" in shown
+
+
+def test_history_on_100_columns_shows_the_verdict_and_the_whole_path(
+    tiny_clip_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "a-rather-long-ingest-folder-name" / "trailers-for-the-autumn-schedule"
+    folder.mkdir(parents=True)
+    clip = write_color_segments(
+        folder / "the-very-long-title-of-a-feature-trailer.mp4", [(1.0, (220, 20, 20))],
+        size=(160, 90),
+    )  # fmt: skip
+    db = f"sqlite:///{tmp_path / 'pe.sqlite'}"
+    code, shown = run_on_terminal(
+        "--db", db, "scan", str(clip), "--model", str(tiny_clip_dir), "--device", "cpu",
+        "--rules", str(ROOT / "rules"), "--reports", str(tmp_path / "reports"), "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, shown
+    code, shown = run_on_terminal("--db", db, "history", cwd=tmp_path, columns=100)
+    assert code == 0, shown
+    lines = shown.splitlines()
+    assert all(len(line) <= 100 for line in lines), shown
+    assert re.search(r"\b(unrestricted|post-watershed|not-for-broadcast)\b", shown), shown
+    assert "…" not in shown, shown
+    rows = [line.split("│") for line in lines if line.count("│") >= 6]
+    assert str(clip) in "".join(row[1].strip() for row in rows), shown  # folded, never cut

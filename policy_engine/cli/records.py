@@ -532,8 +532,15 @@ def _print_assets(store: Any) -> None:
     assets = store.assets()
     current = store.current_decisions()
     table = Table(show_edge=False, header_style="bold")
-    for column in ("asset", "path", "content", "verdict", "tags", "review", "decided"):
-        table.add_column(column, no_wrap=column in ("path", "content"))
+    # On a narrow terminal the path folds over lines (whole, never cut with "…"); the
+    # verdict and the other short columns stay whole on one line.
+    table.add_column("asset", justify="right", no_wrap=True)
+    table.add_column("path", overflow="fold")
+    for column in ("content", "verdict"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("tags")
+    for column in ("review", "decided"):
+        table.add_column(column, no_wrap=True)
     for a in assets:
         mine = [d for (asset_id, _), d in current.items() if asset_id == a.id]
         ruled = [d.ruled() for d in mine]
