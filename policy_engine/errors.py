@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from policy_engine.escaping import visible_controls
+
 
 class PolicyEngineError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -19,7 +21,7 @@ class MediaError(PolicyEngineError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{visible_controls(self.path)}: {reason}")  # one line, whatever the name
 
 
 class ModelError(PolicyEngineError):

@@ -77,3 +77,14 @@ def test_a_newline_in_a_file_name_stays_on_its_row_of_the_scan_summary(
     row = _lines_with(result.stdout, SHOWN)
     assert len(row) == 1 and "scanned" in row[0], result.stdout
     _no_forged_line(result.stdout)
+
+
+def test_an_error_about_a_hostile_name_is_one_line_and_no_markup(
+    tmp_path: Path, tiny_clip_dir: Path
+) -> None:
+    bad = tmp_path / "[bold]new\nline.mp4"
+    bad.write_bytes(b"not a video")
+    result = runner.invoke(app, ["analyze", str(bad), "--model", str(tiny_clip_dir)])
+    assert result.exit_code == 3, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and r"[bold]new\nline.mp4" in line

@@ -137,3 +137,21 @@ def test_history_on_100_columns_shows_the_verdict_and_the_whole_path(
     assert "…" not in shown, shown
     rows = [line.split("│") for line in lines if line.count("│") >= 6]
     assert str(clip) in "".join(row[1].strip() for row in rows), shown  # folded, never cut
+
+
+def test_schedule_once_on_a_terminal_logs_readable_lines(
+    clip: Path, tiny_clip_dir: Path, tmp_path: Path
+) -> None:
+    """On a terminal the nightly run logs human lines (auto format) and finishes."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "clip.mp4").write_bytes(clip.read_bytes())
+    code, shown = run_on_terminal(
+        "--db", f"sqlite:///{tmp_path / 'pe.sqlite'}", "schedule", "--once",
+        "--ingest", str(tmp_path / "in"), "--model", str(tiny_clip_dir), "--device", "cpu",
+        "--rules", str(ROOT / "rules"), "--reports", str(tmp_path / "reports"),
+        cwd=tmp_path,
+        env={"POLICY_ENGINE_SETTLE_SECONDS": "0.1", "POLICY_ENGINE_QUIET_SECONDS": "0"},
+    )  # fmt: skip
+    assert code == 0, shown
+    assert "internal error" not in shown and '{"time"' not in shown  # human, not JSON
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO +run 1 completed", shown, re.M), shown

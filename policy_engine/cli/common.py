@@ -149,7 +149,8 @@ def escape(text: str) -> str:
 
 def fail(exc: BaseException) -> typer.Exit:
     code = exit_code(exc)
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    # the message may quote outside text: never read as markup (its own line breaks stay)
+    err.print(f"[bold red]error:[/] {escape_markup(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
