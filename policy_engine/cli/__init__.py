@@ -69,13 +69,11 @@ def main() -> None:
 
 
 def _from_the_database_driver(exc: BaseException) -> bool:
-    """A SQLAlchemy driver error (connection lost, locked, disk full) that reached the
-    command without the store's wording: a database problem all the same."""
-    if "sqlalchemy" not in sys.modules:
-        return False
-    from sqlalchemy.exc import DBAPIError
+    """A driver error that reached the command without the store's wording: a database
+    problem all the same."""
+    from policy_engine.store.driver import is_driver_error
 
-    return isinstance(exc, DBAPIError)
+    return is_driver_error(exc)
 
 
 def _one_line(exc: BaseException) -> str:
