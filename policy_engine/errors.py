@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from policy_engine.escaping import visible_controls
+
 
 class PolicyEngineError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -19,7 +21,7 @@ class MediaError(PolicyEngineError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{visible_controls(self.path)}: {reason}")  # one line, whatever the name
 
 
 class ModelError(PolicyEngineError):
@@ -38,9 +40,34 @@ class ConfigError(PolicyEngineError):
     """A setting or a command-line value is invalid."""
 
 
+class EmptyWindowError(ConfigError, MediaError):
+    """The window asked for (--start/--end) holds none of this video. A usage error for
+    one video (exit 2); in a batch, that file fails with the reason and the rest go on."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        MediaError.__init__(self, path, reason)
+
+
 class StoreError(PolicyEngineError):
     """The database is unreachable, locked, or its schema does not match this software."""
 
 
 class WorkerBusyError(StoreError):
     """Another live ingest worker holds the SQLite database (one worker at a time there)."""
+
+
+# The command line's exit codes (README "Exit codes"): 0 ok; 1 an unexpected error, or
+# failed files with --strict; then by the kind of error, the first that matches.
+EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (ConfigError, 2),
+    (MediaError, 3),
+    (ModelError, 4),
+    (DeviceUnavailableError, 4),
+    (WorkerBusyError, 6),
+    (StoreError, 5),
+]
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an error that stops a command."""
+    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1)

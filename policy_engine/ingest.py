@@ -183,6 +183,7 @@ class PassResult:
     problems: list[str] = field(default_factory=list)
     summary: Path | None = None
     error: str | None = None
+    failure: PolicyEngineError | None = None  # what stopped a failed run (its exit code)
 
 
 class _StopAwareListener(ScanListener):
@@ -369,6 +370,7 @@ class _Pass:
         self.seen: set[str] = set()
         self.handled: set[str] = set()
         self.tried: set[int] = set()  # ids of the files claimed in this pass
+        self.failure: PolicyEngineError | None = None
         self.counts: dict[str, int] = dict.fromkeys(vars(RunCounts()), 0)
         self._locked_since: float | None = None  # since when due rows could not be claimed
 
@@ -389,6 +391,7 @@ class _Pass:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever it was, the run and claims close
             status, error = "failed", _why(exc)
+            self.failure = exc if isinstance(exc, PolicyEngineError) else None
             if isinstance(exc, PolicyEngineError):
                 log.error("run %d failed: %s", run_id, error)
             else:
@@ -659,7 +662,9 @@ class _Pass:
             ", ".join(f"{v} {k}" for k, v in vars(counts).items()),
             extra={"run": run_id, "status": status, "counts": vars(counts)},
         )
-        return PassResult(run_id, status, counts, self.outcomes, self.problems, summary, error)
+        return PassResult(
+            run_id, status, counts, self.outcomes, self.problems, summary, error, self.failure
+        )
 
 
 def ingest_settings(settings: Settings, folders: Sequence[str] | None) -> Settings:

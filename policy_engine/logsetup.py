@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from policy_engine.errors import ConfigError
+from policy_engine.escaping import visible_controls
 
 FORMATS = ("auto", "human", "json")
 # LogRecord's own attributes; anything else on a record came in through ``extra=``
@@ -33,6 +34,16 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class HumanLines(logging.Formatter):
+    """One readable line per record; control characters in the message (a file named
+    with a newline) are escaped, so a name cannot split or forge a line. (JSON lines
+    are escaped by json itself.)"""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = visible_controls(record.message)
+        return super().formatMessage(record)
+
+
 def configure(
     log_format: str = "auto", *, level: int = logging.INFO, stream: TextIO | None = None
 ) -> str:
@@ -48,12 +59,14 @@ def configure(
         handler.setFormatter(JsonLines())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+            HumanLines("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
         )
     for name in ("policy_engine", "apscheduler"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(level)
         logger.propagate = False
-    logging.getLogger("apscheduler").setLevel(max(level, logging.INFO))
+    # APScheduler says "Running job …" / "executed successfully" at INFO on every poll;
+    # our own run lines say what happened, so only its warnings and errors are kept.
+    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
     return log_format

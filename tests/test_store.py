@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 
 from policy_engine.analysis.scoring import Category
-from policy_engine.errors import StoreError
+from policy_engine.errors import ConfigError, StoreError
 from policy_engine.policy.evaluate import evaluate
 from policy_engine.policy.loader import parse_ruleset
 from policy_engine.store import NewDecision, Store, database
@@ -238,9 +238,11 @@ def test_decision_round_trip_with_reasons_evidence_and_override(store: Store) ->
     ruled = only.ruled()
     assert (ruled.schedule, ruled.tags, ruled.review) == ("unrestricted", (), False)
     assert [o.id for o in store.decision(decision_id).overrides] == [first, second]
-    with pytest.raises(StoreError, match="justification"):
+    with pytest.raises(ConfigError, match="justification"):  # the caller's mistake, not the db's
         store.add_override(decision_id, reviewer="ann", justification="  ")
-    with pytest.raises(StoreError, match="no decision 999"):
+    with pytest.raises(ConfigError, match="reviewer"):
+        store.add_override(decision_id, reviewer="", justification="x")
+    with pytest.raises(ConfigError, match="no decision 999"):
         store.add_override(999, reviewer="ann", justification="x")
 
 

@@ -1,8 +1,9 @@
 """``policy-engine``: a thin command line over the Python API (pipeline, store, policy).
 
-Exit codes: 0 ok, 1 unexpected error (or failed files with --strict), 2 bad usage,
-settings or rules, 3 unreadable video, 4 model or device problem, 5 database problem,
-6 another ingest worker holds the SQLite database (one at a time there).
+Exit codes (policy_engine.errors.EXIT_CODES): 0 ok, 1 unexpected error (or failed files
+with --strict), 2 bad usage, settings or rules, 3 unreadable video, 4 model or device
+problem, 5 database problem (also when it stops a run midway), 6 another ingest worker
+holds the SQLite database (one at a time there).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from policy_engine import __version__
 from policy_engine.cli import analysis, ingest, records, rules  # noqa: F401 - they register commands
@@ -31,8 +33,8 @@ def main_options(
         str | None,
         typer.Option(
             "--db",
-            help="Database URL \\[env POLICY_ENGINE_DB; default sqlite:///policy-engine.sqlite]."
-            " PostgreSQL: postgresql://user@host:5432/name",
+            help="Database URL (env POLICY_ENGINE_DB). PostgreSQL:"
+            " postgresql://user@host:5432/name \\[default: sqlite:///policy-engine.sqlite]",
             show_default=False,
         ),
     ] = None,
@@ -52,12 +54,31 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - last line of defence for the user
         if os.environ.get("POLICY_ENGINE_DEBUG"):
             raise
+        if _from_the_database_driver(exc):  # not wrapped by the store: still exit 5
+            err.print(
+                f"[bold red]error:[/] the database failed: {escape(_one_line(exc))}",
+                highlight=False,
+            )
+            sys.exit(5)
         err.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
             "  This is a bug; rerun with POLICY_ENGINE_DEBUG=1 for the traceback and report it.",
             highlight=False,
         )
         sys.exit(1)
+
+
+def _from_the_database_driver(exc: BaseException) -> bool:
+    """A driver error that reached the command without the store's wording: a database
+    problem all the same."""
+    from policy_engine.store.driver import is_driver_error
+
+    return is_driver_error(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    detail = getattr(exc, "orig", None) or exc
+    return " ".join(str(detail).split())
 
 
 __all__ = ["app", "main"]

@@ -18,16 +18,21 @@ from policy_engine.cli.common import (
     ConfigOpt,
     DeviceOpt,
     DtypeOpt,
+    EndOpt,
     FpsOpt,
     FramingOpt,
     IntervalOpt,
     JsonOpt,
+    MaxFramesOpt,
     ModelOpt,
     NullOpt,
     RulesOpt,
     SamplingOpt,
+    SecondsColumn,
+    StartOpt,
     app,
     err,
+    escape,
     fail,
     load_rulesets,
     model_app,
@@ -84,14 +89,16 @@ def analyze(
     fps: FpsOpt = None,
     sampling: SamplingOpt = None,
     framing: FramingOpt = None,
-    start: Annotated[str | None, typer.Option(help="Start of the window (3s, 00:01:00).")] = None,
-    end: Annotated[str | None, typer.Option(help="End of the window.")] = None,
-    max_frames: Annotated[int | None, typer.Option(help="At most this many samples.")] = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_frames: MaxFramesOpt = None,
     batch_size: BatchSizeOpt = None,
     interval: IntervalOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
-    frames: Annotated[bool, typer.Option(help="With --json: per-frame probabilities.")] = False,
+    frames: Annotated[
+        bool, typer.Option("--frames", help="With --json: per-frame probabilities.")
+    ] = False,
 ) -> None:
     """Per-category coverage of one video: share of running time, first seen, runs."""
     try:
@@ -142,12 +149,12 @@ def _analyse_and_decide(
     from policy_engine.pipeline import analyze_video, decide
 
     options = analysis_options(settings, start=start, end=end, max_frames=max_frames)
-    with err.status(f"loading model {settings.model} …", spinner="dots"):
+    with err.status(f"loading model {escape(settings.model)} …", spinner="dots"):
         embedder = load_embedder(settings)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
+        SecondsColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
@@ -190,7 +197,7 @@ def _report(result: Any, decisions: list[Any], *, as_json: bool, frames: bool = 
 def _print_result(result: Any) -> None:
     video, model, cov = result.video, result.model, result.coverage
     wall = result.timings["total_s"]
-    out.print(f"[bold]{video.path}[/]", highlight=False)
+    out.print(f"[bold]{escape(str(video.path))}[/]", highlight=False)
     sampling = result.options.sampling
     rate = f" {sampling.fps:g}/s" if sampling.mode.value == "fps" else ""
     out.print(

@@ -4,21 +4,21 @@ the small helpers that turn flags into settings, rule sets and a store."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape as escape_markup
+from rich.progress import ProgressColumn, Task
+from rich.text import Text
+from typer.core import TyperOption
 
 from policy_engine.config import Settings, load_settings
-from policy_engine.errors import (
-    ConfigError,
-    DeviceUnavailableError,
-    MediaError,
-    ModelError,
-    StoreError,
-    WorkerBusyError,
-)
+from policy_engine.errors import ConfigError, exit_code
+from policy_engine.escaping import visible_controls
+from policy_engine.models.checkpoint import DEFAULT_MODEL
 
 app = typer.Typer(
     name="policy-engine",
@@ -38,17 +38,29 @@ app.add_typer(db_app, name="db")
 out = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
-_EXIT_CODES: list[tuple[type[BaseException], int]] = [
-    (ConfigError, 2),
-    (MediaError, 3),
-    (ModelError, 4),
-    (DeviceUnavailableError, 4),
-    (WorkerBusyError, 6),
-    (StoreError, 5),
-]
+
+# -- help rendering ----------------------------------------------------------------------
+def _flag_shows_no_type(original: Any) -> Any:
+    """Typer's Rich help prints a value type for every option, flags included
+    (``--json <bool>``), which reads as if a flag took a value; its plain help leaves
+    flags untyped, and so does ours."""
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag or self.count:
+            return None
+        return original(self, ctx)
+
+    return display_type_rich
+
+
+TyperOption.display_type_rich = _flag_shows_no_type(  # type: ignore[method-assign]
+    TyperOption.display_type_rich
+)
 
 
 # -- shared options (the public flag names other commands reuse) --------------------------
+# These default to None (a flag left out defers to the settings file and env), so each help
+# states the built-in default itself, written as Typer writes its own: "[default: …]".
 CategoryOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -56,11 +68,14 @@ CategoryOpt = Annotated[
         "-c",
         help="NAME=prompt,prompt,... (repeatable). Prompts are captions, e.g."
         " 'violence=people fighting,a person being shot'.",
+        show_default=False,
     ),
 ]
 NullOpt = Annotated[
     list[str] | None,
-    typer.Option("--null", help="Mark a --category as null (absorbs 'nothing matched')."),
+    typer.Option(
+        "--null", help="Mark a --category as null (absorbs 'nothing matched').", show_default=False
+    ),
 ]
 RulesOpt = Annotated[
     Path | None,
@@ -68,7 +83,10 @@ RulesOpt = Annotated[
 ]
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", help="Hugging Face id or local checkpoint folder.", show_default=False),
+    typer.Option(
+        "--model",
+        help=f"Hugging Face id or local checkpoint folder. \\[default: {DEFAULT_MODEL}]",
+    ),
 ]
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="auto | hpu | cuda | mps | cpu \\[default: auto]")
@@ -77,7 +95,8 @@ DtypeOpt = Annotated[
     str | None, typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 \\[default: auto]")
 ]
 FpsOpt = Annotated[
-    float | None, typer.Option("--fps", help="Frames sampled per second of video \\[default: 2]")
+    float | None,
+    typer.Option("--fps", help="Frames sampled per second of video. \\[default: 2]"),
 ]
 SamplingOpt = Annotated[
     str | None,
@@ -87,11 +106,51 @@ FramingOpt = Annotated[
     str | None,
     typer.Option("--framing", help="letterbox | tiles | center | squash \\[default: letterbox]"),
 ]
+StartOpt = Annotated[
+    str | None,
+    typer.Option("--start", help="Start of the window (3s, 1.5 s, 00:01:00). \\[default: 0]"),
+]
+EndOpt = Annotated[
+    str | None,
+    typer.Option("--end", help="End of the window. \\[default: the end of the video]"),
+]
+MaxFramesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-frames",
+        help="At most this many samples (spaced wider). \\[default: no limit]",
+    ),
+]
+BatchSizeOpt = Annotated[
+    int | None, typer.Option("--batch-size", help="Images per model call. \\[default: 32]")
+]
+IntervalOpt = Annotated[
+    float | None,
+    typer.Option("--interval", help="Seconds per interval of dominant labels. \\[default: 10]"),
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (TOML or YAML).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of each video analysed (--start, --end, --max-frames)."""
+
+    start: str | None = None
+    end: str | None = None
+    max_frames: int | None = None
+
+
+def escape(text: str) -> str:
+    """Text from outside, for Rich output: markup escaped, control characters shown as
+    escapes (a file name with a newline stays on its row)."""
+    return escape_markup(visible_controls(text))
 
 
 def fail(exc: BaseException) -> typer.Exit:
-    code = next((c for kind, c in _EXIT_CODES if isinstance(exc, kind)), 1)
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    code = exit_code(exc)
+    # the message may quote outside text: never read as markup (its own line breaks stay)
+    err.print(f"[bold red]error:[/] {escape_markup(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -107,12 +166,6 @@ def load_rulesets(path: Path) -> list[Any]:
     return rulesets
 
 
-BatchSizeOpt = Annotated[int | None, typer.Option(help="Images per model call \\[32].")]
-IntervalOpt = Annotated[float | None, typer.Option(help="Seconds per interval \\[10].")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (TOML or YAML).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
 def settings_for(ctx: typer.Context, flags: dict[str, Any], config: Path | None) -> Settings:
     """Settings from flags (None = not given), the global --db, env and settings file."""
     db = (ctx.find_root().obj or {}).get("db") if ctx is not None else None
@@ -124,3 +177,23 @@ def open_store(settings: Settings) -> Any:
     from policy_engine.store import Store
 
     return Store.open(settings.db, on_create=lambda note: err.print(note, highlight=False))
+
+
+# -- progress columns that know a total may not be known yet ------------------------------
+class SecondsColumn(ProgressColumn):
+    """Seconds of video done out of the total; only the seconds done while the total is
+    unknown (a task starts before the video's duration is read)."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text(f"{task.completed:.1f} s")
+        return Text(f"{task.completed:.1f}/{task.total:.1f} s")
+
+
+class CountColumn(ProgressColumn):
+    """``done/total``; nothing at all while the total is unknown (never ``0/?``)."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("")
+        return Text(f"{int(task.completed)}/{int(task.total)}")

@@ -12,24 +12,29 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from policy_engine.cli.common import (
+    BatchSizeOpt,
     ConfigOpt,
     DeviceOpt,
+    DtypeOpt,
     FpsOpt,
+    FramingOpt,
+    IntervalOpt,
     JsonOpt,
     ModelOpt,
+    SamplingOpt,
     app,
     err,
+    escape,
     fail,
     out,
     settings_for,
 )
 from policy_engine.cli.records import ReportsOpt, RulesPathOpt
 from policy_engine.config import Settings
-from policy_engine.errors import ConfigError, PolicyEngineError
+from policy_engine.errors import ConfigError, PolicyEngineError, exit_code
 
 ingest_app = typer.Typer(
     help="The ingest queue: what is waiting, done, failed.", no_args_is_help=True
@@ -87,7 +92,7 @@ def schedule(
         typer.Option(
             "--strict",
             help="With --once: exit 1 if any file failed or the run lists a problem (e.g. a"
-            " rule file whose rules are not applied) (default: 0).",
+            " rule file whose rules are not applied); else 0.",
         ),
     ] = False,
     ingest: IngestOpt = None,
@@ -95,12 +100,17 @@ def schedule(
     reports: ReportsOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     fps: FpsOpt = None,
+    sampling: SamplingOpt = None,
+    framing: FramingOpt = None,
+    batch_size: BatchSizeOpt = None,
+    interval: IntervalOpt = None,
     log_format: LogFormatOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """The nightly ingest daemon: scan new trailers in the ingest folders at the scheduled
-    time (default 02:00), or once now with --once. Stop with SIGTERM or Ctrl-C."""
+    time (02:00 unless set otherwise), or once now with --once. Stop with SIGTERM or Ctrl-C."""
     from policy_engine import logsetup, scheduler
 
     try:
@@ -112,7 +122,12 @@ def schedule(
             reports=reports,
             model=model,
             device=device,
+            dtype=dtype,
             fps=fps,
+            sampling=sampling,
+            framing=framing,
+            batch_size=batch_size,
+            interval=interval,
             log_format=log_format,
         )
         logsetup.configure(settings.log_format)
@@ -131,8 +146,8 @@ def schedule(
         raise fail(exc) from None
     if result.summary is not None:
         err.print(f"run summary: {result.summary}", highlight=False, markup=False)
-    if result.status == "failed":
-        raise typer.Exit(1)
+    if result.status == "failed":  # e.g. the database went away: 5, as for any command
+        raise typer.Exit(exit_code(result.failure) if result.failure else 1)
     if strict and (result.problems or any(o.status == "failed" for o in result.outcomes)):
         err.print(
             f"--strict: {len(result.problems)} problem(s) in this run (see the log and the"
@@ -201,17 +216,44 @@ def ingest_status(
 def ingest_retry(
     ctx: typer.Context,
     paths: Annotated[
-        list[Path] | None, typer.Argument(help="Files to retry \\[default: every quarantined one].")
+        list[Path] | None, typer.Argument(help="Files to retry. \\[default: every quarantined one]")
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Give quarantined files a fresh set of attempts at the next run."""
+    wanted = [str(p.absolute()) for p in paths] if paths else None
     try:
         with _queue(_settings(ctx, config)) as queue:
-            count = queue.retry([str(p.absolute()) for p in paths] if paths else None)
+            if wanted:
+                _check_retryable(queue, wanted)
+            count = queue.retry(wanted)
     except PolicyEngineError as exc:
         raise fail(exc) from None
+    if count == 0:
+        out.print("no quarantined files: nothing to retry.", highlight=False, markup=False)
+        return
     out.print(f"{count} file(s) will be tried again at the next run.", highlight=False)
+
+
+RETRYABLE = ("quarantined", "retry")
+
+
+def _check_retryable(queue: Any, wanted: list[str]) -> None:
+    """Every file named is in the queue and quarantined (or waiting for a retry); else
+    nothing is changed and each one that is not is listed with why."""
+    states = {f.path: f.state for f in queue.files()}
+    wrong = [
+        f"{path}: not in the ingest queue" if path not in states
+        else f"{path}: {states[path]}, not quarantined"
+        for path in wanted
+        if states.get(path) not in RETRYABLE
+    ]  # fmt: skip
+    if wrong:
+        raise ConfigError(
+            "nothing retried; "
+            + "; ".join(wrong)
+            + ". `policy-engine ingest status --state quarantined` lists what can be retried"
+        )
 
 
 @config_app.command("show")

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -25,17 +24,23 @@ from rich.table import Table
 from policy_engine.cli.common import (
     BatchSizeOpt,
     ConfigOpt,
+    CountColumn,
     DeviceOpt,
     DtypeOpt,
+    EndOpt,
     FpsOpt,
     FramingOpt,
     IntervalOpt,
     JsonOpt,
+    MaxFramesOpt,
     ModelOpt,
     SamplingOpt,
+    StartOpt,
+    Window,
     app,
     db_app,
     err,
+    escape,
     fail,
     load_rulesets,
     open_store,
@@ -45,6 +50,7 @@ from policy_engine.cli.common import (
 )
 from policy_engine.config import Settings
 from policy_engine.errors import ConfigError, PolicyEngineError
+from policy_engine.escaping import visible_controls
 from policy_engine.hashing import text_matches, text_sha256
 from policy_engine.media.timecode import format_timecode
 from policy_engine.policy.evaluate import Measurement
@@ -54,11 +60,11 @@ RulesPathOpt = Annotated[
     Path | None,
     typer.Option(
         "--rules",
-        help="Rule file or folder \\[default: the configured rules, else the shipped rule sets].",
+        help="Rule file or folder. \\[default: the configured rules, else the shipped rule sets]",
     ),
 ]
 ReportsOpt = Annotated[
-    Path | None, typer.Option("--reports", help="Report folder \\[default: reports].")
+    Path | None, typer.Option("--reports", help="Report folder. \\[default: reports]")
 ]
 Paths = Annotated[list[Path], typer.Argument(help="Video files or folders (searched recursively).")]
 
@@ -69,12 +75,25 @@ def _rulesets(settings: Settings, rules: Path | None) -> list[Any]:
     return load_rulesets(rules or Path(settings.rules))
 
 
-def _models(settings: Settings) -> Any:
+def _models(settings: Settings, on_loading: Callable[[str | None], None] | None = None) -> Any:
+    """The configured model, loaded when first needed; ``on_loading`` hears
+    "loading model NAME …" before the image model loads and None once it has."""
     from policy_engine.models.provider import ModelProvider
 
     if settings.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {settings.batch_size}")
-    return ModelProvider(
+
+    class AnnouncedProvider(ModelProvider):
+        def embedder(self):  # type: ignore[no-untyped-def]
+            if self.embedder_loaded or on_loading is None:
+                return super().embedder()
+            on_loading(f"loading model {self.model} …")
+            try:
+                return super().embedder()
+            finally:
+                on_loading(None)
+
+    return AnnouncedProvider(
         settings.model, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
     )
 
@@ -95,18 +114,28 @@ def _when(moment: datetime | None) -> str:
 
 # -- scan -------------------------------------------------------------------------------------
 class _ProgressListener:
-    """Two bars on a terminal: files done, and seconds of the current file."""
+    """Two bars on a terminal: files done, and seconds of the current file; while the
+    model loads (seconds to minutes, before the first frame) the file's bar says so."""
 
     def __init__(self, progress: Progress) -> None:
         self.bars = progress
         self.files: TaskID = progress.add_task("files", total=None)
         self.current: TaskID | None = None
+        self.current_name = ""
 
     def file_started(self, path: Path, index: int, total: int) -> None:
         self.bars.update(self.files, total=total, completed=index)
         if self.current is not None:
             self.bars.remove_task(self.current)
-        self.current = self.bars.add_task(path.name[:50], total=None)
+        self.current_name = escape(path.name[:50])
+        self.current = self.bars.add_task(self.current_name, total=None)
+
+    def model_loading(self, note: str | None) -> None:
+        """Show ``note`` in place of the file's name (None: loaded, the name again); drawn
+        at once, since a refresh could come only after the load."""
+        if self.current is not None:
+            shown = f"{self.current_name}: {escape(note)}" if note else self.current_name
+            self.bars.update(self.current, description=shown, refresh=True)
 
     def progress(self, done: float, total: float) -> None:
         if self.current is not None:
@@ -128,7 +157,8 @@ def scan(
         bool, typer.Option("--force", help="Scan again even if already scanned alike.")
     ] = False,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 1 if any file failed (default: 0).")
+        bool,
+        typer.Option("--strict", help="Exit 1 if any file failed (else 0 however many failed)."),
     ] = False,
     model: ModelOpt = None,
     device: DeviceOpt = None,
@@ -136,12 +166,16 @@ def scan(
     fps: FpsOpt = None,
     sampling: SamplingOpt = None,
     framing: FramingOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_frames: MaxFramesOpt = None,
     batch_size: BatchSizeOpt = None,
     interval: IntervalOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Scan videos: sample, classify, measure, decide against the rule sets, store, report."""
+    """Scan videos: sample, classify, measure, decide against the rule sets, store, report.
+    The categories are the rule sets' (see `analyze --category` for ad-hoc ones)."""
     from policy_engine.pipeline.scan import find_videos
 
     try:
@@ -168,7 +202,14 @@ def scan(
         )
         if not files:
             raise ConfigError(f"no video files in {', '.join(map(str, paths))}")
-        outcomes = scan_files(settings, rulesets, files, force=force, quiet=as_json)
+        outcomes = scan_files(
+            settings,
+            rulesets,
+            files,
+            force=force,
+            quiet=as_json,
+            window=Window(start, end, max_frames),
+        )
     except PolicyEngineError as exc:
         raise fail(exc) from None
     if as_json:
@@ -180,7 +221,13 @@ def scan(
 
 
 def scan_files(
-    settings: Settings, rulesets: list[Any], files: list[Path], *, force: bool, quiet: bool
+    settings: Settings,
+    rulesets: list[Any],
+    files: list[Path],
+    *,
+    force: bool,
+    quiet: bool,
+    window: Window | None = None,
 ) -> list[Any]:
     """The main job over ``files`` with a progress display (used by `scan` and `demo`)."""
     from policy_engine.api import analysis_options, settings_for_ruleset
@@ -188,11 +235,12 @@ def scan_files(
     from policy_engine.reporting import write_run_summary
 
     settings = settings_for_ruleset(settings, rulesets[0])
+    options = analysis_options(settings, **asdict(window or Window()))
     store = open_store(settings)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TimeElapsedColumn(),
         console=err,
         disable=quiet or not err.is_terminal,
@@ -201,14 +249,15 @@ def scan_files(
     started = datetime.now(UTC)
     try:
         with progress:
+            listener = _ProgressListener(progress)
             scanner = Scanner(
                 store,
                 rulesets,
-                _models(settings),
-                analysis_options(settings),
+                _models(settings, on_loading=listener.model_loading),
+                options,
                 reports_dir=Path(settings.reports),
                 force=force,
-                listener=_ProgressListener(progress),  # type: ignore[arg-type]
+                listener=listener,  # type: ignore[arg-type]
             )
             outcomes = scanner.scan(files)
     finally:
@@ -257,7 +306,9 @@ def demo(
     workdir: Annotated[
         Path, typer.Option(help="Where the demo's model, ingest folder and database go.")
     ] = Path(".demo"),
-    video: Annotated[Path | None, typer.Argument(help="A video; default: generated.")] = None,
+    video: Annotated[
+        Path | None, typer.Argument(help="A video. \\[default: generated ones]")
+    ] = None,
 ) -> None:
     """The main job, offline: a tiny model scans generated trailers (and a broken file)
     into a database, decides against the rules (the shipped rule sets unless configured)
@@ -464,7 +515,7 @@ def _print_reevaluation(result: Any) -> None:
                 escape(c.ruleset),
                 escape(before),
                 escape(_verdict_text(c.after.schedule, c.after.tags, c.after.review)),
-                escape("\n".join(c.why)),
+                "\n".join(escape(why) for why in c.why),
             )
         out.print(table)
     for scan, problem in result.problems:
@@ -498,11 +549,25 @@ def history(
             return
         found = store.find_assets(asset)
         if not found:
-            raise ConfigError(f"no asset matches {asset!r}; `policy-engine history` lists them")
+            raise _no_asset(asset)
         for item in found:
             _print_asset_history(store, item.id)
     except PolicyEngineError as exc:
         raise fail(exc) from None
+
+
+def _no_asset(ref: str) -> ConfigError:
+    """No asset matches ``ref``; a hash prefix too short to be used says so."""
+    from policy_engine.store.repository import HASH_PREFIX_MIN
+
+    digits = ref.removeprefix("sha256:")
+    short = not ref.isdigit() and 0 < len(digits) < HASH_PREFIX_MIN
+    if short and all(c in "0123456789abcdef" for c in digits.lower()):
+        return ConfigError(
+            f"no asset matches {ref!r}: a content hash prefix needs at least"
+            f" {HASH_PREFIX_MIN} hex digits; `policy-engine history` lists the assets"
+        )
+    return ConfigError(f"no asset matches {ref!r}; `policy-engine history` lists them")
 
 
 def _print_assets(store: Any) -> None:
@@ -511,8 +576,15 @@ def _print_assets(store: Any) -> None:
     assets = store.assets()
     current = store.current_decisions()
     table = Table(show_edge=False, header_style="bold")
-    for column in ("asset", "path", "content", "verdict", "tags", "review", "decided"):
-        table.add_column(column, no_wrap=column in ("path", "content"))
+    # On a narrow terminal the path folds over lines (whole, never cut with "…"); the
+    # verdict and the other short columns stay whole on one line.
+    table.add_column("asset", justify="right", no_wrap=True)
+    table.add_column("path", overflow="fold")
+    for column in ("content", "verdict"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("tags")
+    for column in ("review", "decided"):
+        table.add_column(column, no_wrap=True)
     for a in assets:
         mine = [d for (asset_id, _), d in current.items() if asset_id == a.id]
         ruled = [d.ruled() for d in mine]
@@ -543,10 +615,14 @@ def _print_asset_history(store: Any, asset_id: int) -> None:
         highlight=False,
     )
     for p in asset.paths:
-        out.print(f"  seen at {p.path} ({_when(p.first_seen)})", highlight=False, markup=False)
+        out.print(
+            f"  seen at {visible_controls(p.path)} ({_when(p.first_seen)})",
+            highlight=False,
+            markup=False,
+        )
     for s in scans:
         detail = (
-            s.error
+            visible_controls(s.error or "")
             if s.status == "failed"
             else (
                 f"{s.frame_count} frames, {s.model_name} {s.weights_sha256[:19]}…"
@@ -820,7 +896,7 @@ def report(
         for ref in assets:
             found = store.find_assets(ref)
             if not found:
-                raise ConfigError(f"no asset matches {ref!r}; `policy-engine history` lists them")
+                raise _no_asset(ref)
             for asset in found:
                 path = write_report(store, asset.id, Path(settings.reports))
                 out.print(f"{path}", highlight=False, markup=False)

@@ -22,7 +22,7 @@ from policy_engine.errors import (
 RulePaths = Annotated[
     list[Path] | None,
     typer.Argument(
-        help="Rule files or folders \\[default: the configured rules, else the shipped ones]."
+        help="Rule files or folders. \\[default: the configured rules, else the shipped ones]"
     ),
 ]
 

@@ -27,6 +27,7 @@ from policy_engine.analysis.scoring import (
     score_frames,
     validate_categories,
 )
+from policy_engine.errors import EmptyWindowError
 from policy_engine.media.framing import Framing
 from policy_engine.media.video import FrameSampler, SampledFrame, SamplingSpec, VideoInfo
 from policy_engine.models.clip import ClipEmbedder, ModelIdentity
@@ -128,6 +129,16 @@ def _decode_in_background(sampler: FrameSampler, capacity: int) -> Iterator[Samp
         worker.join(timeout=5)
 
 
+def _check_window(path: str | Path, start: float, duration: float | None) -> None:
+    """A window that starts at or after the end of the video holds nothing to measure."""
+    if duration is not None and start > 0 and start >= duration:
+        raise EmptyWindowError(
+            path,
+            f"the window starts at {start:g} s but the video is {duration:.2f} s long:"
+            f" nothing to sample; give a --start before {duration:.2f} s",
+        )
+
+
 def analyze_video(
     path: str | Path,
     categories: Sequence[Category],
@@ -192,6 +203,8 @@ def analyze_video(
         progress(window, window)
 
     end = sampler.window_end
+    if not times:
+        _check_window(path, options.sampling.start, end)
     start = min(options.sampling.start, end)
     scores = score_frames(categories, times, embeddings, text_embeddings, embedder.logit_scale)
     coverage = coverage_from_scores(

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from policy_engine.errors import StoreError
+from policy_engine.errors import ConfigError, StoreError
 from policy_engine.policy.evaluate import Decision, Reason
 from policy_engine.policy.model import RuleSet
 from policy_engine.policy.overrides import Ruling, ruling_in_force
@@ -39,6 +39,7 @@ from policy_engine.store.schema import (
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 _IN_CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
+HASH_PREFIX_MIN = 6  # hex digits of a content hash that may name an asset
 
 
 # -- values in and out ----------------------------------------------------------------------
@@ -232,7 +233,7 @@ class Store:
             )
             conditions = [Asset.id.in_(seen_at)]
             digits = ref.removeprefix("sha256:")
-            if len(digits) >= 6 and all(c in "0123456789abcdef" for c in digits):
+            if len(digits) >= HASH_PREFIX_MIN and all(c in "0123456789abcdef" for c in digits):
                 conditions.append(Asset.content_sha256.startswith("sha256:" + digits))
             if ref.isdigit():
                 conditions.append(Asset.id == int(ref))
@@ -628,13 +629,14 @@ class Store:
         schedule: str | None = None,
         tags: Sequence[str] | None = None,
     ) -> int:
+        # what the caller asked is wrong (exit 2), not the database (5)
         if not reviewer.strip():
-            raise StoreError("an override needs the reviewer's name")
+            raise ConfigError("an override needs the reviewer's name (--reviewer)")
         if not justification.strip():
-            raise StoreError("an override needs a justification")
+            raise ConfigError("an override needs a justification (--justification)")
         with self._transaction() as s:
             if s.get(DecisionRecord, decision_id) is None:
-                raise StoreError(f"no decision {decision_id}; see `policy-engine history`")
+                raise ConfigError(f"no decision {decision_id}; see `policy-engine history`")
             row = Override(
                 decision_id=decision_id,
                 reviewer=reviewer.strip(),
