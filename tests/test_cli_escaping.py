@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from policy_engine.cli import app
+from policy_engine.config import SHIPPED_RULES
 from policy_engine.media.synthetic import write_color_segments
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 NAME = "new\nline\x1b[31m.mp4"  # a newline, and an escape sequence that would colour a terminal
 SHOWN = r"new\nline\x1b[31m.mp4"
@@ -44,7 +44,7 @@ def test_a_newline_in_a_file_name_stays_on_one_log_line_and_one_row(
         app,
         ["--db", db, "schedule", "--once", "--ingest", str(hostile.parent), "--log-format",
          "human", "--model", str(tiny_clip_dir), "--device", "cpu",
-         "--rules", str(ROOT / "rules"), "--reports", str(tmp_path / "reports")],
+         "--rules", str(SHIPPED_RULES), "--reports", str(tmp_path / "reports")],
     )  # fmt: skip
     assert run.exit_code == 0, run.output
     logged = _lines_with(run.stderr, SHOWN)
@@ -69,7 +69,7 @@ def test_a_newline_in_a_file_name_stays_on_its_row_of_the_scan_summary(
     result = runner.invoke(
         app,
         ["--db", f"sqlite:///{tmp_path / 'pe.sqlite'}", "scan", str(hostile),
-         "--model", str(tiny_clip_dir), "--device", "cpu", "--rules", str(ROOT / "rules"),
+         "--model", str(tiny_clip_dir), "--device", "cpu", "--rules", str(SHIPPED_RULES),
          "--reports", str(tmp_path / "reports")],
         terminal_width=250,
     )  # fmt: skip

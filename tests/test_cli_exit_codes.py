@@ -14,11 +14,11 @@ import sqlalchemy.exc
 from typer.testing import CliRunner
 
 from policy_engine.cli import app, main
+from policy_engine.config import SHIPPED_RULES
 from policy_engine.errors import StoreError
 from policy_engine.media.synthetic import write_color_segments
 from policy_engine.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -31,7 +31,7 @@ def clip(tmp_path: Path) -> Path:
 
 def _scan_args(db: str, clip: Path, model: Path, tmp_path: Path) -> list[str]:
     return ["--db", db, "scan", str(clip), "--model", str(model), "--device", "cpu",
-            "--rules", str(ROOT / "rules"), "--reports", str(tmp_path / "reports")]  # fmt: skip
+            "--rules", str(SHIPPED_RULES), "--reports", str(tmp_path / "reports")]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_a_database_failure_that_stops_a_nightly_run_exits_5(
     result = runner.invoke(
         app,
         ["--db", db, "schedule", "--once", "--ingest", str(clip.parent),
-         "--model", str(tiny_clip_dir), "--device", "cpu", "--rules", str(ROOT / "rules"),
+         "--model", str(tiny_clip_dir), "--device", "cpu", "--rules", str(SHIPPED_RULES),
          "--reports", str(tmp_path / "reports")],
     )  # fmt: skip
     assert result.exit_code == 5, result.output

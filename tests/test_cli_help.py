@@ -13,9 +13,9 @@ import typer
 from typer.testing import CliRunner
 
 from policy_engine.cli import app
+from policy_engine.config import SHIPPED_RULES
 from policy_engine.media.synthetic import write_color_segments
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -86,7 +86,7 @@ def test_scan_window_flags_take_effect(clip: Path, tiny_clip_dir: Path, tmp_path
     result = runner.invoke(
         app,
         ["--db", db, "scan", str(clip), "--model", str(tiny_clip_dir), "--device", "cpu",
-         "--rules", str(ROOT / "rules"), "--reports", str(tmp_path / "reports"),
+         "--rules", str(SHIPPED_RULES), "--reports", str(tmp_path / "reports"),
          "--fps", "4", "--start", "1s", "--max-frames", "3", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -109,7 +109,7 @@ def test_schedule_analysis_flags_take_effect(
     result = runner.invoke(
         app,
         ["--db", db, "schedule", "--once", "--ingest", str(clip.parent),
-         "--model", str(tiny_clip_dir), "--device", "cpu", "--rules", str(ROOT / "rules"),
+         "--model", str(tiny_clip_dir), "--device", "cpu", "--rules", str(SHIPPED_RULES),
          "--reports", str(tmp_path / "reports"),
          "--dtype", "fp32", "--sampling", "keyframes", "--framing", "center", "--interval", "1"],
     )  # fmt: skip

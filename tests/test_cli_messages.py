@@ -13,12 +13,11 @@ from typer.testing import CliRunner
 
 from policy_engine import logsetup
 from policy_engine.cli import app
-from policy_engine.config import Settings
+from policy_engine.config import SHIPPED_RULES, Settings
 from policy_engine.ingest import Ingestor
 from policy_engine.media.synthetic import write_color_segments
 from policy_engine.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -31,7 +30,7 @@ def quarantined(tmp_path: Path, tiny_clip_dir: Path) -> tuple[Settings, Path]:
     settings = Settings(
         db=f"sqlite:///{tmp_path / 'e.sqlite'}",
         ingest=(str(tmp_path / "in"),),
-        rules=str(ROOT / "rules"),
+        rules=str(SHIPPED_RULES),
         reports=str(tmp_path / "reports"),
         model=str(tiny_clip_dir),
         settle_seconds=0,

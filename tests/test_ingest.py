@@ -521,7 +521,9 @@ def test_a_worker_presumed_dead_rejoins_under_a_new_name(
         an_hour_later = IngestQueue(
             ingestor.store, timing_of(settings), now=lambda: datetime.now(UTC) + timedelta(hours=1)
         )
-        assert [r.worker_id for r in an_hour_later.reap()] == [first]  # as another worker would, seeing no heartbeat
+        assert [r.worker_id for r in an_hour_later.reap()] == [
+            first
+        ]  # as another worker would, seeing no heartbeat
         deadline = time.monotonic() + 10
         while not ingestor.lost and time.monotonic() < deadline:
             time.sleep(0.05)

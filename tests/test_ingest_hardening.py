@@ -10,14 +10,13 @@ import socket
 import sqlite3
 import threading
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
+from test_ingest import settings_for_test as settings_for
 
-from policy_engine.config import Settings
 from policy_engine.hashing import file_sha256
 from policy_engine.ingest import Ingestor
 from policy_engine.media.synthetic import write_color_segments
@@ -34,23 +33,6 @@ from policy_engine.store.ingest import (
 from policy_engine.store.schema import IngestFile, IngestRun, Scan
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def settings_for(tmp_path: Path, db: str, model: Path, folder: Path, **changes) -> Settings:
-    base = Settings(
-        model=str(model),
-        db=db,
-        ingest=(str(folder),),
-        rules=str(REPO_ROOT / "policy_engine" / "rules"),
-        reports=str(tmp_path / "reports"),
-        settle_seconds=0.2,
-        quiet_seconds=0.0,
-        settle_wait=10.0,
-        retry_backoff=0.0,
-        heartbeat=0.5,
-        claim_timeout=5.0,
-    )
-    return replace(base, **changes)
 
 
 def rows(db: str, query) -> list:
