@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from policy_engine.config import SHIPPED_RULES
 from policy_engine.media.synthetic import write_color_segments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +90,7 @@ def test_scan_on_a_terminal_says_the_model_is_loading(
     db = f"sqlite:///{tmp_path / 'pe.sqlite'}"
     code, shown = run_on_terminal(
         "--db", db, "scan", str(clip), "--model", str(tiny_clip_dir), "--device", "cpu",
-        "--rules", str(ROOT / "rules"), "--reports", str(tmp_path / "reports"),
+        "--rules", str(SHIPPED_RULES), "--reports", str(tmp_path / "reports"),
         cwd=tmp_path,
     )  # fmt: skip
     assert code == 0, shown
@@ -105,7 +106,7 @@ def test_demo_on_a_terminal(tmp_path: Path) -> None:
         "demo",
         "--workdir",
         str(tmp_path / "demo"),
-        cwd=ROOT,  # the shipped rules folder
+        cwd=tmp_path,  # anywhere: the shipped rules are package data
         env={"POLICY_ENGINE_REPORTS": str(tmp_path / "reports")},
     )
     assert code == 0, shown
@@ -125,7 +126,7 @@ def test_history_on_100_columns_shows_the_verdict_and_the_whole_path(
     db = f"sqlite:///{tmp_path / 'pe.sqlite'}"
     code, shown = run_on_terminal(
         "--db", db, "scan", str(clip), "--model", str(tiny_clip_dir), "--device", "cpu",
-        "--rules", str(ROOT / "rules"), "--reports", str(tmp_path / "reports"), "--json",
+        "--rules", str(SHIPPED_RULES), "--reports", str(tmp_path / "reports"), "--json",
         cwd=tmp_path,
     )  # fmt: skip
     assert code == 0, shown
@@ -148,7 +149,7 @@ def test_schedule_once_on_a_terminal_logs_readable_lines(
     code, shown = run_on_terminal(
         "--db", f"sqlite:///{tmp_path / 'pe.sqlite'}", "schedule", "--once",
         "--ingest", str(tmp_path / "in"), "--model", str(tiny_clip_dir), "--device", "cpu",
-        "--rules", str(ROOT / "rules"), "--reports", str(tmp_path / "reports"),
+        "--rules", str(SHIPPED_RULES), "--reports", str(tmp_path / "reports"),
         cwd=tmp_path,
         env={"POLICY_ENGINE_SETTLE_SECONDS": "0.1", "POLICY_ENGINE_QUIET_SECONDS": "0"},
     )  # fmt: skip

@@ -263,24 +263,32 @@ class IngestQueue:
                 )
                 if not taken.rowcount:
                     continue  # another worker reaped it first
-                self._close_work_of(s, worker.id, now, f"worker {worker.id} died ({why})")
+                self._close_work_of(
+                    s,
+                    worker.id,
+                    now,
+                    scan_error=f"interrupted: worker {worker.id} died ({why})",
+                    run_error=f"the worker died during the run ({why})",
+                )
                 loading = s.get(Lease, LOADING_MODEL_LEASE + worker.id) is not None
                 reason = None if loading else f"worker died during it: {why}"
                 quarantined = self._release_everything(s, worker.id, reason=reason)
             reaped.append(Reaped(worker.id, why, tuple(quarantined)))
         return reaped
 
-    def _close_work_of(self, s: Session, worker_id: str, now: datetime, why: str) -> None:
-        """A worker's running scans and runs end as failed, with ``why``."""
+    def _close_work_of(
+        self, s: Session, worker_id: str, now: datetime, *, scan_error: str, run_error: str
+    ) -> None:
+        """A worker's running scans and runs end as failed, with these reasons."""
         s.execute(
             update(Scan)
             .where(Scan.worker_id == worker_id, Scan.status == RUNNING)
-            .values(status="failed", finished_at=now, error=f"interrupted: {why}")
+            .values(status="failed", finished_at=now, error=scan_error)
         )
         s.execute(
             update(IngestRun)
             .where(IngestRun.worker_id == worker_id, IngestRun.status == RUNNING)
-            .values(status="failed", finished_at=now, error=f"the run was interrupted: {why}")
+            .values(status="failed", finished_at=now, error=run_error)
         )
 
     def recover(self, why: str) -> None:
@@ -288,7 +296,9 @@ class IngestQueue:
         it left running or claimed is closed as failed and given back, so nothing stays
         'running' or 'claimed' for ever."""
         with self._transaction() as s:
-            self._close_work_of(s, self.worker_id, self.now(), why)
+            self._close_work_of(
+                s, self.worker_id, self.now(), scan_error=f"interrupted: {why}", run_error=why
+            )
             self._release_everything(s, self.worker_id, reason=None)
 
     @contextmanager
