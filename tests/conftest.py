@@ -115,3 +115,30 @@ def store(db_url: str):
     opened = Store.open(db_url)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def schedule_once(tiny_clip_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``policy-engine schedule --once`` over a folder whose files settle at once, with the
+    tiny model and the shipped rules: ``schedule_once(db, folder, *more_flags)``."""
+    from typer.testing import CliRunner
+
+    from policy_engine.cli import app
+    from policy_engine.config import SHIPPED_RULES
+
+    for name, value in {
+        "SETTLE_SECONDS": "0.1",
+        "QUIET_SECONDS": "0",
+        "LOG_FORMAT": "json",
+    }.items():
+        monkeypatch.setenv(f"POLICY_ENGINE_{name}", value)
+
+    def run(db: str, folder: Path, *flags: str):
+        return CliRunner().invoke(
+            app,
+            ["--db", db, "schedule", "--once", "--ingest", str(folder),
+             "--model", str(tiny_clip_dir), "--device", "cpu", "--rules", str(SHIPPED_RULES),
+             "--reports", str(tmp_path / "reports"), *flags],
+        )  # fmt: skip
+
+    return run

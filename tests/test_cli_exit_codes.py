@@ -76,22 +76,11 @@ def test_a_database_failure_midway_through_scan_exits_5(
 
 
 def test_a_database_failure_that_stops_a_nightly_run_exits_5(
-    clip: Path, tiny_clip_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schedule_once
 ) -> None:
     _database_fails_midway(monkeypatch, StoreError("database pe.sqlite: disk I/O error"))
-    for name, value in {
-        "SETTLE_SECONDS": "0.1",
-        "QUIET_SECONDS": "0",
-        "LOG_FORMAT": "json",
-    }.items():
-        monkeypatch.setenv(f"POLICY_ENGINE_{name}", value)
     db = f"sqlite:///{tmp_path / 'pe.sqlite'}"
-    result = runner.invoke(
-        app,
-        ["--db", db, "schedule", "--once", "--ingest", str(clip.parent),
-         "--model", str(tiny_clip_dir), "--device", "cpu", "--rules", str(SHIPPED_RULES),
-         "--reports", str(tmp_path / "reports")],
-    )  # fmt: skip
+    result = schedule_once(db, clip.parent)
     assert result.exit_code == 5, result.output
 
 

@@ -96,22 +96,11 @@ def test_scan_window_flags_take_effect(clip: Path, tiny_clip_dir: Path, tmp_path
     assert sampling["start"] == 1.0 and sampling["max_frames"] == 3
 
 
-def test_schedule_analysis_flags_take_effect(
-    clip: Path, tiny_clip_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in {
-        "SETTLE_SECONDS": "0.1",
-        "QUIET_SECONDS": "0",
-        "LOG_FORMAT": "json",
-    }.items():
-        monkeypatch.setenv(f"POLICY_ENGINE_{name}", value)
+def test_schedule_analysis_flags_take_effect(clip: Path, tmp_path: Path, schedule_once) -> None:
     db = f"sqlite:///{tmp_path / 'pe.sqlite'}"
-    result = runner.invoke(
-        app,
-        ["--db", db, "schedule", "--once", "--ingest", str(clip.parent),
-         "--model", str(tiny_clip_dir), "--device", "cpu", "--rules", str(SHIPPED_RULES),
-         "--reports", str(tmp_path / "reports"),
-         "--dtype", "fp32", "--sampling", "keyframes", "--framing", "center", "--interval", "1"],
+    result = schedule_once(
+        db, clip.parent,
+        "--dtype", "fp32", "--sampling", "keyframes", "--framing", "center", "--interval", "1",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     scan = _stored_scan(db)["scan"]
