@@ -2,9 +2,9 @@
 
 One pass (``Ingestor.run_pass``):
 
-1. Dead workers are reaped (their files become due again) and the rule files are read
-   again; a rule file that fails to load leaves its last good version (from the
-   database) in force, and the failure is reported.
+1. The rule files are read again; a rule file that fails to load leaves the version of
+   it last in force (from the database) in force, and the failure heads the run's
+   problems. Dead workers are reaped (their files become due again).
 2. Every ingest folder is listed (include/exclude patterns, optionally recursive) and
    each file's size and mtime recorded. A file is *settled* once both have stayed the
    same for ``settle_seconds`` and it has not been modified for ``quiet_seconds``: a
@@ -13,8 +13,8 @@ One pass (``Ingestor.run_pass``):
    a lease on their content hash, so a copy or a renamed trailer reuses the first
    scan's result (and is linked to the same asset) instead of being scanned twice.
 4. A failure is retried with doubling backoff, then quarantined with its reason; the
-   next file goes on. Files still settling are waited for (up to ``settle_wait``), then
-   left for the next run.
+   next file goes on. Files still settling, or in other workers' hands, are waited for
+   (up to ``settle_wait``), then left for the next run.
 5. The run is recorded (counts, problems) and its summary report written.
 
 Stopping: ``StopSignals.request()`` once finishes the file in hand, twice abandons it
@@ -144,7 +144,8 @@ def load_rules(path: str | Path, store: Store) -> tuple[list[RuleSet], list[str]
     def last_good(file: Path, problems: Sequence[Any]) -> RuleSet | None:
         explained.update(p.path for p in problems)
         why = "; ".join(str(p) for p in problems)
-        last = store.last_good_ruleset(str(file.resolve()))
+        # by the resolved path; else as spelt (rows recorded before paths were resolved)
+        last = store.last_good_ruleset(str(file.resolve())) or store.last_good_ruleset(str(file))
         if last is None:
             not_applied.append(
                 f"rule file {file} failed to load ({why}); it has never loaded, so no"
@@ -300,6 +301,8 @@ class Ingestor:
                 device=settings.device,
                 dtype=settings.dtype,
                 batch_size=settings.batch_size,
+                # a death while a model loads does not count against the file in hand
+                while_loading=lambda what: self.queue.loading_model(),
             )
         return self._models[key]
 
@@ -333,29 +336,6 @@ def _why(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-class _MarkedModelLoads:
-    """The model provider, with the time spent loading a model marked in the queue: a
-    worker that dies then (out of memory, killed) has not started on the file it holds,
-    so the death does not count against that file."""
-
-    def __init__(self, provider: ModelProvider, queue: IngestQueue) -> None:
-        self._provider = provider
-        self._queue = queue
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._provider, name)
-
-    def checkpoint(self) -> Any:
-        with self._queue.loading_model():
-            return self._provider.checkpoint()
-
-    def embedder(self) -> Any:
-        if self._provider.embedder_loaded:
-            return self._provider.embedder()
-        with self._queue.loading_model():
-            return self._provider.embedder()
-
-
 class _Pass:
     """The state of one pass; see the module docstring for the steps."""
 
@@ -375,8 +355,9 @@ class _Pass:
         self._locked_since: float | None = None  # since when due rows could not be claimed
 
     def run(self) -> PassResult:
-        unclosed, self.ingestor.unclosed = self.ingestor.unclosed, None
-        self.queue.recover(unclosed or "an earlier run of this worker ended before closing it")
+        unclosed = self.ingestor.unclosed or "an earlier run of this worker ended unclosed"
+        self.queue.recover(unclosed)
+        self.ingestor.unclosed = None  # only once recovered: else the next pass tries again
         run_id = self.queue.start_run(self.trigger)
         log.info("run %d (%s) started over %s", run_id, self.trigger, ", ".join(self.folders))
         status, error = "completed", None
@@ -414,7 +395,7 @@ class _Pass:
         scanner = Scanner(
             self.ingestor.store,
             rulesets,
-            _MarkedModelLoads(self.ingestor._provider(settings), self.queue),  # type: ignore[arg-type]
+            self.ingestor._provider(settings),
             analysis_options(settings),
             reports_dir=Path(settings.reports),
             listener=_StopAwareListener(self.signals),
@@ -512,7 +493,8 @@ class _Pass:
                 f" {now - self._locked_since:.0f} s; left for the next run"
             )
             return None
-        if backlog.held:  # they come back if their worker gives them up or dies
+        if backlog.held and time.monotonic() < deadline:
+            # they come back here if their worker gives them up or dies
             for reaped in self.queue.reap():
                 self._reaped(reaped)
             return min(max(self.settings.heartbeat, LOCKED_RETRY_S), HELD_POLL_MAX_S)

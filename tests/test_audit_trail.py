@@ -264,3 +264,22 @@ def test_override_rewrites_the_report_and_the_index(scanned) -> None:
     assert json.loads(stdout)[0]["verdict"]["schedule"] == "post-watershed"
     assert _verdict_in(report) == "Post-watershed only"
     assert _index_verdicts(index) == {"trailer.mp4": "post-watershed"}
+
+
+def test_an_override_whose_pages_cannot_be_written_is_recorded_with_a_warning(scanned) -> None:
+    """The ruling is stored before the pages are written: a folder that cannot take them
+    is a warning with the fix, not an internal error inviting a second, duplicate ruling."""
+    db, decision_id, report, _ = scanned
+    shutil.rmtree(report.parent)
+    report.parent.write_text("a file where the reports folder was")  # cannot hold pages
+    code, stdout, stderr = run(
+        "--db", db, "override", str(decision_id), "--reviewer", "A. Reviewer",
+        "-j", "Stylised", "--schedule", "unrestricted", "--reports", str(report.parent),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "override 1 recorded" in stdout
+    assert "could not be written" in stderr and "policy-engine report" in stderr
+    store = Store.open(db)
+    (current,) = store.current_decisions().values()
+    store.close()
+    assert current.ruled().schedule == "unrestricted"

@@ -182,3 +182,14 @@ def test_a_path_spelt_with_dot_dot_is_stored_resolved(
         paths = set(s.scalars(select(AssetPath.path))) | set(s.scalars(select(Scan.path)))
     store.close()
     assert paths == {str((tmp_path / "in" / "promo.mp4").resolve())}
+
+
+def test_a_linked_folder_is_reported_not_skipped_silently(tmp_path: Path, clip: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(clip, tmp_path / "elsewhere" / "promo.mp4")
+    (folder / "linked").symlink_to(tmp_path / "elsewhere")
+    problems: list[str] = []
+    assert find_videos([folder], on_error=problems.append) == []
+    assert problems == [f"{folder / 'linked'}: a linked folder; not searched"]

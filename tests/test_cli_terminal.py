@@ -8,10 +8,12 @@ import errno
 import fcntl
 import os
 import re
+import select
 import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -51,7 +53,15 @@ def run_on_terminal(
     )
     os.close(follower)
     shown = bytearray()
+    deadline = time.monotonic() + 180  # a command that hangs fails the test, not CI
     while True:  # until the child closes the terminal (EIO on Linux)
+        ready, _, _ = select.select([leader], [], [], max(deadline - time.monotonic(), 0))
+        if not ready:
+            process.kill()
+            os.close(leader)
+            raise AssertionError(
+                f"no end after 180 s; shown so far:\n{shown.decode(errors='replace')}"
+            )
         try:
             chunk = os.read(leader, 65536)
         except OSError as exc:

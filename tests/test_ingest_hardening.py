@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import make_url, select, text
 from test_ingest import settings_for_test as settings_for
 
 from policy_engine.hashing import file_sha256
@@ -109,7 +109,7 @@ def test_a_file_growing_while_another_is_scanned_settles_instead_of_spinning(
 
     def slow_scan(self, path, **kwargs):
         if path.name == "a-first.mp4":
-            time.sleep(1.0)  # long enough for the growing file's record to look settled
+            time.sleep(2.5)  # long enough for the growing file's record to look settled
         return original_scan(self, path, **kwargs)
 
     def counted_claim(self, folders, *, skip=()):
@@ -131,7 +131,7 @@ def test_a_file_growing_while_another_is_scanned_settles_instead_of_spinning(
     writer = threading.Thread(target=write_slowly)
     settings = settings_for(
         tmp_path, f"sqlite:///{tmp_path / 'e.sqlite'}", tiny_clip_dir, folder,
-        settle_seconds=0.3, quiet_seconds=0.3, settle_wait=20.0,
+        settle_seconds=1.0, quiet_seconds=1.0, settle_wait=30.0,
     )  # fmt: skip
     results: list = []
     with Ingestor(settings) as ingestor:
@@ -244,8 +244,9 @@ class RestartingServer:
     """A TCP proxy in front of the PostgreSQL server that can 'restart': every open
     connection is dropped, and new ones are closed at once until it is up again."""
 
-    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
-        self.target = target
+    def __init__(self, postgres_url: str) -> None:
+        parsed = make_url(postgres_url)
+        self.target = (parsed.host or "127.0.0.1", parsed.port or 5432)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.up = threading.Event()
@@ -255,7 +256,9 @@ class RestartingServer:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def url(self, postgres_url: str) -> str:
-        return postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{self.port}")
+        """The same database, reached through this proxy."""
+        parsed = make_url(postgres_url).set(host="127.0.0.1", port=self.port)
+        return parsed.render_as_string(hide_password=False)
 
     def _accept(self) -> None:
         while True:
@@ -304,7 +307,7 @@ class RestartingServer:
 
 @pytest.fixture
 def server(postgres_url: str):
-    proxy = RestartingServer()
+    proxy = RestartingServer(postgres_url)
     yield proxy
     proxy.close()
 
@@ -413,10 +416,118 @@ def test_a_bare_pytest_runs_the_postgresql_tests_too(postgres_url: str) -> None:
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "POLICY_ENGINE_TEST_POSTGRES_URL"}
+    from conftest import DEFAULT_POSTGRES_URL, POSTGRES_ENV
+
+    if os.environ.get(POSTGRES_ENV) != DEFAULT_POSTGRES_URL:
+        pytest.skip(f"{POSTGRES_ENV} points at another server than the default")
+    env = {k: v for k, v in os.environ.items() if k != POSTGRES_ENV}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "tests/test_store.py", "-k", "migrations_and_models_agree and postgresql"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert "1 passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-2000:]
+
+
+# -- found in review ---------------------------------------------------------------------------
+def test_after_a_pass_the_sqlite_database_still_refuses_a_second_worker(
+    tmp_path: Path, tiny_clip_dir: Path, folder_of_three: Path
+) -> None:
+    from policy_engine.errors import WorkerBusyError
+
+    db = f"sqlite:///{tmp_path / 'e.sqlite'}"
+    settings = settings_for(tmp_path, db, tiny_clip_dir, folder_of_three)
+    with Ingestor(settings) as ingestor:
+        assert ingestor.run_pass().status == "completed"  # recovers its own work first
+        second = Store.open(db)
+        with pytest.raises(WorkerBusyError):
+            IngestQueue(second, QueueTiming(0, 0, 60, 3, 0)).register()
+        second.close()
+
+
+def test_a_bug_after_the_scan_row_is_started_leaves_no_scan_running(
+    tmp_path: Path, tiny_clip_dir: Path, folder_of_three: Path, monkeypatch
+) -> None:
+    def broken_store(self, *args, **kwargs):
+        raise KeyError("a bug while storing frames")
+
+    monkeypatch.setattr(Scanner, "_store_analysis", broken_store)
+    db = f"sqlite:///{tmp_path / 'e.sqlite'}"
+    with Ingestor(settings_for(tmp_path, db, tiny_clip_dir, folder_of_three)) as ingestor:
+        result = ingestor.run_pass()
+    assert result.status == "completed" and result.counts.failed == 3
+    scans = rows(db, select(Scan.status, Scan.error))
+    assert len(scans) == 3 and {status for status, _ in scans} == {"failed"}
+    assert all("internal error: KeyError" in error for _, error in scans)
+
+
+def test_a_connection_lost_during_commit_is_not_retried(postgres_url: str, monkeypatch) -> None:
+    """The server may have committed: running the transaction again could record twice."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    from policy_engine.store.database import CommitOutcomeUnknown
+
+    store = Store.open(postgres_url)
+    commits = []
+    original = Session.commit
+
+    def commit_then_lose_the_connection(self):
+        commits.append(1)
+        if len(commits) == 1:
+            original(self)  # it happened, but the acknowledgement never arrived
+            raise OperationalError(
+                "COMMIT", {}, Exception("server closed the connection unexpectedly"),
+                connection_invalidated=True,
+            )  # fmt: skip
+        return original(self)
+
+    monkeypatch.setattr(Session, "commit", commit_then_lose_the_connection)
+    with pytest.raises(CommitOutcomeUnknown, match="not retried"):
+        store.record_asset("/in/a.mp4", "sha256:" + "a" * 64, 10, None)
+    assert len(commits) == 1
+    monkeypatch.undo()
+    assert len(store.assets()) == 1  # recorded once, and only once
+    store.close()
+
+
+def test_files_held_by_a_live_worker_are_waited_for_only_within_settle_wait(
+    tmp_path: Path, tiny_clip_dir: Path, clip: Path, postgres_url: str
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    held = folder / "held.mp4"
+    shutil.copy(clip, held)
+    store = Store.open(postgres_url)
+    other = IngestQueue(store, QueueTiming(0, 0, 5.0, 3, 0))
+    other.register()
+    stat = held.stat()
+    key = str(folder.resolve())
+    other.observe(key, [Observation(str(held.resolve()), key, stat.st_size, stat.st_mtime_ns)])
+    assert other.claim_next([key]) is not None  # and it keeps working on it, alive
+    alive = threading.Event()
+
+    def keep_heartbeating() -> None:
+        while not alive.wait(0.3):
+            other.heartbeat()
+
+    beating = threading.Thread(target=keep_heartbeating)
+    beating.start()
+    results: list = []
+    settings = settings_for(tmp_path, postgres_url, tiny_clip_dir, folder, settle_wait=1.0)
+    try:
+        with Ingestor(settings) as ingestor:
+            worker = threading.Thread(target=lambda: results.append(ingestor.run_pass()))
+            worker.start()
+            worker.join(timeout=30)
+            waited_for_ever = worker.is_alive()
+            ingestor.signals.request()
+            worker.join(timeout=30)
+    finally:
+        alive.set()
+        beating.join()
+        other.stop()
+        store.close()
+    assert not waited_for_ever
+    (result,) = results
+    assert result.status == "completed" and result.counts.scanned == 0

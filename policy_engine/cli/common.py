@@ -149,8 +149,10 @@ def escape(text: str) -> str:
 
 def fail(exc: BaseException) -> typer.Exit:
     code = exit_code(exc)
-    # the message may quote outside text: never read as markup (its own line breaks stay)
-    err.print(f"[bold red]error:[/] {escape_markup(str(exc))}", highlight=False, soft_wrap=True)
+    # the message may quote outside text: never read as markup, and no control character
+    # (a terminal escape in a file name) reaches the terminal; its own line breaks stay
+    shown = "\n".join(visible_controls(line) for line in str(exc).split("\n"))
+    err.print(f"[bold red]error:[/] {escape_markup(shown)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -221,7 +221,7 @@ def ingest_retry(
     config: ConfigOpt = None,
 ) -> None:
     """Give quarantined files a fresh set of attempts at the next run."""
-    wanted = [str(p.absolute()) for p in paths] if paths else None
+    wanted = [str(p.resolve()) for p in paths] if paths else None
     try:
         with _queue(_settings(ctx, config)) as queue:
             if wanted:

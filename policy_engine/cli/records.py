@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,18 +84,23 @@ def _models(settings: Settings, on_loading: Callable[[str | None], None] | None 
     if settings.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {settings.batch_size}")
 
-    class AnnouncedProvider(ModelProvider):
-        def embedder(self):  # type: ignore[no-untyped-def]
-            if self.embedder_loaded or on_loading is None:
-                return super().embedder()
-            on_loading(f"loading model {self.model} …")
-            try:
-                return super().embedder()
-            finally:
-                on_loading(None)
+    @contextmanager
+    def announced(what: str) -> Iterator[None]:
+        if on_loading is None:
+            yield
+            return
+        on_loading(what)
+        try:
+            yield
+        finally:
+            on_loading(None)
 
-    return AnnouncedProvider(
-        settings.model, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
+    return ModelProvider(
+        settings.model,
+        device=settings.device,
+        dtype=settings.dtype,
+        batch_size=settings.batch_size,
+        while_loading=announced,
     )
 
 
@@ -410,7 +416,7 @@ def _reevaluate(
         )
         rulesets = _rulesets(settings, rules)
         store = open_store(settings)
-        result, written = run(
+        result, pages = run(
             store,
             rulesets,
             _models(settings),
@@ -421,6 +427,8 @@ def _reevaluate(
         )
     except PolicyEngineError as exc:
         raise fail(exc) from None
+    written = pages.written
+    _warn(pages.problems)
     if as_json:
         data = {**_reevaluation_dict(result), "reports": [str(p) for p in written]}
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
@@ -433,6 +441,11 @@ def _reevaluate(
                 highlight=False,
                 markup=False,
             )
+
+
+def _warn(problems: list[str]) -> None:
+    for problem in problems:
+        err.print(f"warning: {visible_controls(problem)}", highlight=False, markup=False)
 
 
 def _verdict_text(schedule: str, tags: Any, review: bool) -> str:
@@ -867,6 +880,7 @@ def override(
     except PolicyEngineError as exc:
         raise fail(exc) from None
     before, after = result.before, result.after
+    _warn(result.report_problems)
     out.print(
         f"override {result.override_id} recorded on decision {decision}:"
         f" {_verdict_text(before.schedule, before.tags, before.review)} ->"
@@ -901,6 +915,9 @@ def report(
                 path = write_report(store, asset.id, Path(settings.reports))
                 out.print(f"{path}", highlight=False, markup=False)
         refresh_index(store, Path(settings.reports))
+    except OSError as exc:
+        where = exc.filename or settings.reports
+        raise fail(ConfigError(f"cannot write the report to {where}: {exc.strerror}")) from None
     except PolicyEngineError as exc:
         raise fail(exc) from None
 

@@ -7,6 +7,8 @@ loads at most a text tower, and only when a prompt changed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,9 +35,19 @@ class ModelProvider:
     """The configured model (name or folder), its device and dtype, loaded lazily."""
 
     def __init__(
-        self, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 32
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 32,
+        while_loading: Callable[[str], AbstractContextManager[object]] | None = None,
     ) -> None:
+        """``while_loading(what)`` is entered around each real load (reading the
+        checkpoint, loading the image model): a terminal shows it, the ingest marks it so
+        that a death then does not count against the file in hand."""
         self.model = model
+        self._while_loading = while_loading or (lambda what: nullcontext())
         self.device = device
         self.dtype = dtype
         self.batch_size = batch_size
@@ -48,13 +60,14 @@ class ModelProvider:
         """Name, folder and weights hash of the configured model (reads files, loads no
         weights into memory; the hash is cached on disk)."""
         if self._identity is None:
-            self._checkpoint = resolve_checkpoint(self.model)
-            self._identity = CheckpointIdentity(
-                name=self._checkpoint.name,
-                path=str(self._checkpoint.path),
-                revision=self._checkpoint.revision,
-                weights_sha256=weights_sha256(self._checkpoint),
-            )
+            with self._while_loading(f"reading model {self.model} …"):
+                self._checkpoint = resolve_checkpoint(self.model)
+                self._identity = CheckpointIdentity(
+                    name=self._checkpoint.name,
+                    path=str(self._checkpoint.path),
+                    revision=self._checkpoint.revision,
+                    weights_sha256=weights_sha256(self._checkpoint),
+                )
         return self._identity
 
     @property
@@ -65,9 +78,10 @@ class ModelProvider:
         if self._embedder is None:
             from policy_engine.models.clip import ClipEmbedder
 
-            self._embedder = ClipEmbedder.load(
-                self.model, device=self.device, dtype=self.dtype, batch_size=self.batch_size
-            )
+            with self._while_loading(f"loading model {self.model} …"):
+                self._embedder = ClipEmbedder.load(
+                    self.model, device=self.device, dtype=self.dtype, batch_size=self.batch_size
+                )
         return self._embedder
 
     def prompt_encoder(self, weights: str, model_name: str, model_path: str) -> PromptEncoder:

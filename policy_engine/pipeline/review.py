@@ -31,6 +31,7 @@ class OverrideResult:
     before: Ruling  # in force before this override (earlier overrides applied)
     after: Ruling  # in force now
     reports: list[Path]
+    report_problems: list[str]
 
 
 def _report_folder(store: Store, asset_id: int, default: Path) -> Path:
@@ -56,17 +57,35 @@ def write_report(store: Store, asset_id: int, directory: Path) -> Path:
     return path
 
 
-def refresh_reports(store: Store, asset_ids: Iterable[int], default: Path) -> list[Path]:
+@dataclass(frozen=True)
+class RefreshedPages:
+    written: list[Path]
+    problems: list[str]  # pages that could not be written; the change itself is stored
+
+
+def refresh_reports(store: Store, asset_ids: Iterable[int], default: Path) -> RefreshedPages:
     """Rewrite the reports of these assets where they are read, then the index of each
-    folder touched, so no page shows a verdict that is no longer in force."""
+    folder touched, so no page shows a verdict that is no longer in force. A page that
+    cannot be written (a full or read-only folder) is reported, not raised: the verdict
+    change is already recorded, and ``policy-engine report`` writes the page later."""
     from policy_engine.reporting import refresh_index
 
-    written = []
+    written, problems = [], []
     for asset_id in dict.fromkeys(asset_ids):
-        written.append(write_report(store, asset_id, _report_folder(store, asset_id, default)))
+        folder = _report_folder(store, asset_id, default)
+        try:
+            written.append(write_report(store, asset_id, folder))
+        except OSError as exc:
+            problems.append(
+                f"the report of asset {asset_id} could not be written to {folder}:"
+                f" {exc.strerror or exc}; once fixed, run: policy-engine report {asset_id}"
+            )
     for folder in dict.fromkeys(path.parent for path in written):
-        refresh_index(store, folder)
-    return written
+        try:
+            refresh_index(store, folder)
+        except OSError as exc:
+            problems.append(f"{folder / 'index.html'} could not be rewritten: {exc.strerror}")
+    return RefreshedPages(written, problems)
 
 
 def _tags_after(
@@ -118,14 +137,15 @@ def record_override(
         schedule=schedule,
         tags=stated,
     )
-    reports = refresh_reports(store, [decision.asset_id], reports_dir)
+    pages = refresh_reports(store, [decision.asset_id], reports_dir)
     return OverrideResult(
         override_id=override_id,
         decision_id=decision_id,
         asset_id=decision.asset_id,
         before=before,
         after=before.overruled(schedule, stated),
-        reports=reports,
+        reports=pages.written,
+        report_problems=pages.problems,
     )
 
 
@@ -138,10 +158,10 @@ def reevaluate(
     since: datetime | None = None,
     always: bool = False,
     dry_run: bool = False,
-) -> tuple[Reevaluation, list[Path]]:
+) -> tuple[Reevaluation, RefreshedPages]:
     """Re-evaluation (see ``judging.reevaluate``), then the reports of every asset that
     got a new decision, and their index, rewritten (none in a dry run)."""
     result = judge_again(store, rulesets, models, since=since, always=always, dry_run=dry_run)
     if dry_run or reports_dir is None or not result.appended:
-        return result, []
+        return result, RefreshedPages([], [])
     return result, refresh_reports(store, result.decided_assets, reports_dir)

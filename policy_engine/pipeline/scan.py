@@ -22,7 +22,7 @@ from typing import Any
 
 from policy_engine import __version__
 from policy_engine.analysis.scoring import categories_key, category_records
-from policy_engine.errors import MediaError
+from policy_engine.errors import MediaError, PolicyEngineError, StoreError
 from policy_engine.hashing import file_sha256, text_sha256
 from policy_engine.media.formats import VIDEO_PATTERNS
 from policy_engine.media.video import probe
@@ -32,12 +32,19 @@ from policy_engine.pipeline.judging import judge, outcome
 from policy_engine.policy.evaluate import Decision, combine
 from policy_engine.policy.model import RuleSet
 from policy_engine.store import NewDecision, ScanFrames, ScanModel, Store
+from policy_engine.store.repository import RUNNING
 
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 192  # long side, pixels: enough to see what was on screen
 
 SCANNED, REUSED, FAILED = "scanned", "reused", "failed"
+
+
+def _unexpected(exc: BaseException) -> str:
+    if isinstance(exc, PolicyEngineError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -120,6 +127,9 @@ def find_videos(
             path, onerror=lambda exc: report(f"folder {exc.filename}: {_os_reason(exc)}")
         ):
             dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+            for name in dirs:  # os.walk lists linked folders but never enters them: say so
+                if (Path(root) / name).is_symlink():
+                    report(f"{Path(root) / name}: a linked folder; not searched")
             for name in sorted(files):
                 file = Path(root) / name
                 if not wanted(path, file):
@@ -216,9 +226,24 @@ class Scanner:
         result = ScanOutcome(path=str(path), content_sha256=content_sha256)
         try:
             self._scan_file(path.resolve(), result)  # one file, one path
+        except BaseException as exc:  # a bug, a database error, Ctrl-C: close the scan row
+            self._close_unfinished(result, exc)
+            raise
         finally:
             result.seconds = time.perf_counter() - started
         return result
+
+    def _close_unfinished(self, result: ScanOutcome, exc: BaseException) -> None:
+        """A scan row started for this file ends as failed, never stays 'running' (if the
+        database itself is away, the ingest worker closes it when it recovers)."""
+        if result.scan_id is None:
+            return
+        why = "interrupted" if not isinstance(exc, Exception) else _unexpected(exc)
+        try:
+            if self.store.scan(result.scan_id).status == RUNNING:
+                self.store.fail_scan(result.scan_id, why)
+        except StoreError as error:
+            log.error("scan %d could not be closed: %s", result.scan_id, error)
 
     # -- steps ---------------------------------------------------------------------------
     def _scan_file(self, path: Path, result: ScanOutcome) -> None:
@@ -297,9 +322,6 @@ class Scanner:
             self.store.fail_scan(scan_id, why)
             result.status, result.error = FAILED, why
             return False
-        except BaseException:  # Ctrl-C, SIGTERM: the scan is not left 'running'
-            self.store.fail_scan(scan_id, "interrupted")
-            raise
         self._store_analysis(scan_id, analysis, embedder)
         return True
 
@@ -368,7 +390,11 @@ class Scanner:
             for known, j in zip(existing, judging.judgements, strict=True)
         ]
         if any(known is not None for known in existing):
-            in_force = self.store.current_decisions([result.asset_id]).values()
+            judged = {r.name for r in self.rulesets}  # the same rule sets as a fresh scan
+            in_force = [
+                d for (_, name), d in self.store.current_decisions([result.asset_id]).items()
+                if name in judged
+            ]  # fmt: skip
             result.in_force = combine([d.ruled() for d in in_force]) if in_force else None
         if self.reports_dir is not None:
             self._report(result)
@@ -390,6 +416,7 @@ class Scanner:
             )
             log.error("%s: %s", result.path, result.report_error)
             return
+        path = path.resolve()  # where later commands find it, from any folder
         self.store.record_report(
             result.asset_id, [i for i, _ in result.decisions], str(path), digest
         )

@@ -300,7 +300,7 @@ def _run_row(outcome: Any, directory: Path) -> dict[str, Any]:
             "report": None, "asset_id": asset_id,
         }  # fmt: skip
     report = Path(outcome.report) if outcome.report else None
-    if report is not None and report.parent == directory:
+    if report is not None and report.parent.resolve() == directory.resolve():
         report = Path(report.name)  # relative: the folder can move
     return {
         "path": outcome.path,

@@ -150,9 +150,35 @@ _TRANSIENT_WORDS = (
 )
 
 
+class CommitOutcomeUnknown(StoreError):
+    """The connection was lost while the server committed: the transaction may or may not
+    have been applied, so it is never simply run again (that could record twice)."""
+
+
+def commit(session: Any, engine: Engine) -> None:
+    """Commit ``session``; a PostgreSQL connection lost during the commit is reported as
+    ``CommitOutcomeUnknown`` (SQLite commits locally: a failed commit did not happen)."""
+    try:
+        session.commit()
+    except DBAPIError as exc:
+        if engine.url.get_backend_name() == "sqlite" or not _connection_lost(exc):
+            raise
+        raise CommitOutcomeUnknown(
+            f"{explain_database_error(engine, exc)} The connection was lost while committing,"
+            " so whether this change was recorded is unknown; it is not retried."
+        ) from exc
+
+
+def _connection_lost(exc: DBAPIError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return exc.connection_invalidated or not sqlstate or sqlstate.startswith(("08", "57P"))
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a database error may go away by itself (a restart, a dropped connection,
     a lock held a little too long), so that the same operation is worth trying again."""
+    if isinstance(exc, CommitOutcomeUnknown):
+        return False
     cause = exc.__cause__ if isinstance(exc, StoreError) else exc
     if not isinstance(cause, DBAPIError):
         return False

@@ -107,10 +107,6 @@ class Backlog:
     held: int  # claimed by other workers and still in their hands
     settling: list[tuple[str, datetime]]  # still being written: path, when it may be ready
 
-    @property
-    def empty(self) -> bool:
-        return not (self.due or self.held or self.settling)
-
 
 @dataclass(frozen=True)
 class Reaped:
@@ -229,6 +225,10 @@ class IngestQueue:
                 .where(IngestWorker.id == self.worker_id, IngestWorker.stopped_at.is_(None))
                 .values(stopped_at=self.now(), stop_reason=reason)
             )
+            why = f"the worker stopped ({reason}) before finishing it"
+            self._close_work_of(
+                s, self.worker_id, self.now(), scan_error=f"interrupted: {why}", run_error=why
+            )
             self._release_everything(s, self.worker_id, reason=None)
 
     def _is_dead(self, worker: IngestWorker, now: datetime) -> str | None:
@@ -299,7 +299,7 @@ class IngestQueue:
             self._close_work_of(
                 s, self.worker_id, self.now(), scan_error=f"interrupted: {why}", run_error=why
             )
-            self._release_everything(s, self.worker_id, reason=None)
+            self._release_everything(s, self.worker_id, reason=None, keep_worker_lease=True)
 
     @contextmanager
     def loading_model(self) -> Iterator[None]:
@@ -314,11 +314,16 @@ class IngestQueue:
             self.release(key)
 
     def _release_everything(
-        self, s: Session, worker_id: str, reason: str | None
+        self, s: Session, worker_id: str, reason: str | None, *, keep_worker_lease: bool = False
     ) -> list[tuple[str, str]]:
-        """Claims go back to the queue; with a ``reason`` (a death), as a failed attempt.
-        Returns the files this sent to quarantine, with the reason."""
-        s.execute(delete(Lease).where(Lease.holder == worker_id))
+        """Claims go back to the queue; with a ``reason`` (a death), as a failed attempt;
+        leases are freed (but for SQLite's one-worker lease with ``keep_worker_lease``: a
+        worker that recovers is still the one worker). Returns the files this sent to
+        quarantine, with the reason."""
+        leases = delete(Lease).where(Lease.holder == worker_id)
+        if keep_worker_lease:
+            leases = leases.where(Lease.key != SQLITE_WORKER_LEASE)
+        s.execute(leases)
         claimed = list(
             s.scalars(
                 select(IngestFile).where(

@@ -200,8 +200,14 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
-        with database.database_errors(self.engine), self._sessions() as session, session.begin():
-            yield session
+        with database.database_errors(self.engine), self._sessions() as session:
+            session.begin()
+            try:
+                yield session
+            except BaseException:
+                session.rollback()
+                raise
+            database.commit(session, self.engine)
 
     # -- assets --------------------------------------------------------------------------
     def record_asset(
@@ -474,11 +480,6 @@ class Store:
             dialect = postgresql if self.engine.url.get_backend_name() == "postgresql" else sqlite
             s.execute(dialect.insert(RuleSetRecord).on_conflict_do_nothing(), missing)
         return {sha: ruleset_id for sha, ruleset_id in s.execute(query)}
-
-    def record_rulesets(self, rulesets: Iterable[RuleSet]) -> None:
-        """Keep the exact text of rule sets (content-addressed)."""
-        with self._transaction() as s:
-            self._ruleset_ids(s, rulesets)
 
     def record_rules_in_force(self, by_path: Mapping[str, RuleSet]) -> None:
         """The rule sets now in force, by the resolved path of their file: each text is
