@@ -16,7 +16,13 @@ import typer
 from rich.markup import escape
 
 from policy_engine import __version__
-from policy_engine.cli import analysis, ingest, records, rules  # noqa: F401 - they register commands
+from policy_engine.cli import (  # noqa: F401 - they register commands
+    accounts,
+    analysis,
+    ingest,
+    records,
+    rules,
+)
 from policy_engine.cli.common import app, err, out
 
 

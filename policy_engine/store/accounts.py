@@ -1,0 +1,193 @@
+"""Users and API tokens in the database. Hashing and the rules on names, roles and
+passwords live in ``policy_engine.accounts``; this module only keeps the rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from policy_engine import accounts
+from policy_engine.errors import ConfigError, StoreError
+from policy_engine.store.database import retries_transient_errors
+from policy_engine.store.repository import Store
+from policy_engine.store.schema import ApiToken, User, utcnow
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who is acting: a user or a client system's token, with its role."""
+
+    kind: str  # user | token
+    name: str
+    role: str
+
+    def may(self, permission: str) -> bool:
+        return accounts.may(self.role, permission)
+
+
+@dataclass(frozen=True)
+class UserRow:
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    disabled_at: datetime | None
+    last_login_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@retries_transient_errors
+class Accounts:
+    """The accounts of one database. ``by`` names who makes a change (e.g. ``root via
+    cli``), kept with the row."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @property
+    def transient_retry_s(self) -> float:
+        return self.store.transient_retry_s
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self.store._transaction() as session:
+            yield session
+
+    # -- users ----------------------------------------------------------------------------
+    def add_user(self, name: str, role: str, password: str, *, by: str) -> None:
+        row = User(
+            name=accounts.check_name(name),
+            role=accounts.check_role(role),
+            password_hash=accounts.hash_password(password),
+            created_by=by,
+        )
+        try:
+            with self._transaction() as s:
+                s.add(row)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise ConfigError(
+                    f"user {name!r} exists already; `users list` shows them"
+                ) from None
+            raise
+
+    def users(self) -> list[UserRow]:
+        with self._transaction() as s:
+            return [
+                UserRow(u.name, u.role, u.created_at, u.created_by, u.disabled_at, u.last_login_at)
+                for u in s.scalars(select(User).order_by(User.name))
+            ]
+
+    def set_password(self, name: str, password: str) -> None:
+        digest = accounts.hash_password(password)
+        self._update_user(name, password_hash=digest, password_changed_at=utcnow())
+
+    def set_role(self, name: str, role: str) -> None:
+        self._update_user(name, role=accounts.check_role(role))
+
+    def disable(self, name: str) -> None:
+        """The user can no longer log in (their sessions end with the service's check)."""
+        self._update_user(name, disabled_at=utcnow())
+
+    def enable(self, name: str) -> None:
+        self._update_user(name, disabled_at=None)
+
+    def _update_user(self, name: str, **values: object) -> None:
+        with self._transaction() as s:
+            done = s.execute(update(User).where(User.name == name).values(**values))
+            if not done.rowcount:
+                raise ConfigError(f"no user {name!r}; `users list` shows them")
+
+    def authenticate(self, name: str, password: str) -> Account | None:
+        """The user, if the password is right and the account enabled; else None (the
+        same for every reason, so a caller cannot tell a wrong name from a wrong
+        password). A hash made with older parameters is renewed on the way."""
+        with self._transaction() as s:
+            user = s.scalar(select(User).where(User.name == name))
+            if user is None:
+                accounts.verify_password(_dummy_hash(), password)  # the same time either way
+                return None
+            if not accounts.verify_password(user.password_hash, password):
+                return None
+            if user.disabled_at is not None:
+                return None
+            if accounts.needs_rehash(user.password_hash):
+                user.password_hash = accounts.hash_password(password)
+            user.last_login_at = utcnow()
+            return Account("user", user.name, user.role)
+
+    # -- tokens ---------------------------------------------------------------------------
+    def create_token(self, name: str, role: str, *, by: str) -> str:
+        """A new token for a client system; returns the secret, which is not kept."""
+        token = accounts.new_token()
+        row = ApiToken(
+            name=accounts.check_name(name, "token name"),
+            role=accounts.check_role(role),
+            lookup=token.lookup,
+            secret_sha256=token.sha256,
+            created_by=by,
+        )
+        try:
+            with self._transaction() as s:
+                s.add(row)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise ConfigError(
+                    f"a token named {name!r} exists already; revoke it or choose another name"
+                ) from None
+            raise
+        return token.secret
+
+    def tokens(self) -> list[TokenRow]:
+        with self._transaction() as s:
+            return [
+                TokenRow(t.name, t.role, t.created_at, t.created_by, t.revoked_at, t.last_used_at)
+                for t in s.scalars(select(ApiToken).order_by(ApiToken.name))
+            ]
+
+    def revoke_token(self, name: str) -> None:
+        with self._transaction() as s:
+            done = s.execute(
+                update(ApiToken)
+                .where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            if not done.rowcount:
+                raise ConfigError(f"no live token {name!r}; `tokens list` shows them")
+
+    def verify_token(self, secret: str) -> Account | None:
+        """The client a presented token belongs to, if it is live; else None."""
+        lookup = accounts.token_lookup(secret)
+        if lookup is None:
+            return None
+        with self._transaction() as s:
+            row = s.scalar(select(ApiToken).where(ApiToken.lookup == lookup))
+            if row is None or row.revoked_at is not None:
+                return None
+            if not accounts.token_matches(secret, row.secret_sha256):
+                return None
+            row.last_used_at = utcnow()
+            return Account("token", row.name, row.role)
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash to check against when the name is unknown, so that answering takes as long
+    as for a known name (made once, lazily: hashing takes time)."""
+    return accounts.hash_password("x" * accounts.MIN_PASSWORD_LENGTH)
