@@ -6,6 +6,8 @@ import sys
 PURE = [
     "policy_engine.analysis.scoring",
     "policy_engine.analysis.coverage",
+    "policy_engine.analysis.ask",
+    "policy_engine.accounts",
     "policy_engine.policy.loader",
     "policy_engine.policy.evaluate",
     "policy_engine.policy.territory",

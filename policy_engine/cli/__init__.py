@@ -19,6 +19,7 @@ from policy_engine import __version__
 from policy_engine.cli import (  # noqa: F401 - they register commands
     accounts,
     analysis,
+    ask,
     ingest,
     records,
     rules,

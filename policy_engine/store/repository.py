@@ -372,6 +372,16 @@ class Store:
                 rows.sort(key=lambda r: r.id)
         return [self._stored_scan(row) for row in rows if row.status == COMPLETED]
 
+    def asset_scans(self, asset_id: int) -> list[StoredScan]:
+        """Every completed scan of an asset, the newest first."""
+        with self._transaction() as s:
+            rows = s.scalars(
+                select(Scan)
+                .where(Scan.asset_id == asset_id, Scan.status == COMPLETED)
+                .order_by(Scan.id.desc())
+            )
+            return [self._stored_scan(row) for row in rows]
+
     @staticmethod
     def _stored_scan(row: Scan) -> StoredScan:
         assert row.asset_id is not None and row.finished_at is not None
