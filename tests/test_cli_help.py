@@ -107,3 +107,24 @@ def test_schedule_analysis_flags_take_effect(clip: Path, tmp_path: Path, schedul
     assert scan["dtype"] == "fp32"
     assert scan["sampling"]["mode"] == "keyframes"
     assert scan["sampling"]["framing"] == "center" and scan["sampling"]["interval"] == 1.0
+
+
+def test_a_scan_of_part_of_the_video_gives_a_verdict_that_says_so(
+    clip: Path, tiny_clip_dir: Path, tmp_path: Path
+) -> None:
+    """A window or a frame cap judges only part of a trailer: its verdict goes to review
+    and names the part, whatever the rules found."""
+    common = ["--model", str(tiny_clip_dir), "--device", "cpu", "--rules", str(SHIPPED_RULES),
+              "--reports", str(tmp_path / "reports"), "--json"]  # fmt: skip
+    db = f"sqlite:///{tmp_path / 'pe.sqlite'}"
+    part = runner.invoke(app, ["--db", db, "scan", str(clip), "--start", "1s", *common])
+    assert part.exit_code == 0, part.output
+    (outcome,) = json.loads(part.stdout)
+    assert outcome["verdict"]["review"] is True
+    assert any(
+        "part of the video only (1 s to the end)" in w for w in outcome["verdict"]["warnings"]
+    )
+    whole_db = f"sqlite:///{tmp_path / 'whole.sqlite'}"
+    whole = runner.invoke(app, ["--db", whole_db, "scan", str(clip), *common])
+    (outcome,) = json.loads(whole.stdout)
+    assert not any("part of the video" in w for w in outcome["verdict"]["warnings"])

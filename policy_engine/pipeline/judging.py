@@ -134,10 +134,19 @@ def judge(
                 end=scan.window_end,
                 interval_seconds=scan.interval_seconds,
             )
-            judging.judgements.append(
-                Judgement(scan, ruleset, evaluate(ruleset, coverage, scores[scan.id]))
-            )
+            decision = evaluate(ruleset, coverage, scores[scan.id])
+            judging.judgements.append(Judgement(scan, ruleset, _of_the_part(decision, scan)))
     return judging
+
+
+def _of_the_part(decision: Decision, scan: StoredScan) -> Decision:
+    """A scan limited to part of the video (``--start/--end/--max-frames``) judges only
+    that part: what the rest shows is unknown, so its verdict must go past a reviewer and
+    say why."""
+    if scan.part is None:
+        return decision
+    warning = f"judged on part of the video only ({scan.part}): review the rest before airing"
+    return replace(decision, review=True, warnings=(*decision.warnings, warning))
 
 
 # -- re-evaluation ------------------------------------------------------------------------

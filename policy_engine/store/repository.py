@@ -85,6 +85,20 @@ class StoredScan:
     interval_seconds: float
     times: np.ndarray
     finished_at: datetime
+    part: str | None = None  # how the scan was limited (a window, a frame cap), if it was
+
+
+def _part_of_video(sampling: dict[str, Any]) -> str | None:
+    """How a scan's sampling left part of the video out, in words; None if it did not."""
+    limits = []
+    if sampling.get("start") or sampling.get("end") is not None:
+        end = sampling.get("end")
+        limits.append(
+            f"{sampling.get('start') or 0:g} s to {'the end' if end is None else f'{end:g} s'}"
+        )
+    if sampling.get("max_frames"):
+        limits.append(f"at most {sampling['max_frames']} frames")
+    return ", ".join(limits) or None
 
 
 @dataclass(frozen=True)
@@ -398,6 +412,7 @@ class Store:
             interval_seconds=float(row.sampling.get("interval", 10.0)),
             times=np.frombuffer(row.frame_times or b"", dtype=np.float64),
             finished_at=row.finished_at,
+            part=_part_of_video(row.sampling or {}),
         )
 
     def frame_embeddings(self, scan_ids: Sequence[int]) -> dict[int, list[np.ndarray]]:
