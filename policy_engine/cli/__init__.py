@@ -23,6 +23,7 @@ from policy_engine.cli import (  # noqa: F401 - they register commands
     ingest,
     records,
     rules,
+    serve,
 )
 from policy_engine.cli.common import app, err, out
 

@@ -259,6 +259,10 @@ class Store:
                 conditions.append(Asset.id == int(ref))
             return list(s.scalars(select(Asset).where(or_(*conditions)).order_by(Asset.id)))
 
+    def asset(self, asset_id: int) -> Asset | None:
+        with self._transaction() as s:
+            return s.get(Asset, asset_id)
+
     def assets(self) -> list[Asset]:
         with self._transaction() as s:
             return list(s.scalars(select(Asset).order_by(Asset.id)))

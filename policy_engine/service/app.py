@@ -1,0 +1,185 @@
+"""The FastAPI application: health, readiness, and the JSON API under ``/api/v1``.
+
+Endpoints are plain functions (FastAPI runs them in its thread pool) over the same store
+and pipeline functions the CLI calls; none speaks SQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+
+from policy_engine import __version__
+from policy_engine.accounts import MANAGE_ACCOUNTS, READ
+from policy_engine.analysis.ask import DEFAULT_THRESHOLD
+from policy_engine.config import Settings, load_settings
+from policy_engine.errors import StoreError
+from policy_engine.service import problems
+from policy_engine.service.auth import require
+from policy_engine.service.problems import Problem
+from policy_engine.store.accounts import Account, Accounts
+
+
+class Resources:
+    """What requests share: the store (opened on first use, so the service starts, and
+    says it is not ready, while the database is down), accounts and the model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._store: Any = None
+        self._models: Any = None
+
+    def store(self) -> Any:
+        with self._lock:
+            if self._store is None:
+                from policy_engine.store import Store
+
+                self._store = Store.open(self.settings.db)
+            return self._store
+
+    def accounts(self) -> Accounts:
+        return Accounts(self.store())
+
+    def models(self) -> Any:
+        with self._lock:
+            if self._models is None:
+                from policy_engine.models.provider import ModelProvider
+
+                self._models = ModelProvider(
+                    self.settings.model, device=self.settings.device, dtype=self.settings.dtype
+                )
+            return self._models
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.engine.close()  # graceful shutdown: connections returned
+
+    app = FastAPI(
+        title="policy_engine",
+        version=__version__,
+        description="Broadcast-compliance decisions: assets, verdicts, questions.",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.engine = Resources(settings)
+    problems.install(app)
+    _health(app)
+    _api(app)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """For ``uvicorn --factory``: settings from the environment and the settings file."""
+    return create_app(load_settings())
+
+
+def _resources(request: Request) -> Resources:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def _health(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process answers (for a liveness probe)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> dict[str, str]:
+        """The database is reachable and its schema is this software's (for a load
+        balancer): 503 otherwise, saying why."""
+        from policy_engine.store.database import current_revision, head_revision
+
+        try:
+            store = _resources(request).store()
+            current, head = current_revision(store.engine), head_revision()
+        except StoreError as exc:
+            raise Problem(503, "not-ready", str(exc)) from None
+        if current != head:
+            raise Problem(503, "not-ready", f"database schema {current}, this software {head}")
+        return {"status": "ready", "schema": current}
+
+
+# Module level: FastAPI resolves these (string) annotations in the module's namespace.
+Reader = Annotated[Account, Depends(require(READ))]
+Admin = Annotated[Account, Depends(require(MANAGE_ACCOUNTS))]
+
+
+def _api(app: FastAPI) -> None:
+    @app.get("/api/v1/assets/{asset_id}", tags=["assets"])
+    def asset(asset_id: int, request: Request, caller: Reader) -> dict[str, Any]:
+        """One asset: where it was seen, its verdict in force, and each rule set's current
+        decision with any overrides."""
+        from policy_engine.policy.evaluate import combine
+
+        store = _resources(request).store()
+        found = store.asset(asset_id)
+        if found is None:
+            raise Problem(404, "no-such-asset", f"no asset {asset_id}")
+        current = store.current_decisions([asset_id])
+        rulings = {name: d.ruled() for (_, name), d in current.items()}
+        return {
+            "id": asset_id,
+            "path": found.path,
+            "content_sha256": found.content_sha256,
+            "verdict": combine(list(rulings.values())) if rulings else None,
+            "decisions": [
+                {
+                    "id": d.id,
+                    "ruleset": name,
+                    "schedule": rulings[name].schedule,
+                    "tags": list(rulings[name].tags),
+                    "review": rulings[name].review,
+                    "overridden": d.override is not None,
+                }
+                for (_, name), d in sorted(current.items())
+            ],  # fmt: skip
+        }
+
+    @app.get("/api/v1/assets/{asset_id}/ask", tags=["assets"])
+    def ask(
+        asset_id: int,
+        request: Request,
+        caller: Reader,
+        q: Annotated[str, Query(min_length=1, max_length=500, description="What to look for.")],
+        threshold: Annotated[float, Query(gt=0.0, lt=1.0)] = DEFAULT_THRESHOLD,
+    ) -> dict[str, Any]:
+        """Does the asset show ``q``, when first, for how long: from stored frame
+        embeddings with the text model alone (no video is opened)."""
+        from policy_engine.pipeline.ask import ask as ask_store
+
+        resources = _resources(request)
+        store = resources.store()
+        if store.asset(asset_id) is None:
+            raise Problem(404, "no-such-asset", f"no asset {asset_id}")
+        result = ask_store(store, resources.models(), asset_id, q, threshold=threshold)
+        return {
+            "asset_id": result.asset_id,
+            "scan_id": result.scan_id,
+            "model": result.model,
+            "weights_sha256": result.weights_sha256,
+            "other_weights": list(result.other_weights),
+            **result.answer.to_dict(),
+        }
+
+    @app.get("/api/v1/tokens", tags=["accounts"])
+    def tokens(request: Request, caller: Admin) -> list[dict[str, Any]]:
+        """Every API token (never its secret)."""
+        return [vars(t) for t in _resources(request).accounts().tokens()]

@@ -1,0 +1,171 @@
+"""The HTTP service through HTTP (httpx against the real app): health, readiness, token
+authentication and roles, problem documents, the asset and ask endpoints."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from test_ask import QUERY, no_video_no_image_tower, smoking_scan  # noqa: F401 - fixtures
+
+from policy_engine.config import Settings
+from policy_engine.service.app import create_app
+from policy_engine.store import Store
+from policy_engine.store.accounts import Accounts
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def service(smoking_scan, tiny_clip_dir: Path, db_url: str):  # noqa: F811 - a fixture
+    store, asset_id = smoking_scan
+    tokens = Accounts(store)
+    viewer = tokens.create_token("mam", "viewer", by="test")
+    admin = tokens.create_token("ops", "admin", by="test")
+    settings = replace(Settings(), db=db_url, model=str(tiny_clip_dir), device="cpu")
+    with TestClient(create_app(settings)) as client:
+        yield client, asset_id, {"viewer": viewer, "admin": admin}, tokens
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_health_and_readiness(service) -> None:
+    client, *_ = service
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_not_ready_while_the_database_is_down(tmp_path: Path) -> None:
+    down = "postgresql://nobody@127.0.0.1:9/none"  # nothing listens on port 9
+    with TestClient(create_app(replace(Settings(), db=down))) as client:
+        assert client.get("/healthz").status_code == 200  # alive, just not ready
+        answer = client.get("/readyz")
+    assert answer.status_code == 503 and answer.headers["content-type"] == PROBLEM
+    assert (
+        answer.json()["type"].endswith(":not-ready")
+        and "cannot use database" in answer.json()["detail"]
+    )
+
+
+def test_no_token_a_wrong_one_or_a_revoked_one_is_401(service) -> None:
+    client, asset_id, tokens, accounts = service
+    for headers in ({}, bearer("pe_000000000000_guess"), bearer("not-even-a-token")):
+        answer = client.get(f"/api/v1/assets/{asset_id}", headers=headers)
+        assert answer.status_code == 401 and answer.headers["content-type"] == PROBLEM
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+    accounts.revoke_token("mam")
+    assert (
+        client.get(f"/api/v1/assets/{asset_id}", headers=bearer(tokens["viewer"])).status_code
+        == 401
+    )
+
+
+def test_a_role_without_the_permission_is_403(service) -> None:
+    client, _, tokens, _ = service
+    refused = client.get("/api/v1/tokens", headers=bearer(tokens["viewer"]))
+    assert refused.status_code == 403 and "viewer" in refused.json()["detail"]
+    listed = client.get("/api/v1/tokens", headers=bearer(tokens["admin"]))
+    assert listed.status_code == 200
+    assert {t["name"] for t in listed.json()} == {"mam", "ops"}
+    assert not any(tokens["viewer"] in str(t) for t in listed.json())  # never the secret
+
+
+def test_an_asset_with_its_verdict(service) -> None:
+    client, asset_id, tokens, _ = service
+    answer = client.get(f"/api/v1/assets/{asset_id}", headers=bearer(tokens["viewer"]))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["id"] == asset_id and body["path"].endswith("promo.mp4")
+    missing = client.get("/api/v1/assets/999999", headers=bearer(tokens["viewer"]))
+    assert missing.status_code == 404 and missing.json()["type"].endswith(":no-such-asset")
+    invalid = client.get("/api/v1/assets/abc", headers=bearer(tokens["viewer"]))
+    assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "asset_id"
+
+
+def test_ask_over_http_with_the_text_tower_only(
+    service,
+    no_video_no_image_tower: list,  # noqa: F811 - a fixture
+) -> None:
+    client, asset_id, tokens, _ = service
+    answer = client.get(
+        f"/api/v1/assets/{asset_id}/ask", params={"q": QUERY}, headers=bearer(tokens["viewer"])
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["present"] and body["first_seen"] == pytest.approx(3.0, abs=0.3)
+    assert body["weights_sha256"].startswith("sha256:") and body["segments"]
+    for params, field in (({"q": ""}, "q"), ({"q": QUERY, "threshold": "2"}, "threshold")):
+        bad = client.get(
+            f"/api/v1/assets/{asset_id}/ask", params=params, headers=bearer(tokens["viewer"])
+        )
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == field
+
+
+def test_the_openapi_document_lists_the_api(service) -> None:
+    client, *_ = service
+    paths = client.get("/api/openapi.json").json()["paths"]
+    assert {"/api/v1/assets/{asset_id}", "/api/v1/assets/{asset_id}/ask"} <= set(paths)
+    assert client.get("/api/docs").status_code == 200
+
+
+def test_serve_refuses_nonsense_before_starting(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from policy_engine.cli import app
+
+    db = f"sqlite:///{tmp_path / 'e.sqlite'}"
+    result = CliRunner().invoke(app, ["--db", db, "serve", "--workers", "0"])
+    assert result.exit_code == 2 and "--workers" in result.output
+    store = Store.open(db)
+    store.close()
+
+
+@pytest.mark.slow
+def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    db = f"sqlite:///{tmp_path / 'e.sqlite'}"
+    cli = Path(sys.executable).parent / "policy-engine"
+    made = subprocess.run(
+        [str(cli), "--db", db, "tokens", "create", "ops", "--role", "admin"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    token = made.stdout.strip()
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(cli), "--db", db, "serve", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "POLICY_ENGINE_DB": ""},
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()[0]
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not get ready in 60 s"
+            time.sleep(0.2)
+        listed = httpx.get(f"{base}/api/v1/tokens", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200 and listed.json()[0]["name"] == "ops"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=30)[0]
+    assert server.returncode == 0, output
