@@ -36,6 +36,17 @@ TOKEN_PREFIX = "pe_"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 
 
+def local_operator() -> str:
+    """The OS user running a command on the server itself: who the audit trail names for
+    what is done from its command line (recorded with ``via: cli``)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return "unknown"
+
+
 def may(role: str, permission: str) -> bool:
     return permission in PERMISSIONS.get(role, frozenset())
 

@@ -64,6 +64,11 @@ class Settings:
     timezone: str = "local"  # of the schedule: an IANA name, or the machine's zone
     misfire_grace: float = 3600.0  # a run missed by less than this still happens (0: any)
     log_format: str = "auto"  # auto (human on a terminal, else JSON lines) | human | json
+    # why a reviewer overrules: the codes an override may give (required through the API)
+    override_reasons: tuple[str, ...] = (
+        "model-error", "context", "stylised-or-fictional", "brief-or-incidental",
+        "editorial-judgement", "other",
+    )  # fmt: skip
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def source_of(self, name: str) -> str:

@@ -169,3 +169,128 @@ def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(tmp_path: Path) 
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=30)[0]
     assert server.returncode == 0, output
+
+
+# -- overrides through the API ------------------------------------------------------------------
+@pytest.fixture
+def decided(service, tmp_path: Path):
+    """A not-for-broadcast decision, and a reviewer's token."""
+    from test_audit_trail import _decided
+
+    client, _, tokens, accounts = service
+    asset_id, decision_id = _decided(accounts.store)
+    tokens["reviewer"] = accounts.create_token("desk", "reviewer", by="test")
+    return client, decision_id, tokens, accounts.store
+
+
+def _overrides(store: Store) -> list:
+    from sqlalchemy import select
+
+    from policy_engine.store.schema import Override
+
+    with store._transaction() as s:
+        return list(s.scalars(select(Override)))
+
+
+RULING = {"reason": "context", "justification": "Stylised, brief", "schedule": "unrestricted"}
+
+
+def test_a_reviewer_overrules_as_themselves(decided) -> None:
+    client, decision_id, tokens, store = decided
+    answer = client.post(
+        f"/api/v1/decisions/{decision_id}/overrides",
+        json=RULING,
+        headers=bearer(tokens["reviewer"]),
+    )
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["before"]["schedule"] == "not-for-broadcast"
+    assert body["after"]["schedule"] == "unrestricted" and body["after"]["review"] is False
+    (row,) = _overrides(store)
+    assert (row.reviewer, row.actor, row.via, row.reason_code) == (
+        "desk",
+        "token:desk",
+        "api",
+        "context",
+    )
+
+
+def test_a_viewer_may_not_overrule_and_the_refusal_writes_nothing(decided) -> None:
+    client, decision_id, tokens, store = decided
+    answer = client.post(
+        f"/api/v1/decisions/{decision_id}/overrides", json=RULING, headers=bearer(tokens["viewer"])
+    )
+    assert answer.status_code == 403 and answer.headers["content-type"] == PROBLEM
+    assert _overrides(store) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**RULING, "reviewer": "someone else"}, "reviewer"),  # unknown fields are refused
+        ({k: v for k, v in RULING.items() if k != "justification"}, "justification"),
+        ({**RULING, "justification": ""}, "justification"),
+        ({**RULING, "tags": ["x" * 101]}, "tags.0"),
+    ],
+)
+def test_bad_rulings_are_422_with_the_field_and_write_nothing(decided, body, field) -> None:
+    client, decision_id, tokens, store = decided
+    answer = client.post(
+        f"/api/v1/decisions/{decision_id}/overrides", json=body, headers=bearer(tokens["reviewer"])
+    )
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == field
+    assert _overrides(store) == []
+
+
+def test_hostile_bodies_are_refused_cleanly(decided) -> None:
+    client, decision_id, tokens, store = decided
+    url, headers = f"/api/v1/decisions/{decision_id}/overrides", bearer(tokens["reviewer"])
+    wrong_reason = client.post(url, json={**RULING, "reason": "contxt"}, headers=headers)
+    assert (
+        wrong_reason.status_code == 422
+        and "did you mean 'context'" in wrong_reason.json()["detail"]
+    )
+    huge = client.post(
+        url,
+        content=b'{"justification": "' + b"x" * 70_000 + b'"}',
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert huge.status_code == 413
+    deep = client.post(
+        url,
+        content=b"[" * 20_000 + b"]" * 20_000,
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert deep.status_code == 400 and deep.headers["content-type"] == PROBLEM  # not a 500
+    missing = client.post("/api/v1/decisions/999999/overrides", json=RULING, headers=headers)
+    assert missing.status_code == 404
+    hostile = {**RULING, "justification": "<script>alert(1)</script>\x1b[2J\nforged line"}
+    assert client.post(url, json=hostile, headers=headers).status_code == 201
+    assert _overrides(store)[0].justification == hostile["justification"]  # kept as written
+
+
+def test_an_override_from_the_command_line_names_the_os_user(decided, db_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from policy_engine.accounts import local_operator
+    from policy_engine.cli import app
+
+    _, decision_id, _, store = decided
+    args = [
+        "--db",
+        db_url,
+        "override",
+        str(decision_id),
+        "-j",
+        "Context",
+        "--schedule",
+        "unrestricted",
+    ]
+    wrong = CliRunner().invoke(app, [*args, "--reason", "contxt"])
+    assert wrong.exit_code == 2 and "did you mean 'context'" in wrong.output
+    done = CliRunner().invoke(app, [*args, "--reason", "context"])
+    assert done.exit_code == 0, done.output
+    (row,) = _overrides(store)
+    assert (row.reviewer, row.actor, row.via, row.reason_code) == (
+        local_operator(), local_operator(), "cli", "context",
+    )  # fmt: skip

@@ -3,7 +3,6 @@ operator on the server (whoever can run this command can open the database: an a
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from policy_engine.accounts import (
     check_password,
     check_role,
     generate_password,
+    local_operator,
 )
 from policy_engine.cli.common import ConfigOpt, JsonOpt, app, err, fail, open_store, out
 from policy_engine.cli.common import settings_for as _settings_for
@@ -45,11 +45,7 @@ GenerateOpt = Annotated[
 
 def operator() -> str:
     """Who is acting on the server's own command line, as the audit trail records it."""
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (a container)
-        name = "unknown"
-    return f"{name} via cli"
+    return f"{local_operator()} via cli"
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from policy_engine.accounts import local_operator
 from policy_engine.cli.common import (
     BatchSizeOpt,
     ConfigOpt,
@@ -839,8 +840,18 @@ def _decision_dict(d: Any) -> dict[str, Any]:
 def override(
     ctx: typer.Context,
     decision: Annotated[int, typer.Argument(help="Decision id (see `history`).")],
-    reviewer: Annotated[str, typer.Option("--reviewer", help="Who rules (name or id).")],
     justification: Annotated[str, typer.Option("--justification", "-j", help="Why.")],
+    reviewer: Annotated[
+        str | None,
+        typer.Option(
+            "--reviewer",
+            help="Who rules. \\[default: the OS user running this; recorded as acting either way]",
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", help="A reason code from the `override_reasons` setting."),
+    ] = None,
     schedule: Annotated[
         str | None, typer.Option("--schedule", help="The level the reviewer sets.")
     ] = None,
@@ -866,11 +877,16 @@ def override(
     try:
         settings = settings_for(ctx, {"reports": str(reports) if reports else None}, config)
         store = open_store(settings)
+        operator = local_operator()
         result = record_override(
             store,
             decision,
-            reviewer=reviewer,
+            reviewer=operator if reviewer is None else reviewer,
             justification=justification,
+            actor=operator,
+            via="cli",
+            reason_code=reason,
+            allowed_reasons=settings.override_reasons,
             reports_dir=Path(settings.reports),
             schedule=schedule,
             tags=[] if clear_tags else (list(tag) if tag else None),

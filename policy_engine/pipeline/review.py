@@ -113,11 +113,22 @@ def record_override(
     tags: Sequence[str] | None = None,
     add_tags: Sequence[str] = (),
     remove_tags: Sequence[str] = (),
+    actor: str | None = None,
+    via: str = "cli",
+    reason_code: str | None = None,
+    allowed_reasons: Sequence[str] = (),
 ) -> OverrideResult:
     """A reviewer's ruling on a decision. It starts from the verdict in force (the
     decision with its earlier overrides applied) and changes only what it names: the
     level, the whole tag set (``tags``), or tags added and removed. The asset's report
     and the index are rewritten."""
+    if reason_code is not None and allowed_reasons and reason_code not in allowed_reasons:
+        from policy_engine.policy.choices import did_you_mean
+
+        raise ConfigError(
+            f"reason {reason_code!r} is not one of the configured override reasons"
+            f"{did_you_mean(reason_code, allowed_reasons)}: {', '.join(allowed_reasons)}"
+        )
     decision = store.decision(decision_id)
     if decision is None:
         raise ConfigError(f"no decision {decision_id}; `policy-engine history ASSET` lists them")
@@ -136,6 +147,9 @@ def record_override(
         justification=justification,
         schedule=schedule,
         tags=stated,
+        actor=actor,
+        via=via,
+        reason_code=reason_code,
     )
     pages = refresh_reports(store, [decision.asset_id], reports_dir)
     return OverrideResult(

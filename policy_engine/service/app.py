@@ -9,12 +9,14 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from policy_engine import __version__
-from policy_engine.accounts import MANAGE_ACCOUNTS, READ
+from policy_engine.accounts import MANAGE_ACCOUNTS, OVERRULE, READ
 from policy_engine.analysis.ask import DEFAULT_THRESHOLD
 from policy_engine.config import Settings, load_settings
 from policy_engine.errors import StoreError
@@ -120,6 +122,22 @@ def _health(app: FastAPI) -> None:
 # Module level: FastAPI resolves these (string) annotations in the module's namespace.
 Reader = Annotated[Account, Depends(require(READ))]
 Admin = Annotated[Account, Depends(require(MANAGE_ACCOUNTS))]
+Reviewer = Annotated[Account, Depends(require(OVERRULE))]
+Tag = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class OverrideRequest(BaseModel):
+    """A reviewer's ruling: it changes only what it names (the level, the whole tag set,
+    or tags added and removed) and settles the review."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
+
+    reason: str = Field(min_length=1, max_length=64, description="A configured reason code.")
+    justification: str = Field(min_length=1, max_length=4000)
+    schedule: str | None = Field(default=None, min_length=1, max_length=64)
+    tags: list[Tag] | None = Field(default=None, max_length=100)
+    add_tags: list[Tag] = Field(default_factory=list, max_length=100)
+    remove_tags: list[Tag] = Field(default_factory=list, max_length=100)
 
 
 def _api(app: FastAPI) -> None:
@@ -177,6 +195,44 @@ def _api(app: FastAPI) -> None:
             "weights_sha256": result.weights_sha256,
             "other_weights": list(result.other_weights),
             **result.answer.to_dict(),
+        }
+
+    @app.post("/api/v1/decisions/{decision_id}/overrides", tags=["decisions"], status_code=201)
+    def overrule(
+        decision_id: int, ruling: OverrideRequest, request: Request, caller: Reviewer
+    ) -> dict[str, Any]:
+        """Overrule a decision as the authenticated reviewer; answers with the verdict
+        before and after. The asset's report and its index are rewritten."""
+        from dataclasses import asdict
+
+        from policy_engine.pipeline.review import record_override
+
+        resources = _resources(request)
+        store = resources.store()
+        if store.decision(decision_id) is None:
+            raise Problem(404, "no-such-decision", f"no decision {decision_id}")
+        result = record_override(
+            store,
+            decision_id,
+            reviewer=caller.name,
+            justification=ruling.justification,
+            reports_dir=Path(resources.settings.reports),
+            schedule=ruling.schedule,
+            tags=ruling.tags,
+            add_tags=ruling.add_tags,
+            remove_tags=ruling.remove_tags,
+            actor=f"{caller.kind}:{caller.name}",
+            via="api",
+            reason_code=ruling.reason,
+            allowed_reasons=resources.settings.override_reasons,
+        )
+        return {
+            "override_id": result.override_id,
+            "decision_id": result.decision_id,
+            "asset_id": result.asset_id,
+            "before": asdict(result.before),
+            "after": asdict(result.after),
+            "report_problems": result.report_problems,
         }
 
     @app.get("/api/v1/tokens", tags=["accounts"])

@@ -51,7 +51,23 @@ _STATUS_OF = ((ConfigError, 422, "invalid"), (ModelError, 503, "model-unavailabl
               (StoreError, 503, "database-unavailable"))  # fmt: skip
 
 
+MAX_BODY_BYTES = 64 * 1024  # a JSON request body; uploads will have their own cap
+
+
 def install(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def _cap_body(request: Request, call_next: Any) -> Any:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            return problem_response(
+                413, "too-large", f"a request body may be at most {MAX_BODY_BYTES} bytes"
+            )
+        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+        if declared is None and chunked:  # its size cannot be known before reading it all
+            return problem_response(411, "length-required", "send a Content-Length")
+        return await call_next(request)
+
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.kind, exc.detail, exc.headers, **exc.extra)

@@ -118,6 +118,9 @@ class OverrideView:
     tags: tuple[str, ...] | None
     justification: str
     created_at: datetime
+    actor: str | None = None  # who really acted; None for rulings made before accounts
+    via: str = "cli"
+    reason_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,9 @@ def _override_view(row: Override) -> OverrideView:
         tags=tuple(row.tags) if row.tags is not None else None,
         justification=row.justification,
         created_at=row.created_at,
+        actor=row.actor,
+        via=row.via,
+        reason_code=row.reason_code,
     )
 
 
@@ -658,6 +664,9 @@ class Store:
         justification: str,
         schedule: str | None = None,
         tags: Sequence[str] | None = None,
+        actor: str | None = None,
+        via: str = "cli",
+        reason_code: str | None = None,
     ) -> int:
         # what the caller asked is wrong (exit 2), not the database (5)
         if not reviewer.strip():
@@ -673,6 +682,9 @@ class Store:
                 schedule=schedule,
                 tags=list(tags) if tags is not None else None,
                 justification=justification.strip(),
+                actor=actor,
+                via=via,
+                reason_code=reason_code,
             )
             s.add(row)
             s.flush()

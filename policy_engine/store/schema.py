@@ -299,6 +299,11 @@ class Override(Base):
     tags: Mapped[list[str] | None] = mapped_column(JSON)
     justification: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # who really acted (the authenticated account, or the OS user on the server's own
+    # command line), and how: cli | api | app; None for rulings made before accounts
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    via: Mapped[str] = mapped_column(String(16), default="cli", server_default="cli")
+    reason_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ReportRecord(Base):
