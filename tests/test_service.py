@@ -294,3 +294,85 @@ def test_an_override_from_the_command_line_names_the_os_user(decided, db_url: st
     assert (row.reviewer, row.actor, row.via, row.reason_code) == (
         local_operator(), local_operator(), "cli", "context",
     )  # fmt: skip
+
+
+# -- the catalogue ----------------------------------------------------------------------------------
+@pytest.fixture
+def catalogue(service):
+    """Seven trailers judged by the house rules: promo-0 clean, promo-1..6 violent."""
+    from test_audit_trail import CATEGORIES, RULES
+
+    from policy_engine.pipeline.judging import judge
+    from policy_engine.policy.loader import parse_ruleset
+    from policy_engine.store import NewDecision
+    from policy_engine.store.synthetic import labelled_probabilities, seed_scan
+
+    client, _, tokens, accounts = service
+    store, ruleset = accounts.store, parse_ruleset(RULES, "house.yaml")
+    ids = []
+    for i in range(7):
+        labels = [0] * (2 * i) + [1] * (20 - 2 * i)  # violence in 10 % x i of the time
+        asset_id, scan_id = seed_scan(
+            store, name=f"promo-{i}", categories=CATEGORIES,
+            probabilities=labelled_probabilities(labels, 2), duration=10.0,
+        )  # fmt: skip
+        scan = store.completed_scans(scan_ids=[scan_id])[0]
+        decision = judge(store, [scan], [ruleset], None).judgements[0].decision
+        (decision_id,) = store.append_decisions(
+            [NewDecision(scan_id, asset_id, ruleset, decision, "scan")]
+        )
+        ids.append((asset_id, decision_id))
+    return client, ids, tokens, store
+
+
+def _names(page: dict) -> list[str]:
+    return [Path(item["path"]).stem for item in page["items"]]
+
+
+def test_the_catalogue_pages_by_cursor_through_every_asset(catalogue) -> None:
+    client, ids, tokens, _ = catalogue
+    seen, cursor = [], 0
+    for _ in range(10):
+        page = client.get(
+            "/api/v1/assets",
+            params={"limit": 3, "cursor": cursor},
+            headers=bearer(tokens["viewer"]),
+        ).json()
+        seen += [item["id"] for item in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        cursor = page["next_cursor"]
+    assert seen == sorted(seen) and set(seen) >= {a for a, _ in ids}  # each once, in order
+    assert len(seen) == len(set(seen))
+
+
+def test_the_catalogue_filters_on_the_verdict_in_force(catalogue) -> None:
+    client, ids, tokens, store = catalogue
+
+    def names(**params) -> list[str]:
+        answer = client.get("/api/v1/assets", params=params, headers=bearer(tokens["viewer"]))
+        assert answer.status_code == 200, answer.text
+        return [n for n in _names(answer.json()) if n.startswith("promo-")]
+
+    assert names(verdict="unrestricted") == ["promo-0"]
+    assert names(verdict="not-for-broadcast") == [f"promo-{i}" for i in range(1, 7)]
+    assert names(tag="Violence", name="PROMO-3") == ["promo-3"]
+    assert names(rule="violence") == names(review="true") == [f"promo-{i}" for i in range(1, 7)]
+    assert names(ruleset="house") == [f"promo-{i}" for i in range(7)]
+    assert names(scanned_since="2999-01-01T00:00:00") == []
+    store.add_override(ids[2][1], reviewer="desk", justification="fine", schedule="unrestricted")
+    assert names(verdict="unrestricted") == ["promo-0", "promo-2"]  # overrides count
+    assert "promo-2" not in names(review="true")
+    bad = client.get("/api/v1/assets", params={"limit": 0}, headers=bearer(tokens["viewer"]))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "limit"
+
+
+def test_a_rare_filter_reads_a_bounded_number_of_assets_per_request(catalogue) -> None:
+    from policy_engine.pipeline.catalogue import AssetFilter, list_assets
+
+    _, ids, _, store = catalogue
+    rare = AssetFilter(verdict="unrestricted")
+    first = list_assets(store, rare, after=ids[0][0], limit=5, budget=2)  # after promo-0
+    assert first.items == [] and first.cursor is not None  # not the end: go on from here
+    rest = list_assets(store, rare, after=first.cursor, limit=5)
+    assert rest.items == [] and rest.cursor is None

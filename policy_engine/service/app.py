@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,6 +94,13 @@ def app_from_environment() -> FastAPI:
     return create_app(load_settings())
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time from a query: one without a zone is taken as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 def _resources(request: Request) -> Resources:
     return request.app.state.engine  # type: ignore[no-any-return]
 
@@ -141,6 +149,32 @@ class OverrideRequest(BaseModel):
 
 
 def _api(app: FastAPI) -> None:
+    @app.get("/api/v1/assets", tags=["assets"])
+    def assets(
+        request: Request,
+        caller: Reader,
+        verdict: Annotated[str | None, Query(max_length=64)] = None,
+        review: Annotated[bool | None, Query(description="Review pending.")] = None,
+        tag: Annotated[str | None, Query(max_length=100)] = None,
+        ruleset: Annotated[str | None, Query(max_length=200)] = None,
+        rule: Annotated[str | None, Query(max_length=200, description="A rule that fired.")] = None,
+        name: Annotated[str | None, Query(max_length=500, description="Text in a path.")] = None,
+        scanned_since: datetime | None = None,
+        scanned_until: datetime | None = None,
+        cursor: Annotated[int, Query(ge=0, description="`next_cursor` of the page before.")] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        """The catalogue: assets with their verdict in force, filtered, by pages. Follow
+        `next_cursor` until it is null (a page may hold fewer items than `limit`)."""
+        from policy_engine.pipeline.catalogue import AssetFilter, list_assets
+
+        wanted = AssetFilter(
+            verdict=verdict, review=review, tag=tag, ruleset=ruleset, rule=rule, name=name,
+            scanned_since=_utc(scanned_since), scanned_until=_utc(scanned_until),
+        )  # fmt: skip
+        page = list_assets(_resources(request).store(), wanted, after=cursor, limit=limit)
+        return {"items": page.items, "next_cursor": page.cursor}
+
     @app.get("/api/v1/assets/{asset_id}", tags=["assets"])
     def asset(asset_id: int, request: Request, caller: Reader) -> dict[str, Any]:
         """One asset: where it was seen, its verdict in force, and each rule set's current

@@ -265,6 +265,32 @@ class Store:
                 conditions.append(Asset.id == int(ref))
             return list(s.scalars(select(Asset).where(or_(*conditions)).order_by(Asset.id)))
 
+    def asset_rows(
+        self, *, after: int, limit: int, name_contains: str | None = None
+    ) -> list[tuple[Asset, datetime | None]]:
+        """Assets by id after ``after`` (a cursor), each with when it was last scanned;
+        ``name_contains``: any path it was seen at contains it (case-insensitive)."""
+        last_scan = (
+            select(Scan.asset_id, func.max(Scan.finished_at).label("scanned"))
+            .where(Scan.status == COMPLETED)
+            .group_by(Scan.asset_id)
+            .subquery()
+        )
+        query = (
+            select(Asset, last_scan.c.scanned)
+            .outerjoin(last_scan, last_scan.c.asset_id == Asset.id)
+            .where(Asset.id > after)
+            .order_by(Asset.id)
+            .limit(limit)
+        )
+        if name_contains:
+            seen = select(AssetPath.asset_id).where(
+                func.lower(AssetPath.path).contains(name_contains.lower(), autoescape=True)
+            )
+            query = query.where(Asset.id.in_(seen))
+        with self._transaction() as s:
+            return [(asset, scanned) for asset, scanned in s.execute(query)]
+
     def asset(self, asset_id: int) -> Asset | None:
         with self._transaction() as s:
             return s.get(Asset, asset_id)

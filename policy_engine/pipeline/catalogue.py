@@ -1,0 +1,90 @@
+"""The catalogue: assets with their verdict in force, filtered and paged by a cursor.
+
+Paging is by asset id, so a page is stable while assets are added. Filters on what is
+derived (the verdict in force after overrides, tags, rules fired) are applied to each
+batch read; one request reads at most ``budget`` assets and, if it filled no page by
+then, answers with what it found and the cursor to go on from, so a rare filter never
+makes one request walk the whole archive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from policy_engine.policy.evaluate import combine
+from policy_engine.store import Store
+
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class AssetFilter:
+    verdict: str | None = None  # the level in force, e.g. post-watershed
+    review: bool | None = None  # review still pending (True) or settled/none (False)
+    tag: str | None = None
+    ruleset: str | None = None  # judged by this rule set
+    rule: str | None = None  # this rule fired (in the latest decision)
+    name: str | None = None  # text in any path it was seen at
+    scanned_since: datetime | None = None
+    scanned_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CataloguePage:
+    items: list[dict[str, Any]]
+    cursor: int | None  # where the next page starts; None at the end
+
+
+def list_assets(
+    store: Store, wanted: AssetFilter, *, after: int = 0, limit: int = 50, budget: int = 2000
+) -> CataloguePage:
+    items: list[dict[str, Any]] = []
+    read, last = 0, after
+    while len(items) < limit and read < budget:
+        batch = min(BATCH, budget - read)
+        rows = store.asset_rows(after=last, limit=batch, name_contains=wanted.name)
+        if not rows:
+            return CataloguePage(items, None)
+        current = store.current_decisions([asset.id for asset, _ in rows])
+        by_asset: dict[int, list[Any]] = {}
+        for (asset_id, _), decision in current.items():
+            by_asset.setdefault(asset_id, []).append(decision)
+        for asset, scanned in rows:
+            read, last = read + 1, asset.id
+            item = _item(asset, scanned, by_asset.get(asset.id, []))
+            if _matches(item, by_asset.get(asset.id, []), wanted):
+                items.append(item)
+                if len(items) == limit:
+                    break
+    more = store.asset_rows(after=last, limit=1, name_contains=wanted.name)
+    return CataloguePage(items, last if more else None)
+
+
+def _item(asset: Any, scanned: datetime | None, decisions: list[Any]) -> dict[str, Any]:
+    rulings = [d.ruled() for d in decisions]
+    verdict = combine(rulings) if rulings else None
+    return {
+        "id": asset.id,
+        "path": asset.path,
+        "content_sha256": asset.content_sha256,
+        "verdict": verdict,
+        "rulesets": sorted(d.ruleset_name for d in decisions),
+        "last_scanned": scanned,
+    }
+
+
+def _matches(item: dict[str, Any], decisions: list[Any], wanted: AssetFilter) -> bool:
+    verdict = item["verdict"] or {}
+    scanned = item["last_scanned"]
+    checks = (
+        wanted.verdict is None or verdict.get("schedule") == wanted.verdict,
+        wanted.review is None or bool(verdict.get("review")) == wanted.review,
+        wanted.tag is None or wanted.tag in verdict.get("tags", ()),
+        wanted.ruleset is None or wanted.ruleset in item["rulesets"],
+        wanted.rule is None or any(wanted.rule in d.fired for d in decisions),
+        wanted.scanned_since is None or (scanned is not None and scanned >= wanted.scanned_since),
+        wanted.scanned_until is None or (scanned is not None and scanned < wanted.scanned_until),
+    )
+    return all(checks)
