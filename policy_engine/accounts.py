@@ -33,6 +33,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # hashing a megabyte "password" is a denial of service
 TOKEN_PREFIX = "pe_"
+# Logins: a browser session lasts SESSION_HOURS; failed logins are limited per account
+# (against guessing one password) and per address (against trying many accounts).
+SESSION_HOURS = 12.0
+LOGIN_WINDOW_MINUTES = 15.0
+MAX_FAILURES_PER_ACCOUNT = 5
+MAX_FAILURES_PER_ADDRESS = 20
 _NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 
 
@@ -127,6 +133,13 @@ def new_token() -> NewToken:
     lookup = secrets.token_hex(6)
     secret = f"{TOKEN_PREFIX}{lookup}_{secrets.token_urlsafe(32)}"
     return NewToken(secret, lookup, token_sha256(secret))
+
+
+def new_session_secret() -> tuple[str, str]:
+    """A session cookie's secret and the hash kept of it. The secret is 256 random bits
+    looked up on the server, so signing the cookie as well would add nothing."""
+    secret = secrets.token_urlsafe(32)
+    return secret, token_sha256(secret)
 
 
 def token_sha256(secret: str) -> str:

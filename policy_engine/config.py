@@ -64,6 +64,7 @@ class Settings:
     timezone: str = "local"  # of the schedule: an IANA name, or the machine's zone
     misfire_grace: float = 3600.0  # a run missed by less than this still happens (0: any)
     log_format: str = "auto"  # auto (human on a terminal, else JSON lines) | human | json
+    secure_cookies: bool = False  # session cookies only over HTTPS (set when behind TLS)
     # why a reviewer overrules: the codes an override may give (required through the API)
     override_reasons: tuple[str, ...] = (
         "model-error", "context", "stylised-or-fictional", "brief-or-incidental",

@@ -376,3 +376,91 @@ def test_a_rare_filter_reads_a_bounded_number_of_assets_per_request(catalogue) -
     assert first.items == [] and first.cursor is not None  # not the end: go on from here
     rest = list_assets(store, rare, after=first.cursor, limit=5)
     assert rest.items == [] and rest.cursor is None
+
+
+# -- browser sessions ---------------------------------------------------------------------------
+@pytest.fixture
+def people(decided):
+    """alice (reviewer) and bob (viewer) with passwords; a decision to overrule."""
+    client, decision_id, tokens, store = decided
+    users = Accounts(store)
+    users.add_user("alice", "reviewer", "alice's long password", by="test")
+    users.add_user("bob", "viewer", "bob's long password!", by="test")
+    return client, decision_id, users, store
+
+
+def _log_in(client, name: str, password: str):
+    return client.post("/api/v1/session", json={"name": name, "password": password})
+
+
+def test_a_login_sets_a_strict_http_only_cookie_and_gives_a_csrf_token(people) -> None:
+    client, _, _, _ = people
+    assert _log_in(client, "alice", "wrong password!").status_code == 401
+    assert _log_in(client, "nobody", "alice's long password").status_code == 401
+    answer = _log_in(client, "alice", "alice's long password")
+    assert answer.status_code == 200 and answer.json()["role"] == "reviewer"
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    assert "secure" not in cookie  # loopback by default; secure_cookies for TLS
+    assert client.get("/api/v1/session").json() == {
+        "kind": "user",
+        "name": "alice",
+        "role": "reviewer",
+    }
+
+
+def test_changes_by_session_need_the_csrf_token(people) -> None:
+    client, decision_id, _, store = people
+    csrf = _log_in(client, "alice", "alice's long password").json()["csrf_token"]
+    url = f"/api/v1/decisions/{decision_id}/overrides"
+    for headers in ({}, {"X-CSRF-Token": "forged"}):
+        refused = client.post(url, json=RULING, headers=headers)
+        assert refused.status_code == 403 and refused.json()["type"].endswith(":csrf")
+    assert _overrides(store) == []
+    done = client.post(url, json=RULING, headers={"X-CSRF-Token": csrf})
+    assert done.status_code == 201, done.text
+    assert _overrides(store)[0].actor == "user:alice"
+
+
+def test_logging_out_ends_the_session_on_the_server(people) -> None:
+    client, _, _, _ = people
+    csrf = _log_in(client, "alice", "alice's long password").json()["csrf_token"]
+    stolen = client.cookies.get("pe_session")
+    assert client.delete("/api/v1/session", headers={"X-CSRF-Token": csrf}).status_code == 204
+    client.cookies.set("pe_session", stolen)  # the old cookie, replayed
+    assert client.get("/api/v1/session").status_code == 401
+
+
+def test_disabling_a_user_or_changing_the_password_ends_their_sessions(people) -> None:
+    client, _, users, store = people
+    _log_in(client, "bob", "bob's long password!")
+    users.disable("bob")
+    assert client.get("/api/v1/session").status_code == 401
+    users.enable("bob")
+    _log_in(client, "bob", "bob's long password!")
+    users.set_password("bob", "another long password")
+    assert client.get("/api/v1/session").status_code == 401
+
+
+def test_an_expired_session_is_refused(people) -> None:
+    from sqlalchemy import update
+
+    from policy_engine.store.schema import WebSession, utcnow
+
+    client, _, _, store = people
+    _log_in(client, "bob", "bob's long password!")
+    with store._transaction() as s:
+        s.execute(update(WebSession).values(expires_at=utcnow()))
+    assert client.get("/api/v1/session").status_code == 401
+
+
+def test_failed_logins_are_limited_per_account_and_per_address(people) -> None:
+    client, _, _, _ = people
+    for _ in range(5):
+        assert _log_in(client, "alice", "a wrong password").status_code == 401
+    limited = _log_in(client, "alice", "alice's long password")  # even the right one
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    assert _log_in(client, "bob", "bob's long password!").status_code == 200  # another account
+    for i in range(15):  # 20 failures from this address in all
+        _log_in(client, f"guess{i}", "a wrong password")
+    assert _log_in(client, "bob", "bob's long password!").status_code == 429

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from policy_engine import __version__
@@ -22,7 +22,7 @@ from policy_engine.analysis.ask import DEFAULT_THRESHOLD
 from policy_engine.config import Settings, load_settings
 from policy_engine.errors import StoreError
 from policy_engine.service import problems
-from policy_engine.service.auth import require
+from policy_engine.service.auth import SESSION_COOKIE, caller, require
 from policy_engine.service.problems import Problem
 from policy_engine.store.accounts import Account, Accounts
 
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = Resources(settings)
     problems.install(app)
     _health(app)
+    _sessions(app)
     _api(app)
     return app
 
@@ -134,6 +135,13 @@ Reviewer = Annotated[Account, Depends(require(OVERRULE))]
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
 
 
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
 class OverrideRequest(BaseModel):
     """A reviewer's ruling: it changes only what it names (the level, the whole tag set,
     or tags added and removed) and settles the review."""
@@ -146,6 +154,51 @@ class OverrideRequest(BaseModel):
     tags: list[Tag] | None = Field(default=None, max_length=100)
     add_tags: list[Tag] = Field(default_factory=list, max_length=100)
     remove_tags: list[Tag] = Field(default_factory=list, max_length=100)
+
+
+def _sessions(app: FastAPI) -> None:
+    @app.post("/api/v1/session", tags=["session"])
+    def log_in(login: LoginRequest, request: Request, response: Response) -> dict[str, Any]:
+        """Log in: sets the session cookie and answers with the CSRF token to send in
+        X-CSRF-Token with every change. 401 for a wrong name or password (the same for
+        both); 429 with Retry-After once too many attempts failed."""
+        from policy_engine.store.accounts import TooManyAttempts
+
+        resources = _resources(request)
+        address = request.client.host if request.client else "unknown"
+        try:
+            session = resources.accounts().login(login.name, login.password, address)
+        except TooManyAttempts as exc:
+            raise Problem(
+                429, "too-many-attempts", str(exc), {"Retry-After": str(exc.retry_after)}
+            ) from None
+        if session is None:
+            raise Problem(401, "unauthenticated", "wrong name or password")
+        response.set_cookie(
+            SESSION_COOKIE, session.secret, httponly=True, samesite="strict", path="/",
+            secure=resources.settings.secure_cookies,
+            max_age=int((session.expires_at - datetime.now(UTC)).total_seconds()),
+        )  # fmt: skip
+        return {
+            "name": session.account.name,
+            "role": session.account.role,
+            "csrf_token": session.csrf_token,
+            "expires_at": session.expires_at,
+        }
+
+    @app.get("/api/v1/session", tags=["session"])
+    def who_am_i(account: Annotated[Account, Depends(caller)]) -> dict[str, str]:
+        return {"kind": account.kind, "name": account.name, "role": account.role}
+
+    @app.delete("/api/v1/session", tags=["session"], status_code=204)
+    def log_out(
+        request: Request, response: Response, account: Annotated[Account, Depends(caller)]
+    ) -> None:
+        """End the session on the server (the cookie alone is worthless afterwards)."""
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie is not None:
+            _resources(request).accounts().end_session(cookie)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
 
 
 def _api(app: FastAPI) -> None:

@@ -1,9 +1,12 @@
-"""Who is calling, and whether they may: API clients send ``Authorization: Bearer
-<token>`` (``policy-engine tokens create``). A missing or unknown token is 401, a role
-without the permission 403; neither writes anything."""
+"""Who is calling, and whether they may. Client systems send ``Authorization: Bearer
+<token>`` (``policy-engine tokens create``); people log in (``POST /api/v1/session``) and
+their browser sends the session cookie, HttpOnly and SameSite=Strict, plus the session's
+CSRF token in ``X-CSRF-Token`` with every request that changes something. A missing or
+unknown credential is 401, a role without the permission 403; neither writes anything."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import Annotated
 
@@ -13,6 +16,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from policy_engine.service.problems import Problem
 from policy_engine.store.accounts import Account
 
+SESSION_COOKIE = "pe_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _bearer = HTTPBearer(auto_error=False, description="A token from `policy-engine tokens create`.")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="policy-engine"'}
 
@@ -21,14 +27,28 @@ def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Account:
-    if credentials is None:
-        raise Problem(401, "unauthenticated", "send Authorization: Bearer <token>", _CHALLENGE)
-    account = request.app.state.engine.accounts().verify_token(credentials.credentials)
-    if account is None:
+    accounts = request.app.state.engine.accounts()
+    if credentials is not None:
+        account = accounts.verify_token(credentials.credentials)
+        if account is None:
+            raise Problem(
+                401, "unauthenticated", "the token is unknown or revoked; ask an admin for one",
+                _CHALLENGE,
+            )  # fmt: skip
+        return account
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie is None:
         raise Problem(
-            401, "unauthenticated", "the token is unknown or revoked; ask an admin for one",
-            _CHALLENGE,
-        )  # fmt: skip
+            401, "unauthenticated", "log in, or send Authorization: Bearer <token>", _CHALLENGE
+        )
+    found = accounts.session(cookie)
+    if found is None:
+        raise Problem(401, "unauthenticated", "the session has ended or expired; log in again")
+    account, csrf = found
+    if request.method not in SAFE_METHODS and not hmac.compare_digest(
+        request.headers.get(CSRF_HEADER, ""), csrf
+    ):
+        raise Problem(403, "csrf", f"send the session's {CSRF_HEADER} with every change")
     return account
 
 

@@ -67,7 +67,6 @@ def install(app: FastAPI) -> None:
             return problem_response(411, "length-required", "send a Content-Length")
         return await call_next(request)
 
-
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.kind, exc.detail, exc.headers, **exc.extra)

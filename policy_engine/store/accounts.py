@@ -3,13 +3,14 @@ passwords live in ``policy_engine.accounts``; this module only keeps the rows.""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,7 +18,7 @@ from policy_engine import accounts
 from policy_engine.errors import ConfigError, StoreError
 from policy_engine.store.database import retries_transient_errors
 from policy_engine.store.repository import Store
-from policy_engine.store.schema import ApiToken, User, utcnow
+from policy_engine.store.schema import ApiToken, LoginAttempt, User, WebSession, utcnow
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,24 @@ class TokenRow:
     created_by: str
     revoked_at: datetime | None
     last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Login:
+    """A new browser session: the cookie's secret (never stored) and its CSRF token."""
+
+    secret: str
+    csrf_token: str
+    expires_at: datetime
+    account: Account
+
+
+class TooManyAttempts(ConfigError):
+    """Too many failed logins lately for this account or this address."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed logins; try again in {retry_after} s")
+        self.retry_after = retry_after
 
 
 @retries_transient_errors
@@ -97,13 +116,15 @@ class Accounts:
     def set_password(self, name: str, password: str) -> None:
         digest = accounts.hash_password(password)
         self._update_user(name, password_hash=digest, password_changed_at=utcnow())
+        self.end_sessions_of(name)  # a new password logs every browser out
 
     def set_role(self, name: str, role: str) -> None:
         self._update_user(name, role=accounts.check_role(role))
 
     def disable(self, name: str) -> None:
-        """The user can no longer log in (their sessions end with the service's check)."""
+        """The user can no longer log in, and their open sessions end."""
         self._update_user(name, disabled_at=utcnow())
+        self.end_sessions_of(name)
 
     def enable(self, name: str) -> None:
         self._update_user(name, disabled_at=None)
@@ -184,6 +205,77 @@ class Accounts:
                 return None
             row.last_used_at = utcnow()
             return Account("token", row.name, row.role)
+
+    # -- browser sessions ---------------------------------------------------------------------
+    def login(self, name: str, password: str, address: str) -> Login | None:
+        """A new session for the user, or None for a wrong name or password (the same
+        answer either way); TooManyAttempts once the limits are reached."""
+        self._check_limits(name, address)
+        account = self.authenticate(name, password)
+        if account is None:
+            with self._transaction() as s:
+                s.add(LoginAttempt(user_name=name[:64], address=address[:64]))
+            return None
+        secret, digest = accounts.new_session_secret()
+        csrf = secrets.token_urlsafe(24)
+        expires = utcnow() + timedelta(hours=accounts.SESSION_HOURS)
+        with self._transaction() as s:
+            s.add(
+                WebSession(
+                    secret_sha256=digest, user_name=account.name, csrf_token=csrf,
+                    address=address[:64], expires_at=expires,
+                )
+            )  # fmt: skip
+        return Login(secret, csrf, expires, account)
+
+    def _check_limits(self, name: str, address: str) -> None:
+        since = utcnow() - timedelta(minutes=accounts.LOGIN_WINDOW_MINUTES)
+        with self._transaction() as s:
+            recent = select(func.count(), func.min(LoginAttempt.at)).where(LoginAttempt.at >= since)
+            by_name = s.execute(recent.where(LoginAttempt.user_name == name[:64])).one()
+            by_address = s.execute(recent.where(LoginAttempt.address == address[:64])).one()
+        for (count, oldest), limit in (
+            (by_name, accounts.MAX_FAILURES_PER_ACCOUNT),
+            (by_address, accounts.MAX_FAILURES_PER_ADDRESS),
+        ):
+            if count >= limit:
+                free = oldest + timedelta(minutes=accounts.LOGIN_WINDOW_MINUTES) - utcnow()
+                raise TooManyAttempts(max(int(free.total_seconds()) + 1, 1))
+
+    def session(self, secret: str) -> tuple[Account, str] | None:
+        """The user of a live session and its CSRF token; None if the session is unknown,
+        ended or expired, or the user is disabled."""
+        with self._transaction() as s:
+            row = s.execute(
+                select(WebSession, User)
+                .join(User, User.name == WebSession.user_name)
+                .where(WebSession.secret_sha256 == accounts.token_sha256(secret))
+            ).first()
+        if row is None:
+            return None
+        session, user = row
+        if session.ended_at or session.expires_at <= utcnow() or user.disabled_at:
+            return None
+        return Account("user", user.name, user.role), session.csrf_token
+
+    def end_session(self, secret: str) -> None:
+        with self._transaction() as s:
+            s.execute(
+                update(WebSession)
+                .where(
+                    WebSession.secret_sha256 == accounts.token_sha256(secret),
+                    WebSession.ended_at.is_(None),
+                )
+                .values(ended_at=utcnow())
+            )
+
+    def end_sessions_of(self, name: str) -> None:
+        with self._transaction() as s:
+            s.execute(
+                update(WebSession)
+                .where(WebSession.user_name == name, WebSession.ended_at.is_(None))
+                .values(ended_at=utcnow())
+            )
 
 
 @cache
