@@ -464,3 +464,53 @@ def test_failed_logins_are_limited_per_account_and_per_address(people) -> None:
     for i in range(15):  # 20 failures from this address in all
         _log_in(client, f"guess{i}", "a wrong password")
     assert _log_in(client, "bob", "bob's long password!").status_code == 429
+
+
+# -- rule sets ----------------------------------------------------------------------------------
+def test_rule_sets_in_force_and_their_versions(catalogue) -> None:
+    from test_audit_trail import RULES
+
+    from policy_engine.policy.loader import parse_ruleset
+
+    client, _, tokens, store = catalogue
+    store.record_rules_in_force({"/etc/rules/house.yaml": parse_ruleset(RULES, "house.yaml")})
+    listed = client.get("/api/v1/rulesets", headers=bearer(tokens["viewer"])).json()
+    assert [(r["name"], r["path"]) for r in listed] == [("house", "/etc/rules/house.yaml")]
+    versions = client.get("/api/v1/rulesets/house/versions", headers=bearer(tokens["viewer"]))
+    assert versions.status_code == 200 and versions.json()[0]["text"] == RULES
+    missing = client.get("/api/v1/rulesets/nothing/versions", headers=bearer(tokens["viewer"]))
+    assert missing.status_code == 404
+
+
+def test_a_rule_edit_is_tried_on_the_archive_without_writing(catalogue, tiny_clip_dir) -> None:
+    from sqlalchemy import func, select
+    from test_audit_trail import RULES
+
+    from policy_engine.store.schema import DecisionRecord
+
+    client, _, tokens, store = catalogue
+    editor = Accounts(store).create_token("rules-desk", "editor", by="test")
+    edited = RULES.replace("version: 1", "version: 2").replace(
+        "coverage_above: 5%", "coverage_above: 55%"
+    )
+    url = "/api/v1/rulesets/diff"
+
+    def decisions() -> int:
+        with store._transaction() as s:
+            return int(s.scalar(select(func.count()).select_from(DecisionRecord)))
+
+    before = decisions()
+    assert (
+        client.post(url, json={"text": edited}, headers=bearer(tokens["viewer"])).status_code == 403
+    )
+    answer = client.post(url, json={"text": edited}, headers=bearer(editor))
+    assert answer.status_code == 200, answer.text
+    changed = {
+        Path(c["path"]).stem: c["after"]["schedule"]
+        for c in answer.json()["changes"]
+        if Path(c["path"]).stem.startswith("promo-")
+    }
+    assert changed == {f"promo-{i}": "unrestricted" for i in range(1, 6)}  # 10-50 % of the time
+    assert answer.json()["dry_run"] is True and decisions() == before
+    broken = client.post(url, json={"text": RULES + "  - id: [unclosed\n"}, headers=bearer(editor))
+    assert broken.status_code == 422 and broken.json()["errors"][0]["line"]

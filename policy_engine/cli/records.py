@@ -403,6 +403,7 @@ def _reevaluate(
     dry_run: bool,
 ) -> None:
     from policy_engine.pipeline.review import reevaluate as run
+    from policy_engine.pipeline.review import reevaluation_summary
 
     try:
         settings = settings_for(
@@ -431,7 +432,7 @@ def _reevaluate(
     written = pages.written
     _warn(pages.problems)
     if as_json:
-        data = {**_reevaluation_dict(result), "reports": [str(p) for p in written]}
+        data = {**reevaluation_summary(result), "reports": [str(p) for p in written]}
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
         _print_reevaluation(result)
@@ -452,45 +453,6 @@ def _warn(problems: list[str]) -> None:
 def _verdict_text(schedule: str, tags: Any, review: bool) -> str:
     text = schedule + (" +review" if review else "")
     return text + (f" [{', '.join(tags)}]" if tags else "")
-
-
-def _reevaluation_dict(result: Any) -> dict[str, Any]:
-    return {
-        "dry_run": result.dry_run,
-        "rulesets": [
-            {"name": r.name, "version": r.version, "sha256": r.sha256} for r in result.rulesets
-        ],
-        "scans": result.scans,
-        "unchanged": result.unchanged,
-        "appended": result.appended,
-        "from_stored_scores": result.from_stored_scores,
-        "rescored": result.rescored,
-        "seconds": result.seconds,
-        "changes": [
-            {
-                "asset_id": c.asset_id,
-                "path": c.path,
-                "ruleset": c.ruleset,
-                "before": None
-                if c.before is None
-                else {
-                    "decision_id": c.before.id,
-                    "schedule": c.before.schedule,
-                    "tags": list(c.before.tags),
-                    "review": c.before.review,
-                },
-                "after": {
-                    "decision_id": c.decision_id,
-                    "schedule": c.after.schedule,
-                    "tags": list(c.after.tags),
-                    "review": c.after.review,
-                },
-                "why": list(c.why),
-            }
-            for c in result.changes
-        ],
-        "problems": [{"scan_id": s.id, "path": s.path, "problem": p} for s, p in result.problems],
-    }
 
 
 def _print_reevaluation(result: Any) -> None:

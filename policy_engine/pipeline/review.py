@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from policy_engine.errors import ConfigError
 from policy_engine.models.provider import ModelProvider
@@ -179,3 +180,43 @@ def reevaluate(
     if dry_run or reports_dir is None or not result.appended:
         return result, RefreshedPages([], [])
     return result, refresh_reports(store, result.decided_assets, reports_dir)
+
+
+def reevaluation_summary(result: Reevaluation) -> dict[str, Any]:
+    """A re-evaluation (or its dry run) as JSON-ready data: the CLI's --json and the API."""
+    return {
+        "dry_run": result.dry_run,
+        "rulesets": [
+            {"name": r.name, "version": r.version, "sha256": r.sha256} for r in result.rulesets
+        ],
+        "scans": result.scans,
+        "unchanged": result.unchanged,
+        "appended": result.appended,
+        "from_stored_scores": result.from_stored_scores,
+        "rescored": result.rescored,
+        "seconds": result.seconds,
+        "changes": [
+            {
+                "asset_id": c.asset_id,
+                "path": c.path,
+                "ruleset": c.ruleset,
+                "before": None
+                if c.before is None
+                else {
+                    "decision_id": c.before.id,
+                    "schedule": c.before.schedule,
+                    "tags": list(c.before.tags),
+                    "review": c.before.review,
+                },
+                "after": {
+                    "decision_id": c.decision_id,
+                    "schedule": c.after.schedule,
+                    "tags": list(c.after.tags),
+                    "review": c.after.review,
+                },
+                "why": list(c.why),
+            }
+            for c in result.changes
+        ],
+        "problems": [{"scan_id": s.id, "path": s.path, "problem": p} for s, p in result.problems],
+    }

@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from policy_engine import __version__
-from policy_engine.accounts import MANAGE_ACCOUNTS, OVERRULE, READ
+from policy_engine.accounts import EDIT_RULES, MANAGE_ACCOUNTS, OVERRULE, READ
 from policy_engine.analysis.ask import DEFAULT_THRESHOLD
 from policy_engine.config import Settings, load_settings
 from policy_engine.errors import StoreError
@@ -132,7 +132,15 @@ def _health(app: FastAPI) -> None:
 Reader = Annotated[Account, Depends(require(READ))]
 Admin = Annotated[Account, Depends(require(MANAGE_ACCOUNTS))]
 Reviewer = Annotated[Account, Depends(require(OVERRULE))]
+Editor = Annotated[Account, Depends(require(EDIT_RULES))]
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class DiffRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=60_000, description="An edited rule file (YAML).")
+    since: datetime | None = Field(default=None, description="Only scans finished since.")
 
 
 class LoginRequest(BaseModel):
@@ -321,6 +329,42 @@ def _api(app: FastAPI) -> None:
             "after": asdict(result.after),
             "report_problems": result.report_problems,
         }
+
+    @app.get("/api/v1/rulesets", tags=["rule sets"])
+    def rulesets(request: Request, caller: Reader) -> list[dict[str, Any]]:
+        """The rule sets in force: for each rule file, its version and since when."""
+        return _resources(request).store().rulesets_in_force()
+
+    @app.get("/api/v1/rulesets/{name}/versions", tags=["rule sets"])
+    def ruleset_versions(name: str, request: Request, caller: Reader) -> list[dict[str, Any]]:
+        """Every recorded text of a rule set with its hash, the newest first."""
+        versions = _resources(request).store().ruleset_versions(name)
+        if not versions:
+            raise Problem(404, "no-such-ruleset", f"no rule set {name!r} is on record")
+        return versions
+
+    @app.post("/api/v1/rulesets/diff", tags=["rule sets"])
+    def ruleset_diff(edit: DiffRequest, request: Request, caller: Editor) -> dict[str, Any]:
+        """Dry run of an edited rule file (as `policy-engine rules diff`): which stored
+        assets would change verdict, and why. Writes nothing. A file that does not load is
+        422 with every problem and its line and column."""
+        from policy_engine.pipeline.review import reevaluate, reevaluation_summary
+        from policy_engine.policy.loader import RuleSetError, parse_ruleset
+
+        try:
+            ruleset = parse_ruleset(edit.text, "edited.yaml")
+        except RuleSetError as exc:
+            raise Problem(
+                422, "invalid-rules", f"the rule file does not load: {exc.problems[0]}",
+                errors=[{"line": p.line, "column": p.column, "message": p.message}
+                        for p in exc.problems],
+            ) from None  # fmt: skip
+        resources = _resources(request)
+        result, _ = reevaluate(
+            resources.store(), [ruleset], resources.models(), reports_dir=None,
+            since=_utc(edit.since), dry_run=True,
+        )  # fmt: skip
+        return reevaluation_summary(result)
 
     @app.get("/api/v1/tokens", tags=["accounts"])
     def tokens(request: Request, caller: Admin) -> list[dict[str, Any]]:

@@ -584,6 +584,35 @@ class Store:
             ).first()
             return (row[0], row[1]) if row else None
 
+    def rulesets_in_force(self) -> list[dict[str, Any]]:
+        """For every rule file the ingest has loaded, the version in force and since when."""
+        with self._transaction() as s:
+            latest = select(func.max(RuleSetInForce.id)).group_by(RuleSetInForce.path)
+            rows = s.execute(
+                select(RuleSetInForce.path, RuleSetInForce.since, RuleSetRecord)
+                .join(RuleSetRecord, RuleSetRecord.id == RuleSetInForce.ruleset_id)
+                .where(RuleSetInForce.id.in_(latest))
+                .order_by(RuleSetRecord.name)
+            ).all()
+        return [
+            {"name": r.name, "version": r.version, "sha256": r.sha256, "path": path, "since": since}
+            for path, since, r in rows
+        ]
+
+    def ruleset_versions(self, name: str) -> list[dict[str, Any]]:
+        """Every recorded text of the rule set ``name``, the newest first."""
+        with self._transaction() as s:
+            rows = s.scalars(
+                select(RuleSetRecord)
+                .where(RuleSetRecord.name == name)
+                .order_by(RuleSetRecord.id.desc())
+            )
+            return [
+                {"name": r.name, "version": r.version, "sha256": r.sha256, "path": r.path,
+                 "first_seen": r.first_seen, "text": r.text}
+                for r in rows
+            ]  # fmt: skip
+
     def append_decisions(self, new: Sequence[NewDecision]) -> list[int]:
         """Insert decisions with their reasons in one transaction; returns their ids."""
         if not new:
