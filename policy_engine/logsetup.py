@@ -45,10 +45,14 @@ class HumanLines(logging.Formatter):
 
 
 def configure(
-    log_format: str = "auto", *, level: int = logging.INFO, stream: TextIO | None = None
+    log_format: str = "auto",
+    *,
+    level: int = logging.INFO,
+    stream: TextIO | None = None,
+    also: tuple[str, ...] = (),
 ) -> str:
-    """Send policy_engine's and APScheduler's logs to ``stream`` (stderr); returns the
-    format chosen."""
+    """Send policy_engine's and APScheduler's logs (and those of the loggers named in
+    ``also``, e.g. uvicorn's) to ``stream`` (stderr); returns the format chosen."""
     if log_format not in FORMATS:
         raise ConfigError(f"log_format {log_format!r}: choose one of {' | '.join(FORMATS)}")
     stream = stream or sys.stderr
@@ -61,7 +65,7 @@ def configure(
         handler.setFormatter(
             HumanLines("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
         )
-    for name in ("policy_engine", "apscheduler"):
+    for name in ("policy_engine", "apscheduler", *also):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(level)

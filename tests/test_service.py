@@ -514,3 +514,35 @@ def test_a_rule_edit_is_tried_on_the_archive_without_writing(catalogue, tiny_cli
     assert answer.json()["dry_run"] is True and decisions() == before
     broken = client.post(url, json={"text": RULES + "  - id: [unclosed\n"}, headers=bearer(editor))
     assert broken.status_code == 422 and broken.json()["errors"][0]["line"]
+
+
+def test_every_request_is_one_json_line_in_the_engines_log_format(service) -> None:
+    import io
+    import json
+    import logging
+
+    from policy_engine.logsetup import JsonLines
+
+    client, asset_id, tokens, _ = service
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonLines())
+    logger = logging.getLogger("policy_engine.access")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        client.get(f"/api/v1/assets/{asset_id}", headers=bearer(tokens["viewer"]))
+        client.get("/api/v1/assets/1", headers=bearer("pe_000000000000_forged"))
+        client.post(
+            "/api/v1/session",
+            content=b"{}" + b" " * 70_000,
+            headers={"content-type": "application/json"},
+        )
+    finally:
+        logger.removeHandler(handler)
+    entries = [json.loads(line) for line in lines.getvalue().splitlines()]
+    assert [(e["method"], e["status"], e["caller"]) for e in entries] == [
+        ("GET", 200, "token:mam"), ("GET", 401, None), ("POST", 413, None),
+    ]  # fmt: skip
+    assert entries[0]["path"] == f"/api/v1/assets/{asset_id}" and entries[0]["ms"] >= 0
+    assert all(e["logger"] == "policy_engine.access" and "time" in e for e in entries)

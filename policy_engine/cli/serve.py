@@ -54,5 +54,7 @@ def serve(
         port=port,
         workers=workers,
         proxy_headers=False,  # only behind a configured proxy (not yet a setting)
+        log_config=None,  # the engine's own format (see app_from_environment)
+        access_log=False,  # replaced by policy_engine.access, with the caller
         timeout_graceful_shutdown=30,
     )

@@ -6,7 +6,9 @@ and pipeline functions the CLI calls; none speaks SQL.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.engine = Resources(settings)
     problems.install(app)
+    _access_log(app)  # added last: the outermost, so refusals by the others are logged too
     _health(app)
     _sessions(app)
     _api(app)
@@ -91,8 +94,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def app_from_environment() -> FastAPI:
-    """For ``uvicorn --factory``: settings from the environment and the settings file."""
-    return create_app(load_settings())
+    """For ``uvicorn --factory`` (in each worker process): settings from the environment
+    and the settings file, logs in the engine's format."""
+    from policy_engine import logsetup
+
+    settings = load_settings()
+    logsetup.configure(settings.log_format, also=("uvicorn", "uvicorn.error"))
+    return create_app(settings)
+
+
+access = logging.getLogger("policy_engine.access")
+
+
+def _access_log(app: FastAPI) -> None:
+    """One record per request, in the same format as every other log of the engine
+    (JSON lines for a log shipper): method, path, status, duration, client, caller."""
+
+    @app.middleware("http")
+    async def log_request(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            account = getattr(request.state, "account", None)
+            access.info(
+                "%s %s %d",
+                request.method,
+                request.url.path,
+                status,
+                extra={
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                    "client": request.client.host if request.client else None,
+                    "caller": f"{account.kind}:{account.name}" if account else None,
+                },
+            )
 
 
 def _utc(moment: datetime | None) -> datetime | None:

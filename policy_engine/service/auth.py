@@ -35,6 +35,7 @@ def caller(
                 401, "unauthenticated", "the token is unknown or revoked; ask an admin for one",
                 _CHALLENGE,
             )  # fmt: skip
+        request.state.account = account  # for the access log
         return account
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie is None:
@@ -45,6 +46,7 @@ def caller(
     if found is None:
         raise Problem(401, "unauthenticated", "the session has ended or expired; log in again")
     account, csrf = found
+    request.state.account = account
     if request.method not in SAFE_METHODS and not hmac.compare_digest(
         request.headers.get(CSRF_HEADER, ""), csrf
     ):
