@@ -2,7 +2,8 @@
 
 Roles are what a person or a client system may do, not a ladder: a ``reviewer`` rules on
 decisions, an ``editor`` changes rule sets, an ``admin`` manages accounts and tokens (and
-may do everything); every role may read.
+may do everything); every role may read, every role but ``viewer`` may hand files in for
+analysis.
 
 Passwords are hashed with Argon2id through argon2-cffi (memory-hard, salted, parameters
 in the hash, so stronger settings later only need a rehash at the next login). API tokens
@@ -24,11 +25,12 @@ from policy_engine.errors import ConfigError
 
 ROLES = ("viewer", "reviewer", "editor", "admin")
 READ, OVERRULE, EDIT_RULES, MANAGE_ACCOUNTS = "read", "overrule", "edit-rules", "manage-accounts"
+ANALYSE = "analyse"  # hand files to the engine (it costs the workers' time)
 PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({READ}),
-    "reviewer": frozenset({READ, OVERRULE}),
-    "editor": frozenset({READ, EDIT_RULES}),
-    "admin": frozenset({READ, OVERRULE, EDIT_RULES, MANAGE_ACCOUNTS}),
+    "reviewer": frozenset({READ, OVERRULE, ANALYSE}),
+    "editor": frozenset({READ, EDIT_RULES, ANALYSE}),
+    "admin": frozenset({READ, OVERRULE, EDIT_RULES, MANAGE_ACCOUNTS, ANALYSE}),
 }
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # hashing a megabyte "password" is a denial of service

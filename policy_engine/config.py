@@ -65,6 +65,11 @@ class Settings:
     misfire_grace: float = 3600.0  # a run missed by less than this still happens (0: any)
     log_format: str = "auto"  # auto (human on a terminal, else JSON lines) | human | json
     secure_cookies: bool = False  # session cookies only over HTTPS (set when behind TLS)
+    # analysis jobs through the API: server-side paths must lie under one of these roots
+    # (none: paths are refused); uploads are spooled here, at most this big
+    job_roots: tuple[str, ...] = ()
+    job_spool: str = "policy-engine-jobs"
+    upload_max_mb: float = 4096.0
     # why a reviewer overrules: the codes an override may give (required through the API)
     override_reasons: tuple[str, ...] = (
         "model-error", "context", "stylised-or-fictional", "brief-or-incidental",
@@ -86,7 +91,7 @@ class Settings:
 
 
 _CONVERTERS = {f.name: f.type for f in fields(Settings) if f.name != "sources"}
-_PATH_LISTS = {"ingest"}  # separated by os.pathsep in the environment
+_PATH_LISTS = {"ingest", "job_roots"}  # separated by os.pathsep in the environment
 
 
 def _as_list(name: str, value: Any, origin: str) -> tuple[str, ...]:

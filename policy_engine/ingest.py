@@ -49,6 +49,7 @@ from policy_engine.pipeline.scan import (
 from policy_engine.policy.model import RuleSet
 from policy_engine.store import Store
 from policy_engine.store.ingest import (
+    JOBS_FOLDER,
     QUARANTINED,
     Claim,
     IngestQueue,
@@ -234,7 +235,8 @@ class Ingestor:
                 " or POLICY_ENGINE_INGEST"
             )
         self.settings = settings
-        self.folders = [folder_key(f) for f in settings.ingest]
+        # the folders on disk, and the queue's analysis jobs (handed in through the API)
+        self.folders = [folder_key(f) for f in settings.ingest] + [JOBS_FOLDER]
         self.signals = signals or StopSignals()
         self.timing = timing_of(settings)
         self.store = Store.open(settings.db, on_create=on_create)
@@ -435,6 +437,8 @@ class _Pass:
     # -- the loop -------------------------------------------------------------------------
     def _observe(self, first: bool) -> None:
         for folder in self.folders:
+            if folder == JOBS_FOLDER:  # queued by the API, not found on disk
+                continue
             observations, problems = discover(self.settings, folder)
             if first:
                 for problem in problems:
@@ -473,9 +477,9 @@ class _Pass:
             except (PolicyEngineError, ScanAbandoned, KeyboardInterrupt):
                 raise  # the run's problem, not the file's: the claim is back already
             except Exception as exc:  # a bug must cost one file, not the night
-                log.exception("%s: internal error", claim.path)
+                log.exception("%s: internal error", claim.file)
                 why = f"internal error: {type(exc).__name__}: {exc}"
-                self._record(claim, ScanOutcome(path=claim.path, error=why))
+                self._record(claim, ScanOutcome(path=claim.file, error=why))
 
     def _until_next_look(self, deadline: float) -> float | None:
         """Seconds until the queue may have work for this pass again; None when the pass
@@ -508,7 +512,7 @@ class _Pass:
         return max(wait, 0.05)
 
     def _process(self, scanner: Scanner, claim: Claim) -> None:
-        path = Path(claim.path)
+        path = Path(claim.file)
         if self._changed(path, claim):
             return
         digest = None
@@ -575,15 +579,15 @@ class _Pass:
         key = "failed" if failed else "reused" if outcome.status == REUSED else "scanned"
         self.counts[key] += 1
         if outcome.report_error:
-            self._problem(f"{claim.path}: {outcome.report_error}")
+            self._problem(f"{claim.file}: {outcome.report_error}")
         if failed:
-            log.error("%s failed (attempt %d): %s", claim.path, claim.attempts, outcome.error)
+            log.error("%s failed (attempt %d): %s", claim.file, claim.attempts, outcome.error)
         else:
             verdict = outcome.verdict or {}
-            log.info("%s %s: %s", claim.path, outcome.status, verdict.get("schedule", "-"))
+            log.info("%s %s: %s", claim.file, outcome.status, verdict.get("schedule", "-"))
         if state == QUARANTINED:
             self._quarantined(
-                claim.path, f"after {claim.attempts} failed attempt(s): {outcome.error}"
+                claim.file, f"after {claim.attempts} failed attempt(s): {outcome.error}"
             )
 
     def _quarantined(self, path: str, why: str) -> None:

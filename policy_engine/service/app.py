@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from policy_engine import __version__
-from policy_engine.accounts import EDIT_RULES, MANAGE_ACCOUNTS, OVERRULE, READ
+from policy_engine.accounts import ANALYSE, EDIT_RULES, MANAGE_ACCOUNTS, OVERRULE, READ
 from policy_engine.analysis.ask import DEFAULT_THRESHOLD
 from policy_engine.config import Settings, load_settings
 from policy_engine.errors import StoreError
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _health(app)
     _sessions(app)
     _api(app)
+    _jobs(app)
     return app
 
 
@@ -174,6 +176,19 @@ Reader = Annotated[Account, Depends(require(READ))]
 Admin = Annotated[Account, Depends(require(MANAGE_ACCOUNTS))]
 Reviewer = Annotated[Account, Depends(require(OVERRULE))]
 Editor = Annotated[Account, Depends(require(EDIT_RULES))]
+Analyst = Annotated[Account, Depends(require(ANALYSE))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(max_length=200, description="The same key again returns the first job."),
+]
+
+
+class AnalysisRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, max_length=4096, description="A file on the server.")
+
+
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
 
 
@@ -411,3 +426,92 @@ def _api(app: FastAPI) -> None:
     def tokens(request: Request, caller: Admin) -> list[dict[str, Any]]:
         """Every API token (never its secret)."""
         return [vars(t) for t in _resources(request).accounts().tokens()]
+
+
+def _jobs(app: FastAPI) -> None:
+    @app.post("/api/v1/analyses", tags=["analyses"], status_code=202)
+    def submit(
+        job: AnalysisRequest,
+        request: Request,
+        response: Response,
+        caller: Analyst,
+        idempotency_key: IdempotencyKey = None,
+    ) -> dict[str, Any]:
+        """Queue a file on the server (under the configured `job_roots`) for the ingest
+        workers; answers 202 with Location. Poll `GET /api/v1/analyses/{id}`."""
+        from policy_engine.pipeline.jobs import PathNotAllowed, submit_path
+
+        resources = _resources(request)
+        store = resources.store()
+        try:
+            view, _ = submit_path(
+                resources.settings, store, job.path, created_by=_who(caller),
+                key=idempotency_key,
+            )  # fmt: skip
+        except PathNotAllowed as exc:
+            raise Problem(403, "path-not-allowed", str(exc)) from None
+        response.headers["Location"] = f"/api/v1/analyses/{view.id}"
+        return _job(store, view)
+
+    @app.post("/api/v1/analyses/upload", tags=["analyses"], status_code=202)
+    async def upload(
+        request: Request,
+        response: Response,
+        caller: Analyst,
+        name: Annotated[str, Query(min_length=1, max_length=255, description="promo.mp4")],
+        idempotency_key: IdempotencyKey = None,
+    ) -> dict[str, Any]:
+        """Upload a video as the request body (any content type); streamed to disk and
+        capped by `upload_max_mb` (413, nothing kept). Queued like a submitted path."""
+        from policy_engine.pipeline.jobs import TooLarge, spool_upload, submit_upload
+
+        resources = _resources(request)
+        declared = request.headers.get("content-length")
+        try:
+            file = await spool_upload(
+                resources.settings, request.stream(), name,
+                int(declared) if declared and declared.isdigit() else None,
+            )  # fmt: skip
+        except TooLarge as exc:
+            raise Problem(413, "too-large", str(exc)) from None
+        store = await run_in_threadpool(resources.store)
+        view, _ = await run_in_threadpool(
+            lambda: submit_upload(
+                store, file, name=name, created_by=_who(caller), key=idempotency_key
+            )
+        )
+        response.headers["Location"] = f"/api/v1/analyses/{view.id}"
+        return await run_in_threadpool(_job, store, view)
+
+    @app.get("/api/v1/analyses/{job_id}", tags=["analyses"])
+    def job(job_id: int, request: Request, caller: Reader) -> dict[str, Any]:
+        """A job: queued, running, succeeded (with the asset and its verdict) or failed
+        (with the reason); a queued job that failed before shows its last error."""
+        from policy_engine.store.jobs import Jobs
+
+        store = _resources(request).store()
+        view = Jobs(store).get(job_id)
+        if view is None:
+            raise Problem(404, "no-such-job", f"no analysis job {job_id}")
+        return _job(store, view)
+
+
+def _who(account: Account) -> str:
+    return f"{account.kind}:{account.name}"
+
+
+def _job(store: Any, view: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from policy_engine.policy.evaluate import combine
+
+    data = asdict(view)
+    if view.status == "succeeded" and view.asset_id is not None:
+        current = store.current_decisions([view.asset_id])
+        rulings = [d.ruled() for d in current.values()]
+        data["verdict"] = combine(rulings) if rulings else None
+        data["decisions"] = [
+            {"id": d.id, "ruleset": name, "schedule": d.ruled().schedule}
+            for (_, name), d in sorted(current.items())
+        ]
+    return data

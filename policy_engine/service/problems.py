@@ -51,12 +51,15 @@ _STATUS_OF = ((ConfigError, 422, "invalid"), (ModelError, 503, "model-unavailabl
               (StoreError, 503, "database-unavailable"))  # fmt: skip
 
 
-MAX_BODY_BYTES = 64 * 1024  # a JSON request body; uploads will have their own cap
+MAX_BODY_BYTES = 64 * 1024  # a JSON request body; uploads have their own cap
+UPLOAD_PATHS = frozenset({"/api/v1/analyses/upload"})
 
 
 def install(app: FastAPI) -> None:
     @app.middleware("http")
     async def _cap_body(request: Request, call_next: Any) -> Any:
+        if request.url.path in UPLOAD_PATHS:  # streamed to disk under their own cap
+            return await call_next(request)
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
             return problem_response(

@@ -51,6 +51,7 @@ WAITING, CLAIMED, DONE, RETRY, QUARANTINED, GONE = (
 DUE_STATES = (WAITING, RETRY)
 SQLITE_WORKER_LEASE = "sqlite:single-worker"
 LOADING_MODEL_LEASE = "loading-model:"  # + worker id: held while that worker loads a model
+JOBS_FOLDER = "api:jobs"  # the queue's pseudo-folder of analysis jobs (never listed on disk)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,11 @@ class Claim:
     size: int
     mtime_ns: int
     attempts: int  # including this one
+    source: str | None = None  # the file to read, where it is not ``path`` (a job)
+
+    @property
+    def file(self) -> str:
+        return self.source or self.path
 
 
 @dataclass(frozen=True)
@@ -493,7 +499,10 @@ class IngestQueue:
                 row = s.scalar(query)
                 if row is None:
                     return None
-                claim = Claim(row.id, row.path, row.size_bytes, row.mtime_ns, row.attempts + 1)
+                claim = Claim(
+                    row.id, row.path, row.size_bytes, row.mtime_ns, row.attempts + 1,
+                    row.source_path,
+                )  # fmt: skip
                 taken = s.execute(
                     update(IngestFile)
                     .where(IngestFile.id == row.id, IngestFile.state.in_(DUE_STATES))

@@ -396,6 +396,28 @@ class IngestFile(Base):
     scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id"))
     last_error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the file to read, where it is not ``path`` (an analysis job: path is "job:<id>")
+    source_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AnalysisJob(Base):
+    """Work handed to the engine through the API: a file (a server-side path or an
+    upload) queued for the ingest workers as an ingest_files row, which carries its
+    state, attempts, errors and results exactly as for a file in an ingest folder."""
+
+    __tablename__ = "analysis_jobs"
+    __table_args__ = (UniqueConstraint("created_by", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    source: Mapped[str] = mapped_column(String(16))  # path | upload
+    path: Mapped[str] = mapped_column(Text)  # the file analysed
+    original_name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ingest_file_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ingest_files.id"), nullable=True
+    )
 
 
 class Lease(Base):

@@ -1,0 +1,157 @@
+"""Analysis jobs through the API: files handed in (server paths under the allowed roots,
+or uploads) are queued and scanned by the ingest workers, exactly like ingest files."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from policy_engine.config import SHIPPED_RULES, Settings
+from policy_engine.ingest import Ingestor
+from policy_engine.media.synthetic import write_color_segments
+from policy_engine.service.app import create_app
+from policy_engine.store import Store
+from policy_engine.store.accounts import Accounts
+from policy_engine.store.schema import AnalysisJob
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def setup(tmp_path: Path, tiny_clip_dir: Path, db_url: str):
+    media = tmp_path / "media"
+    media.mkdir()
+    clip = write_color_segments(media / "promo.mp4", [(2.0, (200, 30, 30))], size=(160, 90))
+    (tmp_path / "ingest").mkdir()
+    settings = replace(
+        Settings(), db=db_url, model=str(tiny_clip_dir), device="cpu",
+        rules=str(SHIPPED_RULES), reports=str(tmp_path / "reports"),
+        ingest=(str(tmp_path / "ingest"),), job_roots=(str(media),),
+        job_spool=str(tmp_path / "spool"), upload_max_mb=0.5,
+        settle_seconds=0.0, quiet_seconds=0.0, settle_wait=5.0, retry_backoff=0.0,
+        heartbeat=0.5, claim_timeout=5.0, max_attempts=1,
+    )  # fmt: skip
+    store = Store.open(db_url)
+    tokens = Accounts(store)
+    keys = {role: tokens.create_token(role, role, by="test") for role in ("viewer", "reviewer")}
+    with TestClient(create_app(settings)) as client:
+        yield client, settings, keys, clip, store
+    store.close()
+
+
+def bearer(token: str, **more: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **more}
+
+
+def jobs_in(store: Store) -> int:
+    with store._transaction() as s:
+        return int(s.scalar(select(func.count()).select_from(AnalysisJob)))
+
+
+def worker_pass(settings: Settings):
+    with Ingestor(settings) as ingestor:
+        return ingestor.run_pass()
+
+
+def test_a_submitted_path_is_scanned_by_a_worker_and_the_job_says_so(setup) -> None:
+    client, settings, keys, clip, store = setup
+    submitted = client.post(
+        "/api/v1/analyses", json={"path": str(clip)}, headers=bearer(keys["reviewer"])
+    )
+    assert submitted.status_code == 202, submitted.text
+    job_url = submitted.headers["location"]
+    assert submitted.json()["status"] == "queued" and job_url.endswith(str(submitted.json()["id"]))
+    result = worker_pass(settings)
+    assert result.counts.scanned == 1, result.problems
+    done = client.get(job_url, headers=bearer(keys["viewer"])).json()
+    assert done["status"] == "succeeded" and done["asset_id"] and done["scan_id"]
+    assert done["verdict"]["schedule"] and {d["ruleset"] for d in done["decisions"]}
+
+
+def test_the_same_idempotency_key_gives_the_same_job(setup) -> None:
+    client, _, keys, clip, store = setup
+    headers = bearer(keys["reviewer"], **{"Idempotency-Key": "mam-4711"})
+    first = client.post("/api/v1/analyses", json={"path": str(clip)}, headers=headers)
+    again = client.post("/api/v1/analyses", json={"path": str(clip)}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"] and jobs_in(store) == 1
+    other = client.post(
+        "/api/v1/analyses", json={"path": str(clip)},
+        headers=bearer(keys["reviewer"], **{"Idempotency-Key": "mam-4712"}),
+    )  # fmt: skip
+    assert other.json()["id"] != first.json()["id"] and jobs_in(store) == 2
+
+
+def test_paths_outside_the_roots_are_refused_and_nothing_is_queued(setup, tmp_path: Path) -> None:
+    client, _, keys, clip, store = setup
+    secret = tmp_path / "elsewhere.mp4"
+    shutil.copy(clip, secret)
+    (clip.parent / "sneaky.mp4").symlink_to(secret)  # inside by name, outside in truth
+    for path in (
+        str(secret),
+        str(clip.parent / "sneaky.mp4"),
+        str(clip.parent / ".." / "elsewhere.mp4"),
+    ):
+        refused = client.post(
+            "/api/v1/analyses", json={"path": path}, headers=bearer(keys["reviewer"])
+        )
+        assert refused.status_code == 403 and refused.json()["type"].endswith(":path-not-allowed")
+    missing = client.post(
+        "/api/v1/analyses",
+        json={"path": str(clip.parent / "nope.mp4")},
+        headers=bearer(keys["reviewer"]),
+    )
+    assert missing.status_code == 422
+    viewer = client.post(
+        "/api/v1/analyses", json={"path": str(clip)}, headers=bearer(keys["viewer"])
+    )
+    assert viewer.status_code == 403
+    assert jobs_in(store) == 0
+
+
+def test_an_upload_is_streamed_to_disk_capped_and_scanned(setup, tmp_path: Path) -> None:
+    client, settings, keys, clip, store = setup
+    url = "/api/v1/analyses/upload"
+    too_big = client.post(
+        url,
+        params={"name": "huge.mp4"},
+        content=b"\0" * (600 * 1024),
+        headers=bearer(keys["reviewer"]),
+    )
+    assert too_big.status_code == 413 and too_big.headers["content-type"] == PROBLEM
+    spool = tmp_path / "spool"
+    assert not spool.exists() or not any(spool.iterdir())  # nothing left behind
+    not_video = client.post(
+        url, params={"name": "notes.txt"}, content=b"x", headers=bearer(keys["reviewer"])
+    )
+    assert not_video.status_code == 422
+    sent = client.post(
+        url,
+        params={"name": "../../promo copy.mp4"},
+        content=clip.read_bytes(),
+        headers=bearer(keys["reviewer"]),
+    )
+    assert sent.status_code == 202, sent.text
+    (stored,) = list(spool.rglob("*.mp4"))
+    assert stored.name == "promo copy.mp4" and spool in stored.parents  # no way out of the spool
+    worker_pass(settings)
+    done = client.get(sent.headers["location"], headers=bearer(keys["viewer"])).json()
+    assert done["status"] == "succeeded" and done["source"] == "upload"
+
+
+def test_a_job_whose_file_cannot_be_read_fails_with_the_reason(setup) -> None:
+    client, settings, keys, clip, store = setup
+    broken = clip.parent / "broken.mp4"
+    broken.write_text("not a video")
+    job = client.post(
+        "/api/v1/analyses", json={"path": str(broken)}, headers=bearer(keys["reviewer"])
+    )
+    worker_pass(settings)
+    failed = client.get(job.headers["location"], headers=bearer(keys["viewer"])).json()
+    assert failed["status"] == "failed" and failed["error"]
+    assert client.get("/api/v1/analyses/999999", headers=bearer(keys["viewer"])).status_code == 404
