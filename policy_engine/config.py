@@ -70,6 +70,10 @@ class Settings:
     job_roots: tuple[str, ...] = ()
     job_spool: str = "policy-engine-jobs"
     upload_max_mb: float = 4096.0
+    # job webhooks: only to these hosts (none: webhooks refused, so that a client cannot
+    # make the workers call internal addresses), signed with this secret (HMAC-SHA256)
+    webhook_hosts: tuple[str, ...] = ()
+    webhook_secret: str = ""
     # why a reviewer overrules: the codes an override may give (required through the API)
     override_reasons: tuple[str, ...] = (
         "model-error", "context", "stylised-or-fictional", "brief-or-incidental",

@@ -49,6 +49,7 @@ from policy_engine.pipeline.scan import (
 from policy_engine.policy.model import RuleSet
 from policy_engine.store import Store
 from policy_engine.store.ingest import (
+    DONE,
     JOBS_FOLDER,
     QUARANTINED,
     Claim,
@@ -585,10 +586,22 @@ class _Pass:
         else:
             verdict = outcome.verdict or {}
             log.info("%s %s: %s", claim.file, outcome.status, verdict.get("schedule", "-"))
+        if claim.source is not None and state in (DONE, QUARANTINED):
+            self._announce(claim)  # an analysis job is finished (done or given up)
         if state == QUARANTINED:
             self._quarantined(
                 claim.file, f"after {claim.attempts} failed attempt(s): {outcome.error}"
             )
+
+    def _announce(self, claim: Claim) -> None:
+        from policy_engine.pipeline.jobs import announce_finished
+
+        try:
+            problem = announce_finished(self.settings, self.ingestor.store, claim.id)
+        except StoreError as exc:
+            problem = f"the webhook of {claim.path} could not be recorded: {exc}"
+        if problem:
+            self._problem(problem)
 
     def _quarantined(self, path: str, why: str) -> None:
         self.counts["quarantined"] += 1

@@ -155,3 +155,108 @@ def test_a_job_whose_file_cannot_be_read_fails_with_the_reason(setup) -> None:
     failed = client.get(job.headers["location"], headers=bearer(keys["viewer"])).json()
     assert failed["status"] == "failed" and failed["error"]
     assert client.get("/api/v1/analyses/999999", headers=bearer(keys["viewer"])).status_code == 404
+
+
+# -- webhooks ----------------------------------------------------------------------------------------
+def test_a_webhook_signature_proves_the_sender_and_the_time() -> None:
+    import time
+
+    from policy_engine.pipeline.webhooks import sign, verify
+
+    body = b'{"event": "analysis.finished"}'
+    header = sign("s3cret", int(time.time()), body)
+    assert verify("s3cret", header, body)
+    assert not verify("s3cret", header, body + b" ")  # tampered
+    assert not verify("other", header, body)  # not our secret
+    assert not verify("s3cret", sign("s3cret", int(time.time()) - 3600, body), body)  # replayed
+    assert not verify("s3cret", "garbage", body)
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts", "secret", "says"),
+    [
+        ("http://hooks.example/x", (), "s", "sends no webhooks"),
+        ("http://hooks.example/x", ("hooks.example",), "", "sends no webhooks"),
+        ("http://169.254.169.254/latest", ("hooks.example",), "s", "not in webhook_hosts"),
+        ("file:///etc/passwd", ("hooks.example",), "s", "http or https"),
+    ],
+)
+def test_webhooks_go_only_to_allowed_hosts(url, hosts, secret, says) -> None:
+    from policy_engine.errors import ConfigError
+    from policy_engine.pipeline.webhooks import check_url
+
+    with pytest.raises(ConfigError, match=says):
+        check_url(url, hosts, secret)
+
+
+@pytest.fixture
+def receiver():
+    """A local HTTP receiver that records what it is sent; answers with ``status[0]``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list[tuple[dict[str, str], bytes]] = []
+    status = [200]
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((dict(self.headers), body))
+            self.send_response(status[0])
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", got, status
+    server.shutdown()
+
+
+def test_a_finished_job_is_announced_to_its_signed_webhook(setup, receiver) -> None:
+    import json
+
+    from policy_engine.pipeline.webhooks import HEADER, verify
+
+    client, settings, keys, clip, store = setup
+    url, got, _ = receiver
+    settings = replace(settings, webhook_hosts=("127.0.0.1",), webhook_secret="s3cret")
+    client.app.state.engine.settings = settings
+    refused = client.post(
+        "/api/v1/analyses", json={"path": str(clip), "webhook_url": "http://evil.example/x"},
+        headers=bearer(keys["reviewer"]),
+    )  # fmt: skip
+    assert refused.status_code == 422 and jobs_in(store) == 0
+    job = client.post(
+        "/api/v1/analyses", json={"path": str(clip), "webhook_url": url},
+        headers=bearer(keys["reviewer"]),
+    )  # fmt: skip
+    assert job.status_code == 202, job.text
+    worker_pass(settings)
+    ((headers, body),) = got
+    assert verify("s3cret", headers[HEADER], body)
+    sent = json.loads(body)
+    assert sent["event"] == "analysis.finished" and sent["job"]["id"] == job.json()["id"]
+    assert sent["job"]["status"] == "succeeded" and sent["job"]["verdict"]
+    with store._transaction() as s:
+        row = s.get(AnalysisJob, job.json()["id"])
+        assert row.webhook_delivered_at is not None and row.webhook_attempts == 1
+
+
+def test_a_webhook_that_keeps_failing_is_reported_not_fatal(setup, receiver) -> None:
+    client, settings, keys, clip, store = setup
+    url, got, status = receiver
+    status[0] = 503
+    settings = replace(settings, webhook_hosts=("127.0.0.1",), webhook_secret="s3cret")
+    client.app.state.engine.settings = settings
+    job = client.post(
+        "/api/v1/analyses", json={"path": str(clip), "webhook_url": url},
+        headers=bearer(keys["reviewer"]),
+    )  # fmt: skip
+    result = worker_pass(settings)
+    assert result.status == "completed" and result.counts.scanned == 1
+    assert len(got) == 3 and any("webhook" in p and "HTTP 503" in p for p in result.problems)
+    with store._transaction() as s:
+        row = s.get(AnalysisJob, job.json()["id"])
+        assert row.webhook_delivered_at is None and row.webhook_error == "HTTP 503"

@@ -15,6 +15,7 @@ from pathlib import Path
 from policy_engine.config import Settings
 from policy_engine.errors import ConfigError, PolicyEngineError
 from policy_engine.media.formats import VIDEO_PATTERNS
+from policy_engine.pipeline.webhooks import check_url, deliver
 from policy_engine.store import Store
 from policy_engine.store.jobs import Jobs, JobView
 
@@ -30,7 +31,13 @@ class TooLarge(PolicyEngineError):
 
 
 def submit_path(
-    settings: Settings, store: Store, path: str, *, created_by: str, key: str | None
+    settings: Settings,
+    store: Store,
+    path: str,
+    *,
+    created_by: str,
+    key: str | None,
+    webhook_url: str | None = None,
 ) -> tuple[JobView, bool]:
     """Queue a file on the server; it must lie under one of ``job_roots`` once every
     link is resolved (a link out of a root is outside it)."""
@@ -45,11 +52,48 @@ def submit_path(
         raise PathNotAllowed(f"path {path!r} is outside the allowed roots")
     if not file.is_file():
         raise ConfigError(f"path {path!r} is not a file")
+    if webhook_url is not None:
+        check_url(webhook_url, settings.webhook_hosts, settings.webhook_secret)
     stat = file.stat()
     return Jobs(store).submit(
         str(file), source="path", name=file.name, created_by=created_by,
         idempotency_key=key, size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+        webhook_url=webhook_url,
     )  # fmt: skip
+
+
+def announce_finished(settings: Settings, store: Store, queue_id: int) -> str | None:
+    """After a worker finished (or gave up on) a queue row: if it is a job that asked for
+    a webhook, deliver it; returns a problem to report, or None."""
+    jobs = Jobs(store)
+    wanted = jobs.webhook_of(queue_id)
+    if wanted is None:
+        return None
+    job_id, url = wanted
+    view = jobs.get(job_id)
+    assert view is not None
+    payload = {"event": "analysis.finished", "job": job_payload(store, view)}
+    attempts, error = deliver(url, settings.webhook_secret, payload)
+    jobs.record_webhook(job_id, attempts, error)
+    return None if error is None else f"webhook for job {job_id} to {url} failed: {error}"
+
+
+def job_payload(store: Store, view: JobView) -> dict[str, object]:
+    """A job as clients see it: with the asset, its verdict and decisions once done."""
+    from dataclasses import asdict
+
+    from policy_engine.policy.evaluate import combine
+
+    data: dict[str, object] = asdict(view)
+    if view.status == "succeeded" and view.asset_id is not None:
+        current = store.current_decisions([view.asset_id])
+        rulings = [d.ruled() for d in current.values()]
+        data["verdict"] = combine(rulings) if rulings else None
+        data["decisions"] = [
+            {"id": d.id, "ruleset": name, "schedule": d.ruled().schedule}
+            for (_, name), d in sorted(current.items())
+        ]
+    return data
 
 
 async def spool_upload(

@@ -187,6 +187,9 @@ class AnalysisRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str = Field(min_length=1, max_length=4096, description="A file on the server.")
+    webhook_url: str | None = Field(
+        default=None, max_length=2000, description="POSTed (signed) when the job finishes."
+    )
 
 
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
@@ -446,7 +449,7 @@ def _jobs(app: FastAPI) -> None:
         try:
             view, _ = submit_path(
                 resources.settings, store, job.path, created_by=_who(caller),
-                key=idempotency_key,
+                key=idempotency_key, webhook_url=job.webhook_url,
             )  # fmt: skip
         except PathNotAllowed as exc:
             raise Problem(403, "path-not-allowed", str(exc)) from None
@@ -501,17 +504,6 @@ def _who(account: Account) -> str:
 
 
 def _job(store: Any, view: Any) -> dict[str, Any]:
-    from dataclasses import asdict
+    from policy_engine.pipeline.jobs import job_payload
 
-    from policy_engine.policy.evaluate import combine
-
-    data = asdict(view)
-    if view.status == "succeeded" and view.asset_id is not None:
-        current = store.current_decisions([view.asset_id])
-        rulings = [d.ruled() for d in current.values()]
-        data["verdict"] = combine(rulings) if rulings else None
-        data["decisions"] = [
-            {"id": d.id, "ruleset": name, "schedule": d.ruled().schedule}
-            for (_, name), d in sorted(current.items())
-        ]
-    return data
+    return job_payload(store, view)

@@ -76,6 +76,7 @@ class Jobs:
         idempotency_key: str | None = None,
         size: int,
         mtime_ns: int,
+        webhook_url: str | None = None,
     ) -> tuple[JobView, bool]:
         """Queue ``path`` (resolved, checked by the caller); returns the job and whether
         it is new. The same idempotency key from the same caller returns the first job."""
@@ -87,7 +88,7 @@ class Jobs:
             with self._transaction() as s:
                 job = AnalysisJob(
                     created_by=created_by, idempotency_key=idempotency_key, source=source,
-                    path=path, original_name=name,
+                    path=path, original_name=name, webhook_url=webhook_url,
                 )  # fmt: skip
                 s.add(job)
                 s.flush()
@@ -144,3 +145,23 @@ class Jobs:
             scan_id=queued.scan_id,
             finished_at=queued.finished_at,
         )
+
+    def webhook_of(self, queue_id: int) -> tuple[int, str] | None:
+        """The job behind an ingest queue row, if it wants a webhook not yet delivered."""
+        with self._transaction() as s:
+            row = s.execute(
+                select(AnalysisJob.id, AnalysisJob.webhook_url).where(
+                    AnalysisJob.ingest_file_id == queue_id,
+                    AnalysisJob.webhook_url.is_not(None),
+                    AnalysisJob.webhook_delivered_at.is_(None),
+                )
+            ).first()
+        return (row[0], row[1]) if row else None
+
+    def record_webhook(self, job_id: int, attempts: int, error: str | None) -> None:
+        with self._transaction() as s:
+            job = s.get_one(AnalysisJob, job_id)
+            job.webhook_attempts += attempts
+            job.webhook_error = error
+            if error is None:
+                job.webhook_delivered_at = utcnow()

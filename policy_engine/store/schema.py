@@ -415,9 +415,11 @@ class AnalysisJob(Base):
     path: Mapped[str] = mapped_column(Text)  # the file analysed
     original_name: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    ingest_file_id: Mapped[int | None] = mapped_column(
-        ForeignKey("ingest_files.id"), nullable=True
-    )
+    ingest_file_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_files.id"), nullable=True)
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    webhook_delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    webhook_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Lease(Base):
