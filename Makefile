@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest lint rules-check clean
+.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service lint rules-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ bench-reevaluate: install
 
 bench-ingest: install
 	$(PY) benchmarks/bench_ingest.py
+
+bench-service: install
+	$(PY) benchmarks/bench_service.py
 
 lint: install
 	$(VENV)/bin/ruff check policy_engine tests benchmarks migrations

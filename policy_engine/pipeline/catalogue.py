@@ -43,7 +43,9 @@ def list_assets(
     items: list[dict[str, Any]] = []
     read, last = 0, after
     while len(items) < limit and read < budget:
-        batch = min(BATCH, budget - read)
+        # without filters on derived data every row read is kept: read no more than needed
+        derived = any(v is not None for k, v in vars(wanted).items() if k != "name")
+        batch = min(BATCH if derived else limit - len(items), budget - read)
         rows = store.asset_rows(after=last, limit=batch, name_contains=wanted.name)
         if not rows:
             return CataloguePage(items, None)

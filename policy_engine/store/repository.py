@@ -270,26 +270,22 @@ class Store:
     ) -> list[tuple[Asset, datetime | None]]:
         """Assets by id after ``after`` (a cursor), each with when it was last scanned;
         ``name_contains``: any path it was seen at contains it (case-insensitive)."""
-        last_scan = (
-            select(Scan.asset_id, func.max(Scan.finished_at).label("scanned"))
-            .where(Scan.status == COMPLETED)
-            .group_by(Scan.asset_id)
-            .subquery()
-        )
-        query = (
-            select(Asset, last_scan.c.scanned)
-            .outerjoin(last_scan, last_scan.c.asset_id == Asset.id)
-            .where(Asset.id > after)
-            .order_by(Asset.id)
-            .limit(limit)
-        )
+        query = select(Asset).where(Asset.id > after).order_by(Asset.id).limit(limit)
         if name_contains:
             seen = select(AssetPath.asset_id).where(
                 func.lower(AssetPath.path).contains(name_contains.lower(), autoescape=True)
             )
             query = query.where(Asset.id.in_(seen))
         with self._transaction() as s:
-            return [(asset, scanned) for asset, scanned in s.execute(query)]
+            assets = list(s.scalars(query))
+            scanned = dict(  # for this page only: the scans of the rest are never read
+                s.execute(
+                    select(Scan.asset_id, func.max(Scan.finished_at))
+                    .where(Scan.asset_id.in_([a.id for a in assets]), Scan.status == COMPLETED)
+                    .group_by(Scan.asset_id)
+                ).all()
+            ) if assets else {}  # fmt: skip
+        return [(asset, scanned.get(asset.id)) for asset in assets]
 
     def asset(self, asset_id: int) -> Asset | None:
         with self._transaction() as s:

@@ -1,0 +1,210 @@
+#!/usr/bin/env python
+"""The service under load, on loopback: the catalogue list, one asset's JSON and `ask`,
+each at 20 concurrent clients for a fixed time, against the real `policy-engine serve`.
+
+    python benchmarks/bench_service.py                   # or: make bench-service
+    python benchmarks/bench_service.py --assets 10000 --clients 20 --seconds 30
+
+Seeds N judged assets (20 frames each, embedded with a tiny local CLIP checkpoint so that
+`ask` runs its real path: text tower + stored embeddings), starts the server in its own
+process, and drives it with httpx from this one. Prints p50/p95 latency, requests/s and
+error responses per endpoint. Targets on a 2-core machine: catalogue p95 < 150 ms, `ask`
+p95 < 250 ms, no errors. Both processes share the machine's cores, as a real reverse
+proxy and server would not: the figures are conservative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from policy_engine.analysis.scoring import Category  # noqa: E402
+from policy_engine.pipeline.judging import judge  # noqa: E402
+from policy_engine.policy.loader import parse_ruleset  # noqa: E402
+from policy_engine.store import NewDecision, ScanModel, Store  # noqa: E402
+from policy_engine.store.accounts import Accounts  # noqa: E402
+from policy_engine.store.synthetic import labelled_probabilities, seed_scan  # noqa: E402
+
+TARGETS_MS = {"catalogue": 150.0, "ask": 250.0}
+FRAMES = 20
+RULES = """\
+ruleset: bench
+version: 1
+categories:
+  violence: {prompts: ["people fighting"]}
+  background: {prompts: ["something else"], null: true}
+rules:
+  - id: violence
+    when: {category: violence, coverage_above: 5%}
+    then: {schedule: post-watershed, review: true, tag: Violence}
+"""
+
+
+def seed(store: Store, model_dir: Path, count: int) -> list[int]:
+    from policy_engine.models.clip import ClipEmbedder
+
+    embedder = ClipEmbedder.load(str(model_dir), device="cpu", dtype="fp32")
+    identity = embedder.identity
+    model = ScanModel(
+        name=str(model_dir), path=str(model_dir), weights_sha256=identity.weights_sha256,
+        embed_dim=identity.embed_dim, logit_scale=embedder.logit_scale,
+    )  # fmt: skip
+    ruleset = parse_ruleset(RULES, "bench.yaml")
+    categories = [
+        Category("violence", ("people fighting",)),
+        Category("background", ("x",), null=True),
+    ]
+    rng = np.random.default_rng(7)
+    ids, scans = [], []
+    started = time.perf_counter()
+    for i in range(count):
+        labels = (rng.random(FRAMES) < rng.random() * 0.2).astype(int) ^ 1  # 0 = violence
+        frames = rng.standard_normal((FRAMES, identity.embed_dim)).astype(np.float32)
+        frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+        asset_id, scan_id = seed_scan(
+            store, name=f"trailer-{i:05d}", categories=categories,
+            probabilities=labelled_probabilities(list(labels), 2), duration=10.0,
+            embeddings=frames, model=model,
+        )  # fmt: skip
+        ids.append(asset_id)
+        scans.append(scan_id)
+        if len(scans) == 500 or i == count - 1:
+            stored = store.completed_scans(scan_ids=scans)
+            judged = judge(store, stored, [ruleset], None).judgements
+            store.append_decisions(
+                [
+                    NewDecision(j.scan.id, j.scan.asset_id, ruleset, j.decision, "scan")
+                    for j in judged
+                ]
+            )
+            scans = []
+            print(f"  seeded {i + 1}/{count} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return ids
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(db: str, model_dir: Path, port: int, workdir: Path) -> subprocess.Popen:
+    import httpx
+
+    cli = Path(sys.executable).parent / "policy-engine"
+    env = {**os.environ, "POLICY_ENGINE_DB": db, "POLICY_ENGINE_MODEL": str(model_dir),
+           "POLICY_ENGINE_DEVICE": "cpu", "POLICY_ENGINE_LOG_FORMAT": "json"}  # fmt: skip
+    server = subprocess.Popen(
+        [str(cli), "serve", "--port", str(port)], env=env, cwd=workdir,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("the server did not become ready in 60 s")
+
+
+async def drive(base: str, token: str, urls: list[str], clients: int, seconds: float) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    stop = 0.0  # set once the warm-up is done
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def client(index: int, http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        n = index
+        while time.monotonic() < stop:
+            url = urls[n % len(urls)]
+            n += clients
+            started = time.perf_counter()
+            answer = await http.get(url, headers=headers)
+            latencies.append((time.perf_counter() - started) * 1000)
+            errors += answer.status_code >= 400
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+        await http.get(urls[0], headers=headers)  # warm-up: first use loads what it needs
+        stop = time.monotonic() + seconds
+        began = time.perf_counter()
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+        elapsed = time.perf_counter() - began
+    ordered = np.sort(np.asarray(latencies))
+    return {
+        "requests": len(ordered),
+        "rps": len(ordered) / elapsed,
+        "p50": float(np.percentile(ordered, 50)),
+        "p95": float(np.percentile(ordered, 95)),
+        "errors": errors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--assets", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--db", help="a database URL (default: a new SQLite file)")
+    args = parser.parse_args()
+    from policy_engine.models.tiny import make_tiny_clip
+
+    with tempfile.TemporaryDirectory(prefix="bench-service-") as scratch:
+        work = Path(scratch)
+        db = args.db or f"sqlite:///{work / 'service.sqlite'}"
+        model_dir = make_tiny_clip(work / "tiny-clip")
+        store = Store.open(db)
+        print(f"seeding {args.assets} assets into {store.url} …")
+        ids = seed(store, model_dir, args.assets)
+        token = Accounts(store).create_token("bench", "viewer", by="benchmark")
+        store.close()
+        port = free_port()
+        server = start_server(db, model_dir, port, work)
+        rng = np.random.default_rng(1)
+        picks = [int(i) for i in rng.choice(ids, size=500)]
+        endpoints = {
+            "catalogue": [f"/api/v1/assets?limit=50&cursor={c}" for c in picks]
+            + ["/api/v1/assets?verdict=post-watershed&limit=50"],
+            "asset": [f"/api/v1/assets/{i}" for i in picks],
+            "ask": [f"/api/v1/assets/{i}/ask?q=people+fighting" for i in picks],
+        }
+        try:
+            print(f"{args.clients} clients, {args.seconds:g} s per endpoint, loopback:")
+            columns = ("requests", "req/s", "p50 ms", "p95 ms")
+            print(f"  {'endpoint':10}" + "".join(f"{c:>9}" for c in columns) + " errors  target")
+            for name, urls in endpoints.items():
+                figures = asyncio.run(
+                    drive(f"http://127.0.0.1:{port}", token, urls, args.clients, args.seconds)
+                )
+                target = TARGETS_MS.get(name)
+                verdict = "" if target is None else (
+                    f"p95 < {target:g} ms: {'met' if figures['p95'] < target else 'MISSED'}"
+                )  # fmt: skip
+                shown = f"{figures['requests']:9d}{figures['rps']:9.1f}"
+                shown += f"{figures['p50']:9.1f}{figures['p95']:9.1f}"
+                print(f"  {name:10}{shown} {figures['errors']:6d}  {verdict}", flush=True)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
