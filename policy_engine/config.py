@@ -65,6 +65,10 @@ class Settings:
     misfire_grace: float = 3600.0  # a run missed by less than this still happens (0: any)
     log_format: str = "auto"  # auto (human on a terminal, else JSON lines) | human | json
     secure_cookies: bool = False  # session cookies only over HTTPS (set when behind TLS)
+    # single sign-on by a reverse proxy: the user named in this header (e.g. X-Remote-User;
+    # empty: off), believed only from these proxy addresses
+    remote_user_header: str = ""
+    trusted_proxies: tuple[str, ...] = ()
     # analysis jobs through the API: server-side paths must lie under one of these roots
     # (none: paths are refused); uploads are spooled here, at most this big
     job_roots: tuple[str, ...] = ()

@@ -546,3 +546,24 @@ def test_every_request_is_one_json_line_in_the_engines_log_format(service) -> No
     ]  # fmt: skip
     assert entries[0]["path"] == f"/api/v1/assets/{asset_id}" and entries[0]["ms"] >= 0
     assert all(e["logger"] == "policy_engine.access" and "time" in e for e in entries)
+
+
+# -- single sign-on through a trusted proxy -----------------------------------------------------
+def test_a_trusted_proxy_signs_users_on_and_nobody_else_can(people) -> None:
+    client, decision_id, users, store = people
+    engine = client.app.state.engine
+    as_alice = {"X-Remote-User": "alice"}
+    assert client.get("/api/v1/session", headers=as_alice).status_code == 401  # off by default
+    engine.settings = replace(engine.settings, remote_user_header="X-Remote-User",
+                              trusted_proxies=("testclient",))  # fmt: skip
+    assert client.get("/api/v1/session", headers=as_alice).json()["name"] == "alice"
+    assert client.get("/api/v1/session", headers={"X-Remote-User": "mallory"}).status_code == 403
+    users.disable("bob")
+    assert client.get("/api/v1/session", headers={"X-Remote-User": "bob"}).status_code == 403
+    url = f"/api/v1/decisions/{decision_id}/overrides"
+    assert client.post(url, json=RULING, headers=as_alice).status_code == 403  # CSRF guard
+    done = client.post(url, json=RULING, headers={**as_alice, "X-Requested-With": "fetch"})
+    assert done.status_code == 201 and _overrides(store)[0].actor == "user:alice"
+    engine.settings = replace(engine.settings, trusted_proxies=("10.0.0.1",))
+    spoofed = client.get("/api/v1/session", headers=as_alice)  # not from the proxy
+    assert spoofed.status_code == 403 and spoofed.json()["type"].endswith(":untrusted-proxy")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -37,6 +37,10 @@ def caller(
             )  # fmt: skip
         request.state.account = account  # for the access log
         return account
+    proxied = _signed_on_by_proxy(request, accounts)
+    if proxied is not None:
+        request.state.account = proxied
+        return proxied
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie is None:
         raise Problem(
@@ -51,6 +55,24 @@ def caller(
         request.headers.get(CSRF_HEADER, ""), csrf
     ):
         raise Problem(403, "csrf", f"send the session's {CSRF_HEADER} with every change")
+    return account
+
+
+def _signed_on_by_proxy(request: Request, accounts: Any) -> Account | None:
+    """Single sign-on: the user a trusted reverse proxy names in ``remote_user_header``,
+    believed only from ``trusted_proxies`` (anyone else could send the header). A change
+    must carry X-Requested-With, which a cross-site form cannot send (CSRF)."""
+    settings = request.app.state.engine.settings
+    header = settings.remote_user_header
+    if not header or request.headers.get(header) is None:
+        return None
+    if request.client is None or request.client.host not in settings.trusted_proxies:
+        raise Problem(403, "untrusted-proxy", f"{header} is only accepted from the proxy")
+    account = accounts.enabled_user(request.headers[header].strip())
+    if account is None:
+        raise Problem(403, "forbidden", "the proxy names no enabled user of this service")
+    if request.method not in SAFE_METHODS and not request.headers.get("X-Requested-With"):
+        raise Problem(403, "csrf", "send X-Requested-With with every change")
     return account
 
 

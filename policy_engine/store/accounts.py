@@ -206,6 +206,15 @@ class Accounts:
             row.last_used_at = utcnow()
             return Account("token", row.name, row.role)
 
+    def enabled_user(self, name: str) -> Account | None:
+        """The user ``name`` if it exists and is enabled (single sign-on by a proxy that
+        has already checked who it is)."""
+        with self._transaction() as s:
+            user = s.scalar(select(User).where(User.name == name))
+        if user is None or user.disabled_at is not None:
+            return None
+        return Account("user", user.name, user.role)
+
     # -- browser sessions ---------------------------------------------------------------------
     def login(self, name: str, password: str, address: str) -> Login | None:
         """A new session for the user, or None for a wrong name or password (the same
