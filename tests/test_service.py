@@ -567,3 +567,89 @@ def test_a_trusted_proxy_signs_users_on_and_nobody_else_can(people) -> None:
     engine.settings = replace(engine.settings, trusted_proxies=("10.0.0.1",))
     spoofed = client.get("/api/v1/session", headers=as_alice)  # not from the proxy
     assert spoofed.status_code == 403 and spoofed.json()["type"].endswith(":untrusted-proxy")
+
+
+@pytest.mark.slow
+def test_the_readme_api_examples_run_against_a_live_server(
+    tmp_path: Path, tiny_clip_dir: Path
+) -> None:
+    """The README's curl block, as written (only the port and the /srv prefix are
+    replaced), against `policy-engine serve` over TCP."""
+    import os
+    import re
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import numpy as np
+    from test_audit_trail import CATEGORIES, RULES
+
+    from policy_engine.media.synthetic import write_color_segments
+    from policy_engine.models.clip import ClipEmbedder
+    from policy_engine.pipeline.judging import judge
+    from policy_engine.policy.loader import parse_ruleset
+    from policy_engine.store import NewDecision, ScanModel
+    from policy_engine.store.synthetic import labelled_probabilities, seed_scan
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"<!-- api-examples -->\n```sh\n(.*?)```", readme, re.S).group(1)
+    db = f"sqlite:///{tmp_path / 'e.sqlite'}"
+    store = Store.open(db)
+    identity = ClipEmbedder.load(str(tiny_clip_dir), device="cpu", dtype="fp32")
+    model = ScanModel(name=str(tiny_clip_dir), path=str(tiny_clip_dir),
+                      weights_sha256=identity.identity.weights_sha256,
+                      embed_dim=identity.identity.embed_dim, logit_scale=identity.logit_scale)  # fmt: skip
+    frames = np.random.default_rng(3).standard_normal((20, identity.identity.embed_dim))
+    frames = (frames / np.linalg.norm(frames, axis=1, keepdims=True)).astype(np.float32)
+    asset_id, scan_id = seed_scan(
+        store, name="trailer", categories=CATEGORIES, duration=10.0, model=model,
+        probabilities=labelled_probabilities([0] * 5 + [1] * 15, 2), embeddings=frames,
+    )  # fmt: skip
+    ruleset = parse_ruleset(RULES, "house.yaml")
+    scan = store.completed_scans(scan_ids=[scan_id])[0]
+    decision = judge(store, [scan], [ruleset], None).judgements[0].decision
+    store.append_decisions([NewDecision(scan_id, asset_id, ruleset, decision, "scan")])
+    store.close()
+    assert asset_id == 1
+    promos = tmp_path / "srv" / "ingest" / "promos"
+    promos.mkdir(parents=True)
+    write_color_segments(promos / "new-trailer.mp4", [(1.0, (10, 200, 10))], size=(160, 90))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "POLICY_ENGINE_DB": db, "POLICY_ENGINE_MODEL": str(tiny_clip_dir),
+           "POLICY_ENGINE_DEVICE": "cpu", "POLICY_ENGINE_JOB_ROOTS": str(tmp_path / "srv")}  # fmt: skip
+    server = subprocess.Popen(
+        [str(bin_dir / "policy-engine"), "serve", "--port", str(port)], env=env, cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "no server"
+            time.sleep(0.2)
+        script = block.replace("http://127.0.0.1:8470", f"http://127.0.0.1:{port}")
+        script = script.replace("/srv/", f"{tmp_path}/srv/")
+        ran = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script], env=env, cwd=tmp_path,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert '"status":"ready"' in ran.stdout and '"present"' in ran.stdout
+    assert '"status":"queued"' in ran.stdout and '"items"' in ran.stdout
