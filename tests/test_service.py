@@ -653,3 +653,17 @@ def test_the_readme_api_examples_run_against_a_live_server(
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert '"status":"ready"' in ran.stdout and '"present"' in ran.stdout
     assert '"status":"queued"' in ran.stdout and '"items"' in ran.stdout
+
+
+@pytest.mark.parametrize(
+    "text", ["%", "_", "' OR 1=1 --", "promo-1'; DROP TABLE assets; --", "\x00", "\\", "promo\n"]
+)
+def test_filters_are_text_not_sql(catalogue, text: str) -> None:
+    """LIKE wildcards, quotes and control characters in a filter match themselves only."""
+    client, ids, tokens, store = catalogue
+    answer = client.get("/api/v1/assets", params={"name": text}, headers=bearer(tokens["viewer"]))
+    if any(ord(c) < 32 for c in text):  # control characters: refused, naming the field
+        assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "name"
+    else:
+        assert answer.status_code == 200 and answer.json()["items"] == []
+    assert len(store.assets()) >= 7  # and nothing was dropped

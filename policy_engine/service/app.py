@@ -177,6 +177,10 @@ Admin = Annotated[Account, Depends(require(MANAGE_ACCOUNTS))]
 Reviewer = Annotated[Account, Depends(require(OVERRULE))]
 Editor = Annotated[Account, Depends(require(EDIT_RULES))]
 Analyst = Annotated[Account, Depends(require(ANALYSE))]
+# Text from a query: no control characters (a NUL would end a LIKE pattern early in
+# SQLite and is refused by PostgreSQL; none belongs in a name, tag or prompt).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
 IdempotencyKey = Annotated[
     str | None,
     Header(max_length=200, description="The same key again returns the first job."),
@@ -273,12 +277,16 @@ def _api(app: FastAPI) -> None:
     def assets(
         request: Request,
         caller: Reader,
-        verdict: Annotated[str | None, Query(max_length=64)] = None,
+        verdict: Annotated[str | None, Query(max_length=64, pattern=PRINTABLE)] = None,
         review: Annotated[bool | None, Query(description="Review pending.")] = None,
-        tag: Annotated[str | None, Query(max_length=100)] = None,
-        ruleset: Annotated[str | None, Query(max_length=200)] = None,
-        rule: Annotated[str | None, Query(max_length=200, description="A rule that fired.")] = None,
-        name: Annotated[str | None, Query(max_length=500, description="Text in a path.")] = None,
+        tag: Annotated[str | None, Query(max_length=100, pattern=PRINTABLE)] = None,
+        ruleset: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
+        rule: Annotated[
+            str | None, Query(max_length=200, pattern=PRINTABLE, description="A rule that fired.")
+        ] = None,
+        name: Annotated[
+            str | None, Query(max_length=500, pattern=PRINTABLE, description="Text in a path.")
+        ] = None,
         scanned_since: datetime | None = None,
         scanned_until: datetime | None = None,
         cursor: Annotated[int, Query(ge=0, description="`next_cursor` of the page before.")] = 0,
@@ -330,7 +338,10 @@ def _api(app: FastAPI) -> None:
         asset_id: int,
         request: Request,
         caller: Reader,
-        q: Annotated[str, Query(min_length=1, max_length=500, description="What to look for.")],
+        q: Annotated[
+            str,
+            Query(min_length=1, max_length=500, pattern=PRINTABLE, description="What to look for."),
+        ],
         threshold: Annotated[float, Query(gt=0.0, lt=1.0)] = DEFAULT_THRESHOLD,
     ) -> dict[str, Any]:
         """Does the asset show ``q``, when first, for how long: from stored frame

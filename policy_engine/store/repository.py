@@ -270,6 +270,8 @@ class Store:
     ) -> list[tuple[Asset, datetime | None]]:
         """Assets by id after ``after`` (a cursor), each with when it was last scanned;
         ``name_contains``: any path it was seen at contains it (case-insensitive)."""
+        if name_contains and "\x00" in name_contains:
+            return []  # no path holds a NUL (and it would end a LIKE pattern early)
         query = select(Asset).where(Asset.id > after).order_by(Asset.id).limit(limit)
         if name_contains:
             seen = select(AssetPath.asset_id).where(
