@@ -260,3 +260,48 @@ def test_a_webhook_that_keeps_failing_is_reported_not_fatal(setup, receiver) -> 
     with store._transaction() as s:
         row = s.get(AnalysisJob, job.json()["id"])
         assert row.webhook_delivered_at is None and row.webhook_error == "HTTP 503"
+
+
+@pytest.mark.slow
+def test_a_job_whose_worker_is_killed_completes_exactly_once(
+    tmp_path: Path, tiny_clip_dir: Path
+) -> None:
+    """A job handed in through the API, its worker killed -9 mid-scan: the next worker
+    takes it over, and it ends with one completed scan and one decision per rule set."""
+    import signal
+
+    from test_ingest_processes import finish, query, start_worker, wait_for_running_scan, worker_env
+
+    from policy_engine.pipeline.jobs import submit_path
+
+    media, empty = tmp_path / "media", tmp_path / "ingest"
+    media.mkdir(), empty.mkdir()
+    clip = write_color_segments(
+        media / "long.mp4", [(6.0, (200, 30, 30)), (6.0, (30, 30, 200))], size=(160, 90)
+    )
+    db_path = tmp_path / "engine.sqlite"
+    db = f"sqlite:///{db_path}"
+    store = Store.open(db)
+    job, _ = submit_path(
+        replace(Settings(), job_roots=(str(media),)), store, str(clip),
+        created_by="token:mam", key="k1",
+    )  # fmt: skip
+    store.close()
+    env = worker_env(tmp_path, tiny_clip_dir, POLICY_ENGINE_FPS="8")
+    worker = start_worker(db, empty, env)
+    wait_for_running_scan(db_path, worker)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    code, log = finish(start_worker(db, empty, env))
+    assert code == 0, log[-3000:]
+    assert query(db, "select status, count(*) from scans group by status order by 1") == [
+        ("completed", 1), ("failed", 1),
+    ]  # fmt: skip
+    per_ruleset = query(db, "select ruleset_name, count(*) from decisions group by ruleset_name")
+    assert per_ruleset and all(n == 1 for _, n in per_ruleset)
+    store = Store.open(db)
+    from policy_engine.store.jobs import Jobs
+
+    done = Jobs(store).get(job.id)
+    store.close()
+    assert done.status == "succeeded" and done.attempts == 2  # the death counted once
