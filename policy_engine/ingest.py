@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 LOCKED_RETRY_S = 0.1  # due rows locked by another worker's transaction: look again soon
 HELD_POLL_MAX_S = 2.0  # files in other workers' hands: how often to look whether they came back
+PROGRESS_EVERY_S = 2.0  # how often a scan's progress is written to its queue row
 
 
 class ScanAbandoned(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an error
@@ -190,14 +191,26 @@ class PassResult:
 
 
 class _StopAwareListener(ScanListener):
-    """Checks for an abandon request while frames are being embedded."""
+    """While frames are embedded: checks for an abandon request, and records how far the
+    scan of the claimed file is (at most every PROGRESS_EVERY_S: what a job shows)."""
 
-    def __init__(self, signals: StopSignals) -> None:
+    def __init__(self, signals: StopSignals, queue: IngestQueue) -> None:
         self.signals = signals
+        self.queue = queue
+        self.claim: Claim | None = None
+        self._reported = 0.0
 
     def progress(self, done_seconds: float, total_seconds: float) -> None:
         if self.signals.abandon.is_set():
             raise ScanAbandoned
+        now = time.monotonic()
+        if self.claim is None or total_seconds <= 0 or now - self._reported < PROGRESS_EVERY_S:
+            return
+        self._reported = now
+        try:
+            self.queue.report_progress(self.claim, min(done_seconds / total_seconds, 1.0))
+        except StoreError as exc:  # progress is a courtesy: never fails a scan
+            log.warning("could not record progress: %s", exc)
 
 
 def timing_of(settings: Settings) -> QueueTiming:
@@ -401,7 +414,7 @@ class _Pass:
             self.ingestor._provider(settings),
             analysis_options(settings),
             reports_dir=Path(settings.reports),
-            listener=_StopAwareListener(self.signals),
+            listener=_StopAwareListener(self.signals, self.queue),
             worker_id=self.queue.worker_id,
         )
         self._work(scanner)
@@ -540,6 +553,8 @@ class _Pass:
 
     def _scan(self, scanner: Scanner, path: Path, claim: Claim, digest: str | None) -> ScanOutcome:
         log.info("scanning %s (attempt %d)", path, claim.attempts)
+        if isinstance(scanner.listener, _StopAwareListener):
+            scanner.listener.claim = claim
         try:
             return scanner.scan_file(path, content_sha256=digest)
         except ScanAbandoned:

@@ -305,3 +305,30 @@ def test_a_job_whose_worker_is_killed_completes_exactly_once(
     done = Jobs(store).get(job.id)
     store.close()
     assert done.status == "succeeded" and done.attempts == 2  # the death counted once
+
+
+def test_a_running_job_shows_how_far_its_scan_is(setup, monkeypatch) -> None:
+    from policy_engine.store.ingest import IngestQueue
+    from policy_engine.store.jobs import Jobs
+
+    client, settings, keys, clip, store = setup
+    job = client.post(
+        "/api/v1/analyses", json={"path": str(clip)}, headers=bearer(keys["reviewer"])
+    )
+    job_id = job.json()["id"]
+    seen: list[tuple[str, float | None]] = []
+    original = IngestQueue.report_progress
+
+    def report_and_look(self, claim, fraction):
+        original(self, claim, fraction)
+        view = Jobs(store).get(job_id)  # what a client polling the job sees now
+        seen.append((view.status, view.progress))
+
+    monkeypatch.setattr("policy_engine.ingest.PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(IngestQueue, "report_progress", report_and_look)
+    worker_pass(settings)
+    assert seen and all(status == "running" for status, _ in seen)
+    fractions = [p for _, p in seen]
+    assert fractions == sorted(fractions) and fractions[0] >= 0.0 and fractions[-1] <= 1.0
+    done = client.get(job.headers["location"], headers=bearer(keys["viewer"])).json()
+    assert done["status"] == "succeeded" and done["progress"] is None

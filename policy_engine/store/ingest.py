@@ -511,6 +511,7 @@ class IngestQueue:
                         claimed_by=self.worker_id,
                         claimed_at=now,
                         attempts=IngestFile.attempts + 1,
+                        progress=None,
                     )
                 )
                 if taken.rowcount:
@@ -571,6 +572,15 @@ class IngestQueue:
         row.state = RETRY
         wait = 0.0 if due_now else backoff(row.attempts, self.timing)
         row.next_attempt_at = self.now() + timedelta(seconds=wait)
+
+    def report_progress(self, claim: Claim, fraction: float) -> None:
+        """How far this worker's scan of a claimed file is, 0..1 (only while it holds it)."""
+        with self._transaction() as s:
+            s.execute(
+                update(IngestFile)
+                .where(IngestFile.id == claim.id, IngestFile.claimed_by == self.worker_id)
+                .values(progress=round(fraction, 3))
+            )
 
     def requeue_changed(self, claim: Claim, size: int, mtime_ns: int) -> None:
         """The claimed file changed since it was last looked at (still being written):

@@ -47,6 +47,7 @@ class JobView:
     created_at: datetime
     attempts: int
     error: str | None  # the last failure (a queued job may be waiting to try again)
+    progress: float | None  # 0..1 while running (how much of the video is scanned)
     asset_id: int | None
     scan_id: int | None
     finished_at: datetime | None
@@ -141,6 +142,7 @@ class Jobs:
             created_at=job.created_at,
             attempts=queued.attempts,
             error=queued.last_error,
+            progress=queued.progress if queued.state == CLAIMED else None,
             asset_id=queued.asset_id,
             scan_id=queued.scan_id,
             finished_at=queued.finished_at,

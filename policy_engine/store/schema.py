@@ -398,6 +398,7 @@ class IngestFile(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # the file to read, where it is not ``path`` (an analysis job: path is "job:<id>")
     source_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    progress: Mapped[float | None] = mapped_column(Float, nullable=True)  # of a claimed scan
 
 
 class AnalysisJob(Base):
