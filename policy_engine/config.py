@@ -65,6 +65,7 @@ class Settings:
     misfire_grace: float = 3600.0  # a run missed by less than this still happens (0: any)
     log_format: str = "auto"  # auto (human on a terminal, else JSON lines) | human | json
     secure_cookies: bool = False  # session cookies only over HTTPS (set when behind TLS)
+    allowed_hosts: tuple[str, ...] = ()  # Host headers the service answers (none: any)
     # single sign-on by a reverse proxy: the user named in this header (e.g. X-Remote-User;
     # empty: off), believed only from these proxy addresses
     remote_user_header: str = ""

@@ -667,3 +667,42 @@ def test_filters_are_text_not_sql(catalogue, text: str) -> None:
     else:
         assert answer.status_code == 200 and answer.json()["items"] == []
     assert len(store.assets()) >= 7  # and nothing was dropped
+
+
+# -- one decision, one asset in full, hosts ------------------------------------------------------
+def test_one_decision_in_full_with_the_rulings_on_it(decided) -> None:
+    client, decision_id, tokens, _ = decided
+    client.post(
+        f"/api/v1/decisions/{decision_id}/overrides",
+        json=RULING,
+        headers=bearer(tokens["reviewer"]),
+    )
+    body = client.get(f"/api/v1/decisions/{decision_id}", headers=bearer(tokens["viewer"])).json()
+    assert body["schedule"] == "not-for-broadcast" and body["ruleset"]["text_matches_hash"]
+    (fired,) = [r for r in body["reasons"] if r["kind"] == "fired"]
+    assert fired["rule_id"] == "violence" and fired["measurements"]
+    (ruling,) = body["overrides"]
+    assert (ruling["actor"], ruling["via"], ruling["reason"]) == ("token:desk", "api", "context")
+    assert (
+        client.get("/api/v1/decisions/999999", headers=bearer(tokens["viewer"])).status_code == 404
+    )
+
+
+def test_an_asset_in_full(decided) -> None:
+    client, decision_id, tokens, store = decided
+    asset_id = store.decision(decision_id).asset_id
+    body = client.get(f"/api/v1/assets/{asset_id}", headers=bearer(tokens["viewer"])).json()
+    (decision,) = body["decisions"]
+    assert decision["fired"] == ["violence"] and decision["url"].endswith(str(decision_id))
+    assert [s["status"] for s in body["scans"]] == ["completed"] and body["report"] is None
+
+
+def test_only_the_allowed_host_names_are_answered(service) -> None:
+    client, _, _, _ = service
+    engine_settings = replace(
+        client.app.state.engine.settings, allowed_hosts=("compliance.example",)
+    )
+    with TestClient(create_app(engine_settings), base_url="http://compliance.example") as named:
+        assert named.get("/healthz").status_code == 200
+    with TestClient(create_app(engine_settings), base_url="http://evil.example") as other:
+        assert other.get("/healthz").status_code == 400

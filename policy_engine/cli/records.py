@@ -677,7 +677,9 @@ def show(
         raise fail(exc) from None
     intact = text_matches(d.ruleset.text, d.ruleset.sha256)
     if as_json:
-        sys.stdout.write(json.dumps(_decision_dict(d), indent=2, default=str) + "\n")
+        from policy_engine.pipeline.review import decision_summary
+
+        sys.stdout.write(json.dumps(decision_summary(d), indent=2, default=str) + "\n")
     else:
         _print_decision(d)
     if not intact:
@@ -738,64 +740,6 @@ def _print_decision(d: Any) -> None:
             out.print(f"    evidence: {frames}", highlight=False, markup=False)
     for line in _override_lines(d):
         out.print(f"  {line}", highlight=False, markup=False)
-
-
-def _decision_dict(d: Any) -> dict[str, Any]:
-    s = d.scan
-    return {
-        "id": d.id,
-        "created_at": d.created_at,
-        "cause": d.cause,
-        "asset": {"id": d.asset_id, "path": s.path, "content_sha256": s.asset.content_sha256},
-        "ruleset": {
-            "name": d.ruleset.name,
-            "version": d.ruleset.version,
-            "sha256": d.ruleset.sha256,
-            "path": d.ruleset.path,
-            "text_matches_hash": text_matches(d.ruleset.text, d.ruleset.sha256),
-        },
-        "schedule": d.schedule,
-        "tags": d.tags,
-        "review": d.review,
-        "warnings": d.warnings,
-        "slots": d.slots,
-        "scan": {
-            "id": s.id,
-            "started_at": s.started_at,
-            "finished_at": s.finished_at,
-            "model": s.model_name,
-            "model_path": s.model_path,
-            "weights_sha256": s.weights_sha256,
-            "device_asked": s.device_asked,
-            "device_used": s.device_used,
-            "dtype": s.dtype,
-            "sampling": s.sampling,
-            "software_version": s.software_version,
-        },
-        "reasons": [
-            {
-                "kind": r.kind,
-                "rule_id": r.rule_id,
-                "description": r.description,
-                "reference": r.reference,
-                "outcome": r.outcome,
-                "measurements": r.measurements,
-                "evidence": r.evidence,
-            }
-            for r in d.reasons
-        ],
-        "overrides": [
-            {
-                "id": o.id,
-                "reviewer": o.reviewer,
-                "schedule": o.schedule,
-                "tags": o.tags,
-                "justification": o.justification,
-                "created_at": o.created_at,
-            }
-            for o in d.overrides
-        ],
-    }
 
 
 @app.command()

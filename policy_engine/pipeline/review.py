@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine.errors import ConfigError
+from policy_engine.hashing import text_matches
 from policy_engine.models.provider import ModelProvider
 from policy_engine.pipeline.judging import Reevaluation
 from policy_engine.pipeline.judging import reevaluate as judge_again
@@ -219,4 +220,68 @@ def reevaluation_summary(result: Reevaluation) -> dict[str, Any]:
             for c in result.changes
         ],
         "problems": [{"scan_id": s.id, "path": s.path, "problem": p} for s, p in result.problems],
+    }
+
+
+def decision_summary(d: Any) -> dict[str, Any]:
+    """One stored decision as JSON-ready data (``show --json`` and the API): what was
+    decided, by which rule set (its text checked against its hash), on which scan, why,
+    and the rulings on it."""
+    s = d.scan
+    return {
+        "id": d.id,
+        "created_at": d.created_at,
+        "cause": d.cause,
+        "asset": {"id": d.asset_id, "path": s.path, "content_sha256": s.asset.content_sha256},
+        "ruleset": {
+            "name": d.ruleset.name,
+            "version": d.ruleset.version,
+            "sha256": d.ruleset.sha256,
+            "path": d.ruleset.path,
+            "text_matches_hash": text_matches(d.ruleset.text, d.ruleset.sha256),
+        },
+        "schedule": d.schedule,
+        "tags": d.tags,
+        "review": d.review,
+        "warnings": d.warnings,
+        "slots": d.slots,
+        "scan": {
+            "id": s.id,
+            "started_at": s.started_at,
+            "finished_at": s.finished_at,
+            "model": s.model_name,
+            "model_path": s.model_path,
+            "weights_sha256": s.weights_sha256,
+            "device_asked": s.device_asked,
+            "device_used": s.device_used,
+            "dtype": s.dtype,
+            "sampling": s.sampling,
+            "software_version": s.software_version,
+        },
+        "reasons": [
+            {
+                "kind": r.kind,
+                "rule_id": r.rule_id,
+                "description": r.description,
+                "reference": r.reference,
+                "outcome": r.outcome,
+                "measurements": r.measurements,
+                "evidence": r.evidence,
+            }
+            for r in d.reasons
+        ],
+        "overrides": [
+            {
+                "id": o.id,
+                "reviewer": o.reviewer,
+                "schedule": o.schedule,
+                "tags": o.tags,
+                "justification": o.justification,
+                "created_at": o.created_at,
+                "actor": o.actor,
+                "via": o.via,
+                "reason": o.reason_code,
+            }
+            for o in d.overrides
+        ],
     }

@@ -87,6 +87,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.engine = Resources(settings)
     problems.install(app)
+    if settings.allowed_hosts:  # a public bind: answer only for the names it is served as
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     _access_log(app)  # added last: the outermost, so refusals by the others are logged too
     _health(app)
     _sessions(app)
@@ -305,8 +309,10 @@ def _api(app: FastAPI) -> None:
 
     @app.get("/api/v1/assets/{asset_id}", tags=["assets"])
     def asset(asset_id: int, request: Request, caller: Reader) -> dict[str, Any]:
-        """One asset: where it was seen, its verdict in force, and each rule set's current
-        decision with any overrides."""
+        """One asset: where it was seen, its verdict in force, each rule set's current
+        decision (rules fired, rulings with who made them), its scans and its report."""
+        from dataclasses import asdict
+
         from policy_engine.policy.evaluate import combine
 
         store = _resources(request).store()
@@ -314,6 +320,8 @@ def _api(app: FastAPI) -> None:
         if found is None:
             raise Problem(404, "no-such-asset", f"no asset {asset_id}")
         current = store.current_decisions([asset_id])
+        _, scans, _ = store.asset_history(asset_id)
+        reports = store.reports(asset_id)
         rulings = {name: d.ruled() for (_, name), d in current.items()}
         return {
             "id": asset_id,
@@ -321,17 +329,22 @@ def _api(app: FastAPI) -> None:
             "content_sha256": found.content_sha256,
             "verdict": combine(list(rulings.values())) if rulings else None,
             "decisions": [
-                {
-                    "id": d.id,
-                    "ruleset": name,
-                    "schedule": rulings[name].schedule,
-                    "tags": list(rulings[name].tags),
-                    "review": rulings[name].review,
-                    "overridden": d.override is not None,
-                }
+                {"id": d.id, "ruleset": name, "ruleset_version": d.ruleset_version,
+                 "schedule": rulings[name].schedule, "tags": list(rulings[name].tags),
+                 "review": rulings[name].review, "fired": list(d.fired),
+                 "overrides": [asdict(o) for o in d.overrides],
+                 "url": f"/api/v1/decisions/{d.id}"}
                 for (_, name), d in sorted(current.items())
-            ],  # fmt: skip
-        }
+            ],
+            "scans": [
+                {"id": sc.id, "status": sc.status, "finished_at": sc.finished_at,
+                 "model": sc.model_name, "weights_sha256": sc.weights_sha256,
+                 "error": sc.error}
+                for sc in scans
+            ],
+            "report": {"path": reports[-1].path, "sha256": reports[-1].sha256}
+            if reports else None,
+        }  # fmt: skip
 
     @app.get("/api/v1/assets/{asset_id}/ask", tags=["assets"])
     def ask(
@@ -361,6 +374,18 @@ def _api(app: FastAPI) -> None:
             "other_weights": list(result.other_weights),
             **result.answer.to_dict(),
         }
+
+    @app.get("/api/v1/decisions/{decision_id}", tags=["decisions"])
+    def decision(decision_id: int, request: Request, caller: Reader) -> dict[str, Any]:
+        """One decision: level, tags, review, earliest slots, the rule set (its text
+        checked against its hash), the scan and model, every reason with its measured
+        values and evidence frames (time, probability), and the rulings on it."""
+        from policy_engine.pipeline.review import decision_summary
+
+        found = _resources(request).store().decision(decision_id)
+        if found is None:
+            raise Problem(404, "no-such-decision", f"no decision {decision_id}")
+        return decision_summary(found)
 
     @app.post("/api/v1/decisions/{decision_id}/overrides", tags=["decisions"], status_code=201)
     def overrule(
