@@ -706,3 +706,64 @@ def test_only_the_allowed_host_names_are_answered(service) -> None:
         assert named.get("/healthz").status_code == 200
     with TestClient(create_app(engine_settings), base_url="http://evil.example") as other:
         assert other.get("/healthz").status_code == 400
+
+
+def test_the_catalogue_answers_what_may_air_in_a_territory_at_a_time(service) -> None:
+    """UK watershed 21:00-05:30 for post-watershed material: at 19:00 only the clean
+    trailer may air, at 22:00 both; a reviewer's ruling changes the answer."""
+    from test_audit_trail import CATEGORIES
+
+    from policy_engine.pipeline.judging import judge
+    from policy_engine.policy.loader import parse_ruleset
+    from policy_engine.store import NewDecision
+    from policy_engine.store.synthetic import labelled_probabilities, seed_scan
+
+    client, _, tokens, accounts = service
+    store = accounts.store
+    ruleset = parse_ruleset(
+        """\
+ruleset: uk
+version: 1
+territories:
+  UK: {timezone: Europe/London, windows: {post-watershed: "21:00-05:30"}}
+categories:
+  violence: {prompts: ["people fighting"]}
+  background: {prompts: ["something else"], null: true}
+rules:
+  - id: violence
+    when: {category: violence, coverage_above: 5%}
+    then: {schedule: post-watershed}
+""",
+        "uk.yaml",
+    )
+    decided = {}
+    for name, violent in (("clean", 0), ("fight", 10)):
+        asset_id, scan_id = seed_scan(
+            store, name=name, categories=CATEGORIES, duration=10.0,
+            probabilities=labelled_probabilities([0] * violent + [1] * (20 - violent), 2),
+        )  # fmt: skip
+        scan = store.completed_scans(scan_ids=[scan_id])[0]
+        decision = judge(store, [scan], [ruleset], None).judgements[0].decision
+        (decided[name],) = store.append_decisions(
+            [NewDecision(scan_id, asset_id, ruleset, decision, "scan")]
+        )
+
+    def may_air(when: str) -> list[str]:
+        answer = client.get(
+            "/api/v1/assets", params={"territory": "UK", "airs_at": when},
+            headers=bearer(tokens["viewer"]),
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        return sorted(Path(i["path"]).stem for i in answer.json()["items"])
+
+    assert may_air("2026-11-22T19:00:00") == ["clean"]
+    assert may_air("2026-11-22T22:00:00") == ["clean", "fight"]
+    assert may_air("2026-11-22T19:00:00+00:00") == ["clean"]  # 19:00 in London too
+    store.add_override(
+        decided["fight"], reviewer="desk", justification="ok", schedule="unrestricted"
+    )
+    assert may_air("2026-11-22T19:00:00") == ["clean", "fight"]
+    half = client.get(
+        "/api/v1/assets", params={"territory": "UK"}, headers=bearer(tokens["viewer"])
+    )
+    assert half.status_code == 422 and half.json()["errors"][0]["field"] == "airs_at"

@@ -29,6 +29,8 @@ class AssetFilter:
     name: str | None = None  # text in any path it was seen at
     scanned_since: datetime | None = None
     scanned_until: datetime | None = None
+    territory: str | None = None  # with airs_at: may it air there then, as ruled now
+    airs_at: datetime | None = None  # without a zone: local time in the territory
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ def list_assets(
 ) -> CataloguePage:
     items: list[dict[str, Any]] = []
     read, last = 0, after
+    rulesets: dict[str, Any] = {}  # parsed rule sets by hash, for the territory filter
     while len(items) < limit and read < budget:
         # without filters on derived data every row read is kept: read no more than needed
         derived = any(v is not None for k, v in vars(wanted).items() if k != "name")
@@ -50,13 +53,16 @@ def list_assets(
         if not rows:
             return CataloguePage(items, None)
         current = store.current_decisions([asset.id for asset, _ in rows])
+        if wanted.territory is not None:
+            _parse_rulesets(store, current.values(), rulesets)
         by_asset: dict[int, list[Any]] = {}
         for (asset_id, _), decision in current.items():
             by_asset.setdefault(asset_id, []).append(decision)
         for asset, scanned in rows:
             read, last = read + 1, asset.id
             item = _item(asset, scanned, by_asset.get(asset.id, []))
-            if _matches(item, by_asset.get(asset.id, []), wanted):
+            decisions = by_asset.get(asset.id, [])
+            if _matches(item, decisions, wanted) and _airs(decisions, wanted, rulesets):
                 items.append(item)
                 if len(items) == limit:
                     break
@@ -90,3 +96,38 @@ def _matches(item: dict[str, Any], decisions: list[Any], wanted: AssetFilter) ->
         wanted.scanned_until is None or (scanned is not None and scanned < wanted.scanned_until),
     )
     return all(checks)
+
+
+def _parse_rulesets(store: Store, decisions: Any, parsed: dict[str, Any]) -> None:
+    from policy_engine.policy.loader import parse_ruleset
+
+    missing = {d.ruleset_sha256 for d in decisions} - set(parsed)
+    for sha, (text, path) in store.ruleset_texts(missing).items():
+        try:
+            parsed[sha] = parse_ruleset(text, path)
+        except Exception:  # noqa: BLE001 - a text this software no longer reads: no slots
+            parsed[sha] = None
+
+
+def _airs(decisions: list[Any], wanted: AssetFilter, rulesets: dict[str, Any]) -> bool:
+    """With a territory filter: every current decision whose rule set knows the territory
+    lets the level in force air then (and at least one knows it)."""
+    if wanted.territory is None or wanted.airs_at is None:
+        return True
+    from policy_engine.policy.territory import slot_permitted
+
+    judged = False
+    for decision in decisions:
+        ruleset = rulesets.get(decision.ruleset_sha256)
+        territory = next(
+            (t for t in getattr(ruleset, "territories", ()) if t.name == wanted.territory), None
+        )
+        if territory is None:
+            continue
+        judged = True
+        level = decision.ruled().schedule
+        if level not in ruleset.levels or not slot_permitted(
+            level, ruleset.levels, territory, wanted.airs_at
+        ):
+            return False
+    return judged

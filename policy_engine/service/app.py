@@ -293,6 +293,13 @@ def _api(app: FastAPI) -> None:
         ] = None,
         scanned_since: datetime | None = None,
         scanned_until: datetime | None = None,
+        territory: Annotated[
+            str | None, Query(max_length=64, pattern=PRINTABLE, description="e.g. uk")
+        ] = None,
+        airs_at: Annotated[
+            datetime | None,
+            Query(description="With territory: may air then (no zone: the territory's)."),
+        ] = None,
         cursor: Annotated[int, Query(ge=0, description="`next_cursor` of the page before.")] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
@@ -303,7 +310,12 @@ def _api(app: FastAPI) -> None:
         wanted = AssetFilter(
             verdict=verdict, review=review, tag=tag, ruleset=ruleset, rule=rule, name=name,
             scanned_since=_utc(scanned_since), scanned_until=_utc(scanned_until),
+            territory=territory, airs_at=airs_at,
         )  # fmt: skip
+        if (territory is None) != (airs_at is None):
+            raise Problem(422, "invalid", "territory and airs_at go together",
+                          errors=[{"field": "airs_at" if airs_at is None else "territory",
+                                   "message": "give both or neither"}])  # fmt: skip
         page = list_assets(_resources(request).store(), wanted, after=cursor, limit=limit)
         return {"items": page.items, "next_cursor": page.cursor}
 

@@ -597,6 +597,17 @@ class Store:
             for path, since, r in rows
         ]
 
+    def ruleset_texts(self, sha256s: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """Rule-set texts (and the path they came from) by their hashes."""
+        wanted = sorted(set(sha256s))
+        with self._transaction() as s:
+            rows = s.execute(
+                select(RuleSetRecord.sha256, RuleSetRecord.text, RuleSetRecord.path).where(
+                    RuleSetRecord.sha256.in_(wanted)
+                )
+            ).all() if wanted else []  # fmt: skip
+        return {sha: (text, path) for sha, text, path in rows}
+
     def ruleset_versions(self, name: str) -> list[dict[str, Any]]:
         """Every recorded text of the rule set ``name``, the newest first."""
         with self._transaction() as s:
