@@ -332,3 +332,43 @@ def test_a_running_job_shows_how_far_its_scan_is(setup, monkeypatch) -> None:
     assert fractions == sorted(fractions) and fractions[0] >= 0.0 and fractions[-1] <= 1.0
     done = client.get(job.headers["location"], headers=bearer(keys["viewer"])).json()
     assert done["status"] == "succeeded" and done["progress"] is None
+
+
+def test_evidence_pictures_are_blurred_unless_a_reviewer_asks(setup) -> None:
+    client, settings, keys, clip, store = setup
+    job = client.post(
+        "/api/v1/analyses", json={"path": str(clip)}, headers=bearer(keys["reviewer"])
+    )
+    worker_pass(settings)
+    scan_id = client.get(job.headers["location"], headers=bearer(keys["viewer"])).json()["scan_id"]
+    url = f"/api/v1/scans/{scan_id}/frames/0/thumbnail"
+    blurred = client.get(url, headers=bearer(keys["viewer"]))
+    assert blurred.status_code == 200 and blurred.headers["content-type"] == "image/jpeg"
+    assert "no-store" in blurred.headers["cache-control"]
+    assert client.get(url + "?unblurred=true", headers=bearer(keys["viewer"])).status_code == 403
+    sharp = client.get(url + "?unblurred=true", headers=bearer(keys["reviewer"]))
+    assert sharp.status_code == 200 and sharp.content == store.thumbnails(scan_id, [0])[0]
+    assert blurred.content != sharp.content  # one flat colour here: the blur is shown below
+    missing = client.get(
+        f"/api/v1/scans/{scan_id}/frames/9999/thumbnail", headers=bearer(keys["viewer"])
+    )
+    assert missing.status_code == 404
+
+
+def test_the_blur_takes_the_detail_out_of_a_picture() -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from policy_engine.service.app import _blurred
+
+    squares = (np.indices((96, 160)).sum(axis=0) // 8 % 2 * 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(squares).convert("RGB").save(out, "JPEG")
+
+    def detail(jpeg: bytes) -> float:  # how much the picture changes from pixel to pixel
+        pixels = np.asarray(Image.open(io.BytesIO(jpeg)).convert("L"), dtype=float)
+        return float(np.abs(np.diff(pixels, axis=1)).mean())
+
+    assert detail(_blurred(out.getvalue())) < detail(out.getvalue()) / 5

@@ -681,6 +681,10 @@ def test_one_decision_in_full_with_the_rulings_on_it(decided) -> None:
     assert body["schedule"] == "not-for-broadcast" and body["ruleset"]["text_matches_hash"]
     (fired,) = [r for r in body["reasons"] if r["kind"] == "fired"]
     assert fired["rule_id"] == "violence" and fired["measurements"]
+    assert fired["evidence"] and all(
+        e["thumbnail"] == f"/api/v1/scans/{body['scan']['id']}/frames/{e['frame']}/thumbnail"
+        for e in fired["evidence"]
+    )
     (ruling,) = body["overrides"]
     assert (ruling["actor"], ruling["via"], ruling["reason"]) == ("token:desk", "api", "context")
     assert (

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import Path as Path_
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -397,7 +398,39 @@ def _api(app: FastAPI) -> None:
         found = _resources(request).store().decision(decision_id)
         if found is None:
             raise Problem(404, "no-such-decision", f"no decision {decision_id}")
-        return decision_summary(found)
+        summary = decision_summary(found)
+        for reason in summary["reasons"]:  # each evidence frame's picture, blurred
+            for item in reason["evidence"]:
+                item["thumbnail"] = (
+                    f"/api/v1/scans/{found.scan_id}/frames/{item['frame']}/thumbnail"
+                )
+        return summary
+
+    @app.get(
+        "/api/v1/scans/{scan_id}/frames/{index}/thumbnail",
+        tags=["decisions"],
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}},
+    )
+    def thumbnail(
+        scan_id: int,
+        index: Annotated[int, Path_(ge=0)],
+        request: Request,
+        caller: Reader,
+        unblurred: bool = False,
+    ) -> Response:
+        """A sampled frame's picture, blurred: evidence that leaves the engine never shows
+        explicit material as it is. `unblurred=true` is for roles that may overrule."""
+        if unblurred and not caller.may(OVERRULE):
+            raise Problem(403, "forbidden", f"{caller.role} may not see evidence unblurred")
+        pictures = _resources(request).store().thumbnails(scan_id, [index])
+        if index not in pictures:
+            raise Problem(404, "no-such-frame", f"scan {scan_id} has no picture for frame {index}")
+        data = pictures[index] if unblurred else _blurred(pictures[index])
+        return Response(
+            data, media_type="image/jpeg",
+            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+        )  # fmt: skip
 
     @app.post("/api/v1/decisions/{decision_id}/overrides", tags=["decisions"], status_code=201)
     def overrule(
@@ -545,6 +578,19 @@ def _jobs(app: FastAPI) -> None:
         if view is None:
             raise Problem(404, "no-such-job", f"no analysis job {job_id}")
         return _job(store, view)
+
+
+def _blurred(jpeg: bytes) -> bytes:
+    """The picture too blurred to show what it shows, but enough to place the scene."""
+    import io
+
+    from PIL import Image, ImageFilter
+
+    with Image.open(io.BytesIO(jpeg)) as picture:
+        radius = max(picture.size) / 24
+        out = io.BytesIO()
+        picture.convert("RGB").filter(ImageFilter.GaussianBlur(radius)).save(out, "JPEG")
+    return out.getvalue()
 
 
 def _who(account: Account) -> str:
