@@ -15,6 +15,7 @@ from policy_engine.escaping import visible_controls
 FORMATS = ("auto", "human", "json")
 # LogRecord's own attributes; anything else on a record came in through ``extra=``
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD |= {"color_message"}  # uvicorn's copy of the message with terminal colours
 
 
 class JsonLines(logging.Formatter):
