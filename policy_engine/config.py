@@ -78,7 +78,7 @@ class Settings:
     # job webhooks: only to these hosts (none: webhooks refused, so that a client cannot
     # make the workers call internal addresses), signed with this secret (HMAC-SHA256)
     webhook_hosts: tuple[str, ...] = ()
-    webhook_secret: str = ""
+    webhook_signing_key: str = ""
     # why a reviewer overrules: the codes an override may give (required through the API)
     override_reasons: tuple[str, ...] = (
         "model-error", "context", "stylised-or-fictional", "brief-or-incidental",

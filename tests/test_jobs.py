@@ -221,7 +221,7 @@ def test_a_finished_job_is_announced_to_its_signed_webhook(setup, receiver) -> N
 
     client, settings, keys, clip, store = setup
     url, got, _ = receiver
-    settings = replace(settings, webhook_hosts=("127.0.0.1",), webhook_secret="s3cret")
+    settings = replace(settings, webhook_hosts=("127.0.0.1",), webhook_signing_key="s3cret")
     client.app.state.engine.settings = settings
     refused = client.post(
         "/api/v1/analyses", json={"path": str(clip), "webhook_url": "http://evil.example/x"},
@@ -248,7 +248,7 @@ def test_a_webhook_that_keeps_failing_is_reported_not_fatal(setup, receiver) -> 
     client, settings, keys, clip, store = setup
     url, got, status = receiver
     status[0] = 503
-    settings = replace(settings, webhook_hosts=("127.0.0.1",), webhook_secret="s3cret")
+    settings = replace(settings, webhook_hosts=("127.0.0.1",), webhook_signing_key="s3cret")
     client.app.state.engine.settings = settings
     job = client.post(
         "/api/v1/analyses", json={"path": str(clip), "webhook_url": url},
@@ -372,3 +372,14 @@ def test_the_blur_takes_the_detail_out_of_a_picture() -> None:
         return float(np.abs(np.diff(pixels, axis=1)).mean())
 
     assert detail(_blurred(out.getvalue())) < detail(out.getvalue()) / 5
+
+
+def test_config_show_never_prints_the_webhook_signing_key(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from policy_engine.cli import app
+
+    env = {"POLICY_ENGINE_WEBHOOK_SIGNING_KEY": "hunter2-hunter2"}
+    shown = CliRunner().invoke(app, ["config", "show"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "hunter2" not in shown.output and "(set)" in shown.output

@@ -283,8 +283,14 @@ def config_show(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt =
         )
 
 
+KEYS = frozenset({"webhook_signing_key"})  # settings never shown, only whether they are set
+
+
 def _shown(name: str, value: Any) -> Any:
-    """A setting as shown: the database URL without its password, the local zone named."""
+    """A setting as shown: the database URL without its password, keys as set or not,
+    the local zone named."""
+    if name in KEYS:
+        return "(set)" if value else "(not set)"
     if name == "db":
         from policy_engine.store.database import describe, parse_url
 

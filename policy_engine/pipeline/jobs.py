@@ -53,7 +53,7 @@ def submit_path(
     if not file.is_file():
         raise ConfigError(f"path {path!r} is not a file")
     if webhook_url is not None:
-        check_url(webhook_url, settings.webhook_hosts, settings.webhook_secret)
+        check_url(webhook_url, settings.webhook_hosts, settings.webhook_signing_key)
     stat = file.stat()
     return Jobs(store).submit(
         str(file), source="path", name=file.name, created_by=created_by,
@@ -73,7 +73,7 @@ def announce_finished(settings: Settings, store: Store, queue_id: int) -> str | 
     view = jobs.get(job_id)
     assert view is not None
     payload = {"event": "analysis.finished", "job": job_payload(store, view)}
-    attempts, error = deliver(url, settings.webhook_secret, payload)
+    attempts, error = deliver(url, settings.webhook_signing_key, payload)
     jobs.record_webhook(job_id, attempts, error)
     return None if error is None else f"webhook for job {job_id} to {url} failed: {error}"
 

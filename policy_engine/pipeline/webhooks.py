@@ -2,7 +2,7 @@
 so that it can tell the call came from this engine and was not replayed.
 
 Signature header ``Policy-Engine-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
-"<t>.<body>" under the server's webhook_secret>``; a receiver recomputes it (``verify``)
+"<t>.<body>" under the server's webhook_signing_key>``; a receiver recomputes it (``verify``)
 and refuses old timestamps. Delivery is at least once (a worker killed after sending and
 before recording sends again): receivers deduplicate by job id.
 """
@@ -33,7 +33,7 @@ def check_url(url: str, allowed_hosts: Sequence[str], secret: str) -> str:
     client cannot make the workers call internal addresses), and a secret to sign with."""
     if not allowed_hosts or not secret:
         raise ConfigError(
-            "webhook_url: this server sends no webhooks (set webhook_hosts and webhook_secret)"
+            "webhook_url: this server sends no webhooks (set webhook_hosts and webhook_signing_key)"
         )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
