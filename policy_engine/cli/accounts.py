@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
@@ -105,24 +105,8 @@ def users_add(
 @users_app.command("list")
 def users_list(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Every user: role, whether enabled, when made and by whom, last login."""
-    try:
-        with _accounts(ctx, config) as accounts:
-            rows = accounts.users()
-    except PolicyEngineError as exc:
-        raise fail(exc) from None
-    if as_json:
-        sys.stdout.write(json.dumps([vars(r) for r in rows], indent=2, default=str) + "\n")
-        return
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("user", "role", "state", "created", "by", "last login"):
-        table.add_column(column)
-    for r in rows:
-        state = f"disabled {_when(r.disabled_at)}" if r.disabled_at else "enabled"
-        table.add_row(
-            r.name, r.role, state, _when(r.created_at), visible_controls(r.created_by),
-            _when(r.last_login_at),
-        )  # fmt: skip
-    out.print(table)
+    _list(ctx, config, as_json, lambda a: a.users(), ("user", "last login"),
+          lambda r: ("disabled", r.disabled_at, "enabled", r.last_login_at))  # fmt: skip
 
 
 @users_app.command("disable")
@@ -191,22 +175,37 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Every token (never its secret): role, state, when made and by whom, last use."""
+    _list(ctx, config, as_json, lambda a: a.tokens(), ("token", "last used"),
+          lambda r: ("revoked", r.revoked_at, "live", r.last_used_at))  # fmt: skip
+
+
+def _list(
+    ctx: typer.Context,
+    config: Any,
+    as_json: bool,
+    fetch: Callable[[Any], list[Any]],
+    names: tuple[str, str],
+    state_of: Callable[[Any], tuple[str, datetime | None, str, datetime | None]],
+) -> None:
+    """Users or tokens as a table (or JSON): name, role, state, made when and by whom,
+    last used; ``state_of(row)`` gives (ended as, ended at, live as, last used)."""
     try:
         with _accounts(ctx, config) as accounts:
-            rows = accounts.tokens()
+            rows = fetch(accounts)
     except PolicyEngineError as exc:
         raise fail(exc) from None
     if as_json:
         sys.stdout.write(json.dumps([vars(r) for r in rows], indent=2, default=str) + "\n")
         return
     table = Table(show_edge=False, header_style="bold")
-    for column in ("token", "role", "state", "created", "by", "last used"):
+    for column in (names[0], "role", "state", "created", "by", names[1]):
         table.add_column(column)
     for r in rows:
-        state = f"revoked {_when(r.revoked_at)}" if r.revoked_at else "live"
+        ended_as, ended_at, live_as, last = state_of(r)
+        state = f"{ended_as} {_when(ended_at)}" if ended_at else live_as
         table.add_row(
             r.name, r.role, state, _when(r.created_at), visible_controls(r.created_by),
-            _when(r.last_used_at),
+            _when(last),
         )  # fmt: skip
     out.print(table)
 

@@ -4,20 +4,17 @@ passwords live in ``policy_engine.accounts``; this module only keeps the rows.""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from policy_engine import accounts
 from policy_engine.errors import ConfigError, StoreError
 from policy_engine.store.database import retries_transient_errors
-from policy_engine.store.repository import Store
+from policy_engine.store.repository import StoreFacet
 from policy_engine.store.schema import ApiToken, LoginAttempt, User, WebSession, utcnow
 
 
@@ -72,21 +69,19 @@ class TooManyAttempts(ConfigError):
 
 
 @retries_transient_errors
-class Accounts:
+class Accounts(StoreFacet):
     """The accounts of one database. ``by`` names who makes a change (e.g. ``root via
     cli``), kept with the row."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    @property
-    def transient_retry_s(self) -> float:
-        return self.store.transient_retry_s
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        with self.store._transaction() as session:
-            yield session
+    def _insert(self, row: object, exists: str) -> None:
+        """Add ``row``; a name taken already is the caller's mistake (``exists``)."""
+        try:
+            with self._transaction() as s:
+                s.add(row)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise ConfigError(exists) from None
+            raise
 
     # -- users ----------------------------------------------------------------------------
     def add_user(self, name: str, role: str, password: str, *, by: str) -> None:
@@ -96,15 +91,7 @@ class Accounts:
             password_hash=accounts.hash_password(password),
             created_by=by,
         )
-        try:
-            with self._transaction() as s:
-                s.add(row)
-        except StoreError as exc:
-            if isinstance(exc.__cause__, IntegrityError):
-                raise ConfigError(
-                    f"user {name!r} exists already; `users list` shows them"
-                ) from None
-            raise
+        self._insert(row, f"user {name!r} exists already; `users list` shows them")
 
     def users(self) -> list[UserRow]:
         with self._transaction() as s:
@@ -164,15 +151,7 @@ class Accounts:
             secret_sha256=token.sha256,
             created_by=by,
         )
-        try:
-            with self._transaction() as s:
-                s.add(row)
-        except StoreError as exc:
-            if isinstance(exc.__cause__, IntegrityError):
-                raise ConfigError(
-                    f"a token named {name!r} exists already; revoke it or choose another name"
-                ) from None
-            raise
+        self._insert(row, f"a token named {name!r} exists already; choose another name")
         return token.secret
 
     def tokens(self) -> list[TokenRow]:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from policy_engine import __version__
 from policy_engine.errors import StoreError, WorkerBusyError
 from policy_engine.store.database import retries_transient_errors
-from policy_engine.store.repository import RUNNING, Store
+from policy_engine.store.repository import RUNNING, Store, StoreFacet
 from policy_engine.store.schema import (
     IngestFile,
     IngestRun,
@@ -163,7 +163,7 @@ def backoff(attempts: int, timing: QueueTiming) -> float:
 
 
 @retries_transient_errors
-class IngestQueue:
+class IngestQueue(StoreFacet):
     """One worker's view of the queue. ``now`` is injectable for tests. Every operation
     retries transient database errors, as the store's do."""
 
@@ -174,15 +174,6 @@ class IngestQueue:
         self.worker_id = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.postgres = store.engine.url.get_backend_name() == "postgresql"
         self.sqlite = store.engine.url.get_backend_name() == "sqlite"
-
-    @property
-    def transient_retry_s(self) -> float:
-        return self.store.transient_retry_s
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        with self.store._transaction() as session:
-            yield session
 
     # -- workers --------------------------------------------------------------------------
     def register(self) -> list[Reaped]:

@@ -9,14 +9,11 @@ status is read off that queue row.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from policy_engine.errors import StoreError
 from policy_engine.store.database import retries_transient_errors
@@ -29,7 +26,7 @@ from policy_engine.store.ingest import (
     RETRY,
     WAITING,
 )
-from policy_engine.store.repository import Store
+from policy_engine.store.repository import StoreFacet
 from policy_engine.store.schema import AnalysisJob, IngestFile, utcnow
 
 # what a client sees of the queue states
@@ -54,19 +51,7 @@ class JobView:
 
 
 @retries_transient_errors
-class Jobs:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    @property
-    def transient_retry_s(self) -> float:
-        return self.store.transient_retry_s
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        with self.store._transaction() as session:
-            yield session
-
+class Jobs(StoreFacet):
     def submit(
         self,
         path: str,

@@ -814,3 +814,20 @@ class Store:
             if since is not None:
                 query = query.where(Scan.finished_at >= since)
             return list(s.scalars(query.order_by(Scan.id)))
+
+
+class StoreFacet:
+    """A part of the store's API kept in a module of its own (the ingest queue, accounts,
+    jobs): the same database, transactions and retry window as the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @property
+    def transient_retry_s(self) -> float:
+        return self.store.transient_retry_s
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self.store._transaction() as session:
+            yield session
