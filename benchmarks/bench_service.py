@@ -101,14 +101,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(db: str, model_dir: Path, port: int, workdir: Path) -> subprocess.Popen:
+def start_server(
+    db: str, model_dir: Path, port: int, workdir: Path, workers: int
+) -> subprocess.Popen:
     import httpx
 
     cli = Path(sys.executable).parent / "policy-engine"
     env = {**os.environ, "POLICY_ENGINE_DB": db, "POLICY_ENGINE_MODEL": str(model_dir),
            "POLICY_ENGINE_DEVICE": "cpu", "POLICY_ENGINE_LOG_FORMAT": "json"}  # fmt: skip
     server = subprocess.Popen(
-        [str(cli), "serve", "--port", str(port)], env=env, cwd=workdir,
+        [str(cli), "serve", "--port", str(port), "--workers", str(workers)], env=env, cwd=workdir,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -164,6 +166,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--db", help="a database URL (default: a new SQLite file)")
+    parser.add_argument("--workers", type=int, default=2, help="server processes (serve --workers)")
     args = parser.parse_args()
     from policy_engine.models.tiny import make_tiny_clip
 
@@ -177,7 +180,7 @@ def main() -> None:
         token = Accounts(store).create_token("bench", "viewer", by="benchmark")
         store.close()
         port = free_port()
-        server = start_server(db, model_dir, port, work)
+        server = start_server(db, model_dir, port, work, args.workers)
         rng = np.random.default_rng(1)
         picks = [int(i) for i in rng.choice(ids, size=500)]
         endpoints = {
@@ -187,7 +190,10 @@ def main() -> None:
             "ask": [f"/api/v1/assets/{i}/ask?q=people+fighting" for i in picks],
         }
         try:
-            print(f"{args.clients} clients, {args.seconds:g} s per endpoint, loopback:")
+            print(
+                f"{args.clients} clients, {args.seconds:g} s per endpoint, loopback,"
+                f" {args.workers} server process(es):"
+            )
             columns = ("requests", "req/s", "p50 ms", "p95 ms")
             print(f"  {'endpoint':10}" + "".join(f"{c:>9}" for c in columns) + " errors  target")
             for name, urls in endpoints.items():

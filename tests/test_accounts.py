@@ -119,6 +119,36 @@ def test_a_token_works_until_revoked_and_only_its_hash_is_kept(store: Store) -> 
         tokens.revoke_token("playout-scheduler")
 
 
+def test_a_token_used_again_within_the_minute_is_only_read(store: Store) -> None:
+    """Under load every request checks its token: a write per request would serialise
+    them all on SQLite's one writer, so the time of last use is kept to the minute."""
+    from datetime import timedelta
+
+    from sqlalchemy import event
+
+    tokens = Accounts(store)
+    secret = tokens.create_token("asset-manager", "viewer", by="root via cli")
+    writes: list[str] = []
+    event.listen(
+        store.engine, "before_cursor_execute",
+        lambda conn, cursor, sql, *_: writes.append(sql) if sql.startswith("UPDATE") else None,
+    )  # fmt: skip
+    assert tokens.verify_token(secret) is not None  # first use: recorded
+    assert len(writes) == 1
+    for _ in range(5):
+        assert tokens.verify_token(secret) is not None
+    assert len(writes) == 1, writes
+    with store._transaction() as s:
+        row = s.scalar(select(ApiToken))
+        row.last_used_at -= timedelta(minutes=2)
+        earlier = row.last_used_at
+    writes.clear()
+    assert tokens.verify_token(secret) is not None  # a minute on: recorded again
+    with store._transaction() as s:
+        assert s.scalar(select(ApiToken.last_used_at)) > earlier
+    assert len(writes) == 1
+
+
 # -- the commands -------------------------------------------------------------------------------
 def test_users_and_tokens_from_the_command_line(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'e.sqlite'}"

@@ -125,8 +125,17 @@ def test_serve_refuses_nonsense_before_starting(tmp_path: Path) -> None:
     store.close()
 
 
+def _python_children(pid: int) -> list[int]:
+    """The processes ``pid`` started that are still running (Linux)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children]
+
+
 @pytest.mark.slow
-def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(
+    tmp_path: Path, workers: int
+) -> None:
     import os
     import signal
     import socket
@@ -147,7 +156,7 @@ def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(tmp_path: Path) 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [str(cli), "--db", db, "serve", "--port", str(port)],
+        [str(cli), "--db", db, "serve", "--port", str(port), "--workers", str(workers)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "POLICY_ENGINE_DB": ""},
     )  # fmt: skip
@@ -163,12 +172,22 @@ def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(tmp_path: Path) 
                 pass
             assert time.monotonic() < deadline, "the server did not get ready in 60 s"
             time.sleep(0.2)
-        listed = httpx.get(f"{base}/api/v1/tokens", headers={"Authorization": f"Bearer {token}"})
-        assert listed.status_code == 200 and listed.json()[0]["name"] == "ops"
+        for _ in range(4 * workers):  # whichever process answers, the same records
+            listed = httpx.get(
+                f"{base}/api/v1/tokens", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert listed.status_code == 200 and listed.json()[0]["name"] == "ops"
+        serving = _python_children(server.pid)
+        if workers > 1:  # a supervisor and its workers (a single process serves itself)
+            assert len(serving) >= workers, serving
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=30)[0]
     assert server.returncode == 0, output
+    deadline = time.monotonic() + 10  # orphans are reaped by init a moment later
+    while [c for c in serving if Path(f"/proc/{c}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [c for c in serving if Path(f"/proc/{c}").exists()], "workers outlived the stop"
 
 
 # -- overrides through the API ------------------------------------------------------------------
