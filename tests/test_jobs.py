@@ -361,7 +361,7 @@ def test_the_blur_takes_the_detail_out_of_a_picture() -> None:
     import numpy as np
     from PIL import Image
 
-    from policy_engine.service.app import _blurred
+    from policy_engine.service.routes.decisions import blurred as _blurred
 
     squares = (np.indices((96, 160)).sum(axis=0) // 8 % 2 * 255).astype(np.uint8)
     out = io.BytesIO()

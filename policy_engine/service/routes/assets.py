@@ -1,0 +1,128 @@
+"""The catalogue, one asset, and questions about what an asset shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from policy_engine.analysis.ask import DEFAULT_THRESHOLD
+from policy_engine.service.deps import PRINTABLE, Reader, utc
+from policy_engine.service.problems import Problem
+from policy_engine.service.resources import resources
+
+router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
+
+
+@router.get("")
+def assets(
+    request: Request,
+    caller: Reader,
+    verdict: Annotated[str | None, Query(max_length=64, pattern=PRINTABLE)] = None,
+    review: Annotated[bool | None, Query(description="Review pending.")] = None,
+    tag: Annotated[str | None, Query(max_length=100, pattern=PRINTABLE)] = None,
+    ruleset: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
+    rule: Annotated[
+        str | None, Query(max_length=200, pattern=PRINTABLE, description="A rule that fired.")
+    ] = None,
+    name: Annotated[
+        str | None, Query(max_length=500, pattern=PRINTABLE, description="Text in a path.")
+    ] = None,
+    scanned_since: datetime | None = None,
+    scanned_until: datetime | None = None,
+    territory: Annotated[
+        str | None, Query(max_length=64, pattern=PRINTABLE, description="e.g. uk")
+    ] = None,
+    airs_at: Annotated[
+        datetime | None,
+        Query(description="With territory: may air then (no zone: the territory's)."),
+    ] = None,
+    cursor: Annotated[int, Query(ge=0, description="`next_cursor` of the page before.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """The catalogue: assets with their verdict in force, filtered, by pages. Follow
+    `next_cursor` until it is null (a page may hold fewer items than `limit`)."""
+    from policy_engine.pipeline.catalogue import AssetFilter, list_assets
+
+    if (territory is None) != (airs_at is None):
+        raise Problem(422, "invalid", "territory and airs_at go together",
+                      errors=[{"field": "airs_at" if airs_at is None else "territory",
+                               "message": "give both or neither"}])  # fmt: skip
+    wanted = AssetFilter(
+        verdict=verdict, review=review, tag=tag, ruleset=ruleset, rule=rule, name=name,
+        scanned_since=utc(scanned_since), scanned_until=utc(scanned_until),
+        territory=territory, airs_at=airs_at,
+    )  # fmt: skip
+    page = list_assets(resources(request).store(), wanted, after=cursor, limit=limit)
+    return {"items": page.items, "next_cursor": page.cursor}
+
+
+@router.get("/{asset_id}")
+def asset(asset_id: int, request: Request, caller: Reader) -> dict[str, Any]:
+    """One asset: where it was seen, its verdict in force, each rule set's current
+    decision (rules fired, rulings with who made them), its scans and its report."""
+    from dataclasses import asdict
+
+    from policy_engine.policy.evaluate import combine
+
+    store = resources(request).store()
+    found = store.asset(asset_id)
+    if found is None:
+        raise Problem(404, "no-such-asset", f"no asset {asset_id}")
+    current = store.current_decisions([asset_id])
+    _, scans, _ = store.asset_history(asset_id)
+    reports = store.reports(asset_id)
+    rulings = {name: d.ruled() for (_, name), d in current.items()}
+    return {
+        "id": asset_id,
+        "path": found.path,
+        "content_sha256": found.content_sha256,
+        "verdict": combine(list(rulings.values())) if rulings else None,
+        "decisions": [
+            {"id": d.id, "ruleset": name, "ruleset_version": d.ruleset_version,
+             "schedule": rulings[name].schedule, "tags": list(rulings[name].tags),
+             "review": rulings[name].review, "fired": list(d.fired),
+             "overrides": [asdict(o) for o in d.overrides],
+             "url": f"/api/v1/decisions/{d.id}"}
+            for (_, name), d in sorted(current.items())
+        ],
+        "scans": [
+            {"id": sc.id, "status": sc.status, "finished_at": sc.finished_at,
+             "model": sc.model_name, "weights_sha256": sc.weights_sha256,
+             "error": sc.error}
+            for sc in scans
+        ],
+        "report": {"path": reports[-1].path, "sha256": reports[-1].sha256}
+        if reports else None,
+    }  # fmt: skip
+
+
+@router.get("/{asset_id}/ask")
+def ask(
+    asset_id: int,
+    request: Request,
+    caller: Reader,
+    q: Annotated[
+        str,
+        Query(min_length=1, max_length=500, pattern=PRINTABLE, description="What to look for."),
+    ],
+    threshold: Annotated[float, Query(gt=0.0, lt=1.0)] = DEFAULT_THRESHOLD,
+) -> dict[str, Any]:
+    """Does the asset show ``q``, when first, for how long: from stored frame
+    embeddings with the text model alone (no video is opened)."""
+    from policy_engine.pipeline.ask import ask as ask_store
+
+    engine = resources(request)
+    store = engine.store()
+    if store.asset(asset_id) is None:
+        raise Problem(404, "no-such-asset", f"no asset {asset_id}")
+    result = ask_store(store, engine.models(), asset_id, q, threshold=threshold)
+    return {
+        "asset_id": result.asset_id,
+        "scan_id": result.scan_id,
+        "model": result.model,
+        "weights_sha256": result.weights_sha256,
+        "other_weights": list(result.other_weights),
+        **result.answer.to_dict(),
+    }
