@@ -208,15 +208,17 @@ class _Buffers:
     """Scratch arrays for one picture size: fresh multi-megabyte temporaries cost more in
     page faults than the arithmetic done in them."""
 
-    def __init__(self, height: int, width: int) -> None:
+    def __init__(self, height: int, width: int, *, track_pixels: bool) -> None:
         pairs = width // 2
         self.units = np.empty((height, pairs), dtype=np.float32)
         self.scratch = np.empty((height, pairs), dtype=np.float32)
         self.byte = np.empty((height, width), dtype=np.uint8)
         self.limit = np.empty((height, width), dtype=np.uint8)
         self.flag = np.empty((height, width), dtype=bool)
-        self.flags3 = np.empty((height, width, 3), dtype=bool)
-        self.previous = np.empty((height, width, 3), dtype=np.uint8)
+        # the last picture, only for IRIS's count of changed pixels
+        shape = (height, width, 3) if track_pixels else (0, 0, 3)
+        self.flags3 = np.empty(shape, dtype=bool)
+        self.previous = np.empty(shape, dtype=np.uint8)
 
 
 class FrameMeasurer:
@@ -249,7 +251,7 @@ class FrameMeasurer:
     def _buffers_for(self, height: int, width: int) -> _Buffers:
         buffers = self._buffers
         if buffers is None or buffers.byte.shape != (height, width):
-            buffers = self._buffers = _Buffers(height, width)
+            buffers = self._buffers = _Buffers(height, width, track_pixels=self.track_pixels)
         return buffers
 
     def measure(self, picture: np.ndarray) -> FrameMeasures:

@@ -175,7 +175,7 @@ class PatternDetector:
             return 0.0, False
         mask = stripe_mask(picture, self.rule)
         area = float(mask.mean())
-        present = area >= self.area_threshold
+        present = area >= self.area_threshold - 1e-9  # as summarise() reads it
         moving = False
         previous = self._previous
         if present and previous is not None and previous[0].shape == picture.shape:

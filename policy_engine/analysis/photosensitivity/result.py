@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from policy_engine.analysis.photosensitivity.flashes import TIME_EPS
 from policy_engine.analysis.photosensitivity.settings import PseSettings
 
 # Per-frame flash results, IRIS's FlashResult values (its CSV's FlashLuminanceFailedFrame).
@@ -120,10 +121,6 @@ class PseFrames:
     def from_dict(cls, data: dict[str, list]) -> PseFrames:
         return cls({name: np.asarray(data[name]) for name in COLUMNS if name in data})
 
-    @classmethod
-    def empty(cls) -> PseFrames:
-        return cls({name: np.zeros(0, dtype=dtype) for name, (dtype, _) in COLUMNS.items()})
-
 
 @dataclass(frozen=True)
 class PseResult:
@@ -212,12 +209,12 @@ def pattern_failures(
     fail = np.zeros(len(times), dtype=bool)
     episodes: list[list[tuple[int, int]]] = []
     for first, last in _runs(present):
-        if episodes and times[first] - ends[episodes[-1][-1][1]] < seconds - 1e-6:
+        if episodes and times[first] - ends[episodes[-1][-1][1]] < seconds - TIME_EPS:
             episodes[-1].append((first, last))
         else:
             episodes.append([(first, last)])
     for showings in episodes:
-        lasting = any(ends[last] - times[first] >= seconds - 1e-6 for first, last in showings)
+        lasting = any(ends[last] - times[first] >= seconds - TIME_EPS for first, last in showings)
         begin, end = showings[0][0], showings[-1][1] + 1
         if lasting or len(showings) > 1 or moving[begin:end].any():
             fail[begin:end] = True
@@ -289,7 +286,8 @@ def _worst_second(frames: PseFrames) -> PseSecond | None:
     if score[worst] == 0:
         return None
     times = frames.time
-    first = int(np.searchsorted(times, times[worst] - 1.0 + 1e-6))
+    # the frames of the window ending there: less than a second before it
+    first = int(np.searchsorted(times, times[worst] - 1.0 + TIME_EPS, side="right"))
     return PseSecond(
         start=round(float(times[first]), 6),
         end=round(float(times[worst]), 6),
