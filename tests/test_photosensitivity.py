@@ -254,6 +254,25 @@ def test_eight_pairs_of_stripes_over_half_the_screen_for_a_second_fail(across: b
     assert interval.area == pytest.approx(0.5, abs=0.08)
 
 
+def test_diagonal_stripes_and_a_checkerboard_are_patterns_too() -> None:
+    y, x = np.mgrid[0:H, 0:W]
+    plain = picture(grey(0.45))
+    for light in (((x + y) // 10) % 2 == 1, ((x // 16) + (y // 16)) % 2 == 1):
+        pattern = np.repeat(
+            np.where(light, grey(0.9), grey(0.05)).astype(np.uint8)[..., None], 3, 2
+        )
+        pattern[:, W // 2 :] = plain[:, W // 2 :]
+        assert kinds(analyze_frames(shown_for(pattern, plain, 1.0))) == {"pattern"}
+
+
+def test_noise_and_plain_texture_are_not_patterns() -> None:
+    rng = np.random.default_rng(3)
+    frames = [(i / 25, rng.integers(0, 256, (H, W, 3), dtype=np.uint8)) for i in range(50)]
+    result = analyze_frames(frames)
+    assert result.frames.pattern_area.max() < 0.25
+    assert "pattern" not in kinds(result)
+
+
 def test_stripes_shown_for_less_than_half_a_second_pass() -> None:
     pattern, plain = striped(8)
     result = analyze_frames(shown_for(pattern, plain, 0.3))
@@ -388,6 +407,7 @@ def test_a_single_frame() -> None:
     assert result.verdict == "pass"
     assert result.frame_count == 1
     assert result.frames.average_luminance.tolist() == [pytest.approx(1.0)]
+    assert result.frames.times.tolist() == [0.0]
     assert result.per_second == [
         {
             "second": 0,

@@ -92,6 +92,10 @@ class PseFrames:
         raise AttributeError(name)
 
     @property
+    def times(self) -> np.ndarray:
+        return self.columns["time"]
+
+    @property
     def luminance_flash_fail(self) -> np.ndarray:
         return self.columns["luminance_result"] == FLASH_FAIL
 
