@@ -436,8 +436,9 @@ def test_means_match_a_per_pixel_computation() -> None:
     """The paired look-ups and the cell sums against the formula, pixel by pixel."""
     rng = np.random.default_rng(7)
     analyzer = PhotosensitivityAnalyzer(PseSettings(patterns=False))
-    pictures = [rng.integers(0, 256, (37, 53, 3), dtype=np.uint8) for _ in range(3)]
-    pictures[1][5:20, 3:40] = (250, 10, 5)  # saturated red
+    pictures = [rng.integers(0, 256, (37, 53, 3), dtype=np.uint8) for _ in range(4)]
+    pictures[1][5:20, 3:40] = (250, 10, 5)  # saturated red: computed for every pixel ...
+    # ... and so is the next picture; the last goes back to the few candidate pixels
     for i, p in enumerate(pictures):
         analyzer.add_frame(i / 25, p)
     frames = analyzer.result().frames

@@ -219,6 +219,19 @@ class _Buffers:
         shape = (height, width, 3) if track_pixels else (0, 0, 3)
         self.flags3 = np.empty(shape, dtype=bool)
         self.previous = np.empty(shape, dtype=np.uint8)
+        self._red: list[np.ndarray] = []  # made when a picture is mostly red
+        self.mostly_red = False  # the last picture was: compute every pixel straight away
+        self._red_turn = 0
+
+    def red_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """R, G, B and a value plane; the value plane alternates between two so that the
+        last frame's red values survive this frame's (IRIS mode compares them)."""
+        if not self._red:
+            shape = self.flag.shape
+            self._red = [np.empty(shape, dtype=np.float32) for _ in range(5)]
+        self._red_turn ^= 1
+        r, g, b = self._red[:3]
+        return r, g, b, self._red[3 + self._red_turn]
 
 
 class FrameMeasurer:
@@ -353,6 +366,10 @@ def _pair_luminance(array: np.ndarray, buffers: _Buffers) -> tuple[np.ndarray, n
 def _red_pixels(array: np.ndarray, saturation: float, buffers: _Buffers) -> RedPixels:
     """Red values of the saturated red pixels (IRIS's RedSaturation): an 8-bit test finds
     the few pixels that may be saturated red, the exact test runs on those."""
+    if buffers.mostly_red:  # red scenes last: go straight to every pixel while they do
+        plane = _red_plane(array, saturation, buffers)
+        buffers.mostly_red = np.count_nonzero(plane) > DENSE_RED_SHARE * plane.size
+        return RedPixels(NO_RED.index, NO_RED.value, plane)
     others, limit, candidate = buffers.byte, buffers.limit, buffers.flag
     np.maximum(array[:, :, 1], array[:, :, 2], out=others)
     np.take(_red_limit(saturation), others, mode="clip", out=limit)
@@ -361,7 +378,8 @@ def _red_pixels(array: np.ndarray, saturation: float, buffers: _Buffers) -> RedP
     if not candidates.size:
         return NO_RED
     if candidates.size > DENSE_RED_SHARE * candidate.size:
-        return RedPixels(NO_RED.index, NO_RED.value, _red_plane(array, saturation))
+        buffers.mostly_red = True
+        return RedPixels(NO_RED.index, NO_RED.value, _red_plane(array, saturation, buffers))
     linear = np.take(LINEAR, np.take(array.reshape(-1, 3), candidates, axis=0))
     value, keep = _red_values(linear[:, 0], linear[:, 1], linear[:, 2], saturation)
     return RedPixels(candidates[keep], value[keep])
@@ -377,9 +395,22 @@ def _red_values(
     return value, saturated & (value > 0)
 
 
-def _red_plane(array: np.ndarray, saturation: float) -> np.ndarray:
-    """Red values of every pixel, for pictures where red is everywhere."""
-    r, g, b = (np.take(LINEAR, array[:, :, channel], mode="clip") for channel in range(3))
-    value, keep = _red_values(r, g, b, saturation)
-    value[~keep] = 0.0
+def _red_plane(array: np.ndarray, saturation: float, buffers: _Buffers) -> np.ndarray:
+    """Red values of every pixel, for pictures where red is everywhere (in place: fresh
+    picture-sized temporaries would cost more than the arithmetic)."""
+    r, g, b, value = buffers.red_planes()
+    for channel, plane in enumerate((r, g, b)):
+        np.take(LINEAR, array[:, :, channel], mode="clip", out=plane)
+    not_saturated = buffers.flag
+    np.add(r, g, out=value)
+    np.add(value, b, out=value)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(r, value, out=value)
+    # black gives 0 / 0: NaN is not less, but its value below is 0 all the same
+    np.less(value, np.float32(saturation), out=not_saturated)
+    np.subtract(r, g, out=value)
+    np.subtract(value, b, out=value)
+    np.multiply(value, RED_SCALE, out=value)
+    value[not_saturated] = 0.0
+    np.maximum(value, 0.0, out=value)
     return value
