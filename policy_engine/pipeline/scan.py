@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,13 @@ from policy_engine.hashing import file_sha256, text_sha256
 from policy_engine.media.formats import VIDEO_PATTERNS
 from policy_engine.media.video import probe
 from policy_engine.models.provider import ModelProvider
-from policy_engine.pipeline.analysis import AnalysisOptions, AnalysisResult, analyze_video, rescore
+from policy_engine.pipeline.analysis import (
+    AnalysisOptions,
+    AnalysisResult,
+    analyze_video,
+    pse_summary,
+    rescore,
+)
 from policy_engine.pipeline.judging import judge, outcome
 from policy_engine.policy.evaluate import Decision, combine
 from policy_engine.policy.model import RuleSet
@@ -164,8 +170,15 @@ def _link_problem(file: Path, folder: Path, outside_allowed: bool) -> str | None
 
 def sampling_record(options: AnalysisOptions) -> tuple[dict[str, Any], str]:
     """What a scan records about its sampling, and the key under which it is reused
-    (everything that changes which frames are embedded, and how)."""
+    (everything that changes which frames are embedded, and how, and what the
+    every-frame checks measure: a scan without the photosensitivity check is not reused
+    where the check is asked for)."""
     frames = {**options.sampling.describe(), "framing": options.framing.value}
+    if options.photosensitivity is not None:
+        frames["photosensitivity"] = {
+            **options.photosensitivity.to_dict(),
+            "width": options.pse_width,
+        }
     key = text_sha256(json.dumps(frames, sort_keys=True))
     return {**frames, "interval": options.interval_seconds}, key
 
@@ -198,12 +211,7 @@ class Scanner:
         self.store = store
         self.rulesets = list(rulesets)
         self.models = models
-        self.options = AnalysisOptions(
-            sampling=options.sampling,
-            framing=options.framing,
-            interval_seconds=options.interval_seconds,
-            thumbnail_size=options.thumbnail_size or THUMBNAIL_SIZE,
-        )
+        self.options = replace(options, thumbnail_size=options.thumbnail_size or THUMBNAIL_SIZE)
         self.sampling, self.sampling_key = sampling_record(self.options)
         self.reports_dir = reports_dir
         self.force = force
@@ -349,6 +357,7 @@ class Scanner:
             ),
             timings=analysis.timings,
             decoding=analysis.decoding,
+            photosensitivity=pse_summary(analysis.photosensitivity),
         )
         # Score every rule set's categories now, from full-precision embeddings; judging
         # (now and at every re-evaluation) reads these back.
