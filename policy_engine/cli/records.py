@@ -36,6 +36,7 @@ from policy_engine.cli.common import (
     JsonOpt,
     MaxFramesOpt,
     ModelOpt,
+    PseOpt,
     SamplingOpt,
     StartOpt,
     Window,
@@ -178,6 +179,7 @@ def scan(
     max_frames: MaxFramesOpt = None,
     batch_size: BatchSizeOpt = None,
     interval: IntervalOpt = None,
+    pse: PseOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -197,6 +199,7 @@ def scan(
                 "framing": framing,
                 "batch_size": batch_size,
                 "interval": interval,
+                "pse": pse,
                 "reports": str(reports) if reports else None,
             },
             config,

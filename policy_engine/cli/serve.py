@@ -57,7 +57,4 @@ def serve(
         log_config=None,  # the engine's own format (see app_from_environment)
         access_log=False,  # replaced by policy_engine.access, with the caller
         timeout_graceful_shutdown=30,
-        # with --workers, the supervisor restarts a worker that misses a 5 s ping; the
-        # first `ask` loads a text model while holding the GIL for longer than that
-        timeout_worker_healthcheck=60,
     )
