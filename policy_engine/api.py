@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from policy_engine.analysis.photosensitivity import PSE_AREAS, PseSettings
 from policy_engine.config import Settings
 from policy_engine.errors import ConfigError
 from policy_engine.media.framing import Framing
@@ -49,7 +50,21 @@ def analysis_options(
         sampling=spec,
         framing=_choice(Framing, settings.framing, "--framing"),  # type: ignore[arg-type]
         interval_seconds=settings.interval,
+        photosensitivity=pse_settings(settings) if settings.pse else None,
     )
+
+
+def pse_settings(settings: Settings) -> PseSettings:
+    """The photosensitivity check's settings, checked."""
+    if settings.pse_area not in PSE_AREAS:
+        raise ConfigError(
+            f"pse_area {settings.pse_area!r}: choose one of {' | '.join(PSE_AREAS)}"
+        )
+    if not settings.pse_display_peak > 0:
+        raise ConfigError(
+            f"pse_display_peak must be a positive number of cd/m², got {settings.pse_display_peak}"
+        )
+    return PseSettings(area=settings.pse_area, display_peak=settings.pse_display_peak)
 
 
 def load_embedder(settings: Settings) -> ClipEmbedder:

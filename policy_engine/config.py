@@ -43,6 +43,10 @@ class Settings:
     framing: str = "letterbox"  # letterbox | tiles | center | squash
     batch_size: int = 32
     interval: float = 10.0  # seconds per dominant-label interval
+    # the photosensitivity (flash and pattern) check on every frame of each scan
+    pse: bool = True
+    pse_area: str = "regions"  # regions | frame (as IRIS) | wcag-field
+    pse_display_peak: float = 200.0  # cd/m² of the display the luminance is judged for
     rules: str = str(SHIPPED_RULES)  # rule file or folder of rule files
     db: str = DEFAULT_DB_URL  # SQLAlchemy URL: SQLite file or postgresql://…
     reports: str = "reports"  # folder the HTML reports are written to

@@ -21,6 +21,7 @@ from policy_engine.cli import (  # noqa: F401 - they register commands
     analysis,
     ask,
     ingest,
+    pse,
     records,
     rules,
     serve,

@@ -22,6 +22,7 @@ from policy_engine.cli.common import (
     FpsOpt,
     FramingOpt,
     IntervalOpt,
+    PseOpt,
     JsonOpt,
     MaxFramesOpt,
     ModelOpt,
@@ -94,6 +95,7 @@ def analyze(
     max_frames: MaxFramesOpt = None,
     batch_size: BatchSizeOpt = None,
     interval: IntervalOpt = None,
+    pse: PseOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     frames: Annotated[
@@ -112,6 +114,7 @@ def analyze(
                 "framing": framing,
                 "batch_size": batch_size,
                 "interval": interval,
+                "pse": pse,
             },
             config_file=config,
         )

@@ -128,6 +128,14 @@ IntervalOpt = Annotated[
     float | None,
     typer.Option("--interval", help="Seconds per interval of dominant labels. \\[default: 10]"),
 ]
+PseOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--pse/--no-pse",
+        help="Check every frame for flashes and patterns (photosensitivity). \\[default: on]",
+        show_default=False,
+    ),
+]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (TOML or YAML).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

@@ -22,6 +22,7 @@ from policy_engine.cli.common import (
     FpsOpt,
     FramingOpt,
     IntervalOpt,
+    PseOpt,
     JsonOpt,
     ModelOpt,
     SamplingOpt,
@@ -106,6 +107,7 @@ def schedule(
     framing: FramingOpt = None,
     batch_size: BatchSizeOpt = None,
     interval: IntervalOpt = None,
+    pse: PseOpt = None,
     log_format: LogFormatOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -128,6 +130,7 @@ def schedule(
             framing=framing,
             batch_size=batch_size,
             interval=interval,
+            pse=pse,
             log_format=log_format,
         )
         logsetup.configure(settings.log_format)

@@ -33,6 +33,7 @@ from policy_engine.cli.common import (
     FpsOpt,
     FramingOpt,
     IntervalOpt,
+    PseOpt,
     JsonOpt,
     MaxFramesOpt,
     ModelOpt,
@@ -178,6 +179,7 @@ def scan(
     max_frames: MaxFramesOpt = None,
     batch_size: BatchSizeOpt = None,
     interval: IntervalOpt = None,
+    pse: PseOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -197,6 +199,7 @@ def scan(
                 "framing": framing,
                 "batch_size": batch_size,
                 "interval": interval,
+                "pse": pse,
                 "reports": str(reports) if reports else None,
             },
             config,

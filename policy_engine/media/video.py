@@ -19,7 +19,7 @@ import io
 import math
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
@@ -104,6 +104,21 @@ class SampledFrame:
     pts: int | None
     pixels: np.ndarray  # (crops, size, size, 3) uint8, ready for the model
     thumbnail: bytes | None = None  # JPEG of the whole picture, display orientation
+
+
+@dataclass(frozen=True)
+class PictureTap:
+    """Every decoded frame of the window, as an RGB picture (uint8, height x width x 3),
+    handed to ``receive(time, picture)`` by the same decode pass that samples: checks that
+    need every frame (photosensitivity) cost a small conversion, not a second decode.
+
+    ``width`` is the picture's width (its height follows the display aspect ratio);
+    ``None`` keeps the stored size (for measurements that must match a reference tool
+    pixel for pixel). AREA scaling averages what it shrinks, so a region's mean colour
+    survives."""
+
+    receive: Callable[[float, np.ndarray], None]
+    width: int | None = 320
 
 
 def _check_readable(path: Path) -> None:
@@ -266,6 +281,7 @@ class FrameSampler:
         pad_value: tuple[int, int, int] = (0, 0, 0),
         decode_threads: int = 0,
         thumbnail_size: int = 0,
+        every_frame: PictureTap | None = None,
     ) -> None:
         self.path = Path(path)
         self.spec = spec
@@ -277,6 +293,8 @@ class FrameSampler:
         self.summary = SamplingSummary()
         self.info = probe(self.path)
         self._plans: dict[tuple[int, int, int], FramePlan] = {}
+        self.every_frame = every_frame
+        self._tap_size: dict[tuple[int, int], tuple[int, int]] = {}
 
     # -- public -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[SampledFrame]:
@@ -285,6 +303,24 @@ class FrameSampler:
             stream = _video_stream(container, self.path)
             self._configure(stream)
             yield from self._sample(container, stream)
+        finally:
+            container.close()
+        self._check_complete()
+
+    def pictures(self, width: int | None = 320) -> Iterator[tuple[float, np.ndarray]]:
+        """Every decoded frame of the window as an RGB picture, with its time, and nothing
+        sampled for a model: for checks that need every frame and no model."""
+        container = _open(self.path)
+        try:
+            stream = _video_stream(container, self.path)
+            self._configure(stream)
+            for frame, time in self._timed_frames(container, stream):
+                if time < self.spec.start - 1e-9:
+                    continue
+                if self.spec.end is not None and time >= self.spec.end:
+                    break
+                self._note_time(frame, time, stream)
+                yield time, self._picture(frame, width)
         finally:
             container.close()
         self._check_complete()
@@ -382,6 +418,8 @@ class FrameSampler:
             if spec.end is not None and time >= spec.end:
                 break
             self._note_time(frame, time, stream)
+            if self.every_frame is not None and time >= spec.start - 1e-9:
+                self.every_frame.receive(time, self._picture(frame, self.every_frame.width))
             if spec.mode is SamplingMode.FPS:
                 # For each target time passed, keep whichever neighbour is nearer.
                 while next_target <= time and self._room_for_more():
@@ -447,6 +485,23 @@ class FrameSampler:
             interpolation="AREA",
         )
         return apply_plan(plan, scaled)
+
+    def _picture(self, frame: Any, width: int | None) -> np.ndarray:
+        """The frame as RGB, ``width`` wide at its display aspect ratio (None: as stored)."""
+        if width is None:
+            return frame.to_ndarray(format="rgb24")  # type: ignore[no-any-return]
+        key = (frame.width, frame.height)
+        size = self._tap_size.get(key)
+        if size is None:
+            display_width = frame.width * self.info.sample_aspect_ratio
+            scaled = min(width, frame.width)
+            size = self._tap_size[key] = (
+                scaled,
+                max(1, round(scaled * frame.height / display_width)),
+            )
+        return frame.to_ndarray(  # type: ignore[no-any-return]
+            width=size[0], height=size[1], format="rgb24", interpolation="AREA"
+        )
 
     def _thumbnail(self, frame: Any) -> bytes:
         """The whole picture, long side ``thumbnail_size``, as a JPEG (evidence for

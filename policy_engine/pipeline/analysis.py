@@ -20,6 +20,11 @@ import numpy as np
 
 from policy_engine import __version__
 from policy_engine.analysis.coverage import DEFAULT_INTERVAL_SECONDS, Coverage, coverage_from_scores
+from policy_engine.analysis.photosensitivity import (
+    PhotosensitivityAnalyzer,
+    PseResult,
+    PseSettings,
+)
 from policy_engine.analysis.scoring import (
     Category,
     FrameScores,
@@ -29,10 +34,17 @@ from policy_engine.analysis.scoring import (
 )
 from policy_engine.errors import EmptyWindowError
 from policy_engine.media.framing import Framing
-from policy_engine.media.video import FrameSampler, SampledFrame, SamplingSpec, VideoInfo
+from policy_engine.media.video import (
+    FrameSampler,
+    PictureTap,
+    SampledFrame,
+    SamplingMode,
+    SamplingSpec,
+    VideoInfo,
+)
 from policy_engine.models.clip import ClipEmbedder, ModelIdentity
 from policy_engine.policy.evaluate import Decision, evaluate
-from policy_engine.policy.model import RuleSet
+from policy_engine.policy.model import PHOTOSENSITIVITY, RuleSet
 
 ProgressCallback = Callable[[float, float], None]  # (seconds analysed, seconds in window)
 _QUEUE_BATCHES = 2  # decoded batches buffered ahead of the model
@@ -44,6 +56,9 @@ class AnalysisOptions:
     framing: Framing = Framing.LETTERBOX
     interval_seconds: float = DEFAULT_INTERVAL_SECONDS
     thumbnail_size: int = 0  # long side of evidence thumbnails in pixels; 0: none
+    # the photosensitivity check on every frame of the same decode; None: not checked
+    photosensitivity: PseSettings | None = None
+    pse_width: int | None = 320  # width of the pictures it measures; None: as stored
 
 
 @dataclass
@@ -59,6 +74,8 @@ class AnalysisResult:
     timings: dict[str, float]
     decoding: dict[str, Any]
     software_version: str = __version__
+    photosensitivity: PseResult | None = None
+    photosensitivity_skipped: str | None = None  # why it was not checked, when asked for
 
     def to_dict(self, *, frames: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -70,7 +87,12 @@ class AnalysisResult:
             "timings": self.timings,
             "decoding": self.decoding,
             "coverage": self.coverage.to_dict(),
+            "photosensitivity": (
+                self.photosensitivity.to_dict() if self.photosensitivity is not None else None
+            ),
         }
+        if self.photosensitivity_skipped:
+            data["photosensitivity_skipped"] = self.photosensitivity_skipped
         if frames:
             names = self.scores.category_names
             data["frames"] = [
@@ -155,6 +177,7 @@ def analyze_video(
     prompts, _ = flatten_prompts(categories)
     text_embeddings = embedder.embed_texts(prompts)
 
+    flashes, skipped = _photosensitivity_check(options)
     sampler = FrameSampler(
         path,
         options.sampling,
@@ -162,6 +185,9 @@ def analyze_video(
         framing=options.framing,
         pad_value=embedder.image_input.pad_value,
         thumbnail_size=options.thumbnail_size,
+        every_frame=(
+            PictureTap(flashes.add_frame, options.pse_width) if flashes is not None else None
+        ),
     )
     # Before decoding, window_end is the declared end: the progress bar's total.
     window = max(0.0, sampler.window_end - options.sampling.start)
@@ -210,6 +236,7 @@ def analyze_video(
     coverage = coverage_from_scores(
         scores, start=start, end=end, interval_seconds=options.interval_seconds
     )
+    pse = flashes.result(end_time=end) if flashes is not None else None
     total = time.perf_counter() - started
     summary = sampler.summary
     return AnalysisResult(
@@ -229,7 +256,21 @@ def analyze_video(
             "missing_timestamps": summary.missing_timestamps,
             "crops_per_frame": sorted({p.crops_per_frame for p in summary.plans}),
         },
+        photosensitivity=pse,
+        photosensitivity_skipped=skipped,
     )
+
+
+def _photosensitivity_check(
+    options: AnalysisOptions,
+) -> tuple[PhotosensitivityAnalyzer | None, str | None]:
+    """The every-frame check the options ask for, or why there is none."""
+    if options.photosensitivity is None:
+        return None, None
+    if options.sampling.mode is SamplingMode.KEYFRAMES:
+        # flashes live between key frames: measuring only those would pass anything
+        return None, "keyframes sampling decodes key frames only; flashes need every frame"
+    return PhotosensitivityAnalyzer(options.photosensitivity), None
 
 
 def rescore(
@@ -266,5 +307,12 @@ def decide(
             scores, coverage = result.scores, result.coverage
         else:
             scores, coverage = rescore(result, ruleset.categories, embedder)
-        decisions.append(evaluate(ruleset, coverage, scores))
+        decisions.append(evaluate(ruleset, coverage, scores, checks=result_checks(result)))
     return decisions
+
+
+def result_checks(result: AnalysisResult) -> dict[str, dict[str, Any]]:
+    """The every-frame checks of an analysis, as rules read them (absent: not measured)."""
+    if result.photosensitivity is None:
+        return {}
+    return {PHOTOSENSITIVITY: result.photosensitivity.to_dict()}

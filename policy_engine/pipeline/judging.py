@@ -30,8 +30,8 @@ from policy_engine.analysis.scoring import (
 )
 from policy_engine.errors import ModelError
 from policy_engine.models.provider import ModelProvider
-from policy_engine.policy.evaluate import Decision, evaluate
-from policy_engine.policy.model import RuleSet
+from policy_engine.policy.evaluate import Checks, Decision, evaluate
+from policy_engine.policy.model import PHOTOSENSITIVITY, RuleSet
 from policy_engine.store import CurrentDecision, NewDecision, Store, StoredScan
 
 
@@ -134,9 +134,16 @@ def judge(
                 end=scan.window_end,
                 interval_seconds=scan.interval_seconds,
             )
-            decision = evaluate(ruleset, coverage, scores[scan.id])
+            decision = evaluate(ruleset, coverage, scores[scan.id], checks=stored_checks(scan))
             judging.judgements.append(Judgement(scan, ruleset, _of_the_part(decision, scan)))
     return judging
+
+
+def stored_checks(scan: StoredScan) -> Checks:
+    """The every-frame checks stored with a scan, by name (absent: not measured)."""
+    if scan.photosensitivity is None:
+        return {}
+    return {PHOTOSENSITIVITY: scan.photosensitivity}
 
 
 def _of_the_part(decision: Decision, scan: StoredScan) -> Decision:

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,8 +164,14 @@ def _link_problem(file: Path, folder: Path, outside_allowed: bool) -> str | None
 
 def sampling_record(options: AnalysisOptions) -> tuple[dict[str, Any], str]:
     """What a scan records about its sampling, and the key under which it is reused
-    (everything that changes which frames are embedded, and how)."""
+    (everything that changes which frames are embedded, and how, and what the
+    every-frame checks measure: a scan without the photosensitivity check is not reused
+    where the check is asked for)."""
     frames = {**options.sampling.describe(), "framing": options.framing.value}
+    if options.photosensitivity is not None:
+        frames["photosensitivity"] = {
+            **options.photosensitivity.to_dict(), "width": options.pse_width
+        }
     key = text_sha256(json.dumps(frames, sort_keys=True))
     return {**frames, "interval": options.interval_seconds}, key
 
@@ -198,12 +204,7 @@ class Scanner:
         self.store = store
         self.rulesets = list(rulesets)
         self.models = models
-        self.options = AnalysisOptions(
-            sampling=options.sampling,
-            framing=options.framing,
-            interval_seconds=options.interval_seconds,
-            thumbnail_size=options.thumbnail_size or THUMBNAIL_SIZE,
-        )
+        self.options = replace(options, thumbnail_size=options.thumbnail_size or THUMBNAIL_SIZE)
         self.sampling, self.sampling_key = sampling_record(self.options)
         self.reports_dir = reports_dir
         self.force = force
@@ -349,6 +350,11 @@ class Scanner:
             ),
             timings=analysis.timings,
             decoding=analysis.decoding,
+            photosensitivity=(
+                analysis.photosensitivity.to_dict()
+                if analysis.photosensitivity is not None
+                else None
+            ),
         )
         # Score every rule set's categories now, from full-precision embeddings; judging
         # (now and at every re-evaluation) reads these back.

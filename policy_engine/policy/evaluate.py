@@ -9,7 +9,7 @@ so reviewers see borderline cases.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +23,10 @@ from policy_engine.policy.thresholds import format_fraction, format_seconds
 
 DEFAULT_EVIDENCE_FRAMES = 3
 
+# What the every-frame checks found, by check name: the stored summary of each (its
+# ``verdict`` and failing ``intervals``). A check that is absent was not measured.
+Checks = Mapping[str, Mapping[str, Any]]
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -35,6 +39,11 @@ class Measurement:
     holds: bool
 
     def describe(self) -> str:
+        if self.metric == m.CHECK_METRIC:
+            results = m.CHECKS.get(self.category, ())
+            wanted = results[int(self.threshold)] if results else self.threshold
+            found = "not measured" if self.measured is None else results[int(self.measured)]
+            return f"{self.category} result {wanted} or worse: measured {found}"
         fmt = format_fraction if self.metric in m.FRACTION_METRICS else format_seconds
         measured = "never" if self.measured is None else fmt(self.measured)
         return f"{self.category} {self.metric} {fmt(self.threshold)}: measured {measured}"
@@ -102,19 +111,40 @@ def clause_holds(clause: m.Clause, measured: float | None, slack: float = 0.0) -
     return measured > t * (1 - slack)
 
 
-def holds(condition: m.Condition, coverage: Coverage, slack: float = 0.0) -> bool:
+def check_rank(clause: m.CheckClause, checks: Checks) -> int | None:
+    """How the check came out (0 pass, 1 warning, 2 fail); None: not measured."""
+    found = checks.get(clause.check)
+    results = m.CHECKS[clause.check]
+    if found is None or found.get("verdict") not in results:
+        return None
+    return results.index(found["verdict"])
+
+
+def check_holds(clause: m.CheckClause, rank: int | None, slack: float = 0.0) -> bool:
+    """A near miss of ``fail`` is a ``warning``; nothing is a near miss of ``warning``."""
+    if rank is None:
+        return False
+    wanted = clause.rank - 1 if slack > 0 and clause.rank > 1 else clause.rank
+    return rank >= wanted
+
+
+def holds(
+    condition: m.Condition, coverage: Coverage, slack: float = 0.0, checks: Checks | None = None
+) -> bool:
     if isinstance(condition, m.Clause):
         value = measure(condition, coverage.categories.get(condition.category))
         return clause_holds(condition, value, slack)
+    if isinstance(condition, m.CheckClause):
+        return check_holds(condition, check_rank(condition, checks or {}), slack)
     if isinstance(condition, m.AllOf):
-        return all(holds(part, coverage, slack) for part in condition.parts)
+        return all(holds(part, coverage, slack, checks) for part in condition.parts)
     if isinstance(condition, m.AnyOf):
-        return any(holds(part, coverage, slack) for part in condition.parts)
-    return not holds(condition.part, coverage, -slack)
+        return any(holds(part, coverage, slack, checks) for part in condition.parts)
+    return not holds(condition.part, coverage, -slack, checks)
 
 
-def clauses(condition: m.Condition) -> Iterator[m.Clause]:
-    if isinstance(condition, m.Clause):
+def clauses(condition: m.Condition) -> Iterator[m.Clause | m.CheckClause]:
+    if isinstance(condition, m.Clause | m.CheckClause):
         yield condition
     elif isinstance(condition, m.NotOf):
         yield from clauses(condition.part)
@@ -135,12 +165,43 @@ def strongest_frames(scores: FrameScores | None, category: str, count: int) -> l
     return [Evidence(category, float(scores.times[i]), float(probs[i]), int(i)) for i in order]
 
 
+def check_evidence(
+    clause: m.CheckClause, checks: Checks, scores: FrameScores | None, count: int
+) -> list[Evidence]:
+    """The check's worst intervals, each shown by the sampled frame nearest its start."""
+    found = checks.get(clause.check) or {}
+    intervals = [i for i in found.get("intervals", ()) if i.get("severity", "fail") != "pass"]
+    if scores is None or len(scores.times) == 0:
+        return []
+    evidence = []
+    for interval in intervals[:count]:
+        frame = int(np.argmin(np.abs(np.asarray(scores.times) - float(interval["start"]))))
+        evidence.append(
+            Evidence(f"{clause.check}: {interval.get('kind', '')}".rstrip(": "),
+                     float(interval["start"]), 1.0, frame)
+        )  # fmt: skip
+    return evidence
+
+
+def _check_measurement(clause: m.CheckClause, checks: Checks) -> Measurement:
+    rank = check_rank(clause, checks)
+    return Measurement(clause.check, m.CHECK_METRIC, rank, clause.rank, check_holds(clause, rank))
+
+
 def _reason(
-    rule: m.Rule, coverage: Coverage, scores: FrameScores | None, evidence_frames: int
+    rule: m.Rule,
+    coverage: Coverage,
+    scores: FrameScores | None,
+    evidence_frames: int,
+    checks: Checks,
 ) -> Reason:
     measurements = []
     evidence: list[Evidence] = []
     for clause in clauses(rule.when):
+        if isinstance(clause, m.CheckClause):
+            measurements.append(_check_measurement(clause, checks))
+            evidence.extend(check_evidence(clause, checks, scores, evidence_frames))
+            continue
         value = measure(clause, coverage.categories.get(clause.category))
         measurements.append(
             Measurement(
@@ -166,29 +227,41 @@ def evaluate(
     *,
     margin: float | None = None,
     evidence_frames: int = DEFAULT_EVIDENCE_FRAMES,
+    checks: Checks | None = None,
 ) -> Decision:
-    """The decision ``ruleset`` makes about a video with this ``coverage``."""
+    """The decision ``ruleset`` makes about a video with this ``coverage`` and the
+    results of the every-frame ``checks``. A rule set that relies on a check the scan did
+    not measure cannot clear the video: its decision requires review and says why."""
     margin = ruleset.near_miss_margin if margin is None else margin
-    fired = [r for r in ruleset.rules if holds(r.when, coverage)]
+    checks = checks or {}
+    fired = [r for r in ruleset.rules if holds(r.when, coverage, 0.0, checks)]
     close = [
         r
         for r in ruleset.rules
-        if r not in fired and margin > 0 and holds(r.when, coverage, margin)
+        if r not in fired and margin > 0 and holds(r.when, coverage, margin, checks)
     ]
+    unmeasured = sorted({
+        c.check for r in ruleset.rules for c in clauses(r.when)
+        if isinstance(c, m.CheckClause) and check_rank(c, checks) is None
+    })  # fmt: skip
     levels = [r.then.schedule for r in fired if r.then.schedule] or [ruleset.levels[0]]
     schedule = max(levels, key=ruleset.level_rank)
     tags = tuple(sorted({t for r in fired for t in r.then.tags}))
     warnings = tuple(dict.fromkeys(r.then.warning for r in fired if r.then.warning))
+    warnings += tuple(
+        f"{check} was not checked on this scan: review it, or scan again with the check on"
+        for check in unmeasured
+    )
     return Decision(
         ruleset=ruleset.name,
         ruleset_version=ruleset.version,
         ruleset_sha256=ruleset.sha256,
         schedule=schedule,
         tags=tags,
-        review=any(r.then.review for r in fired),
+        review=any(r.then.review for r in fired) or bool(unmeasured),
         warnings=warnings,  # type: ignore[arg-type]
-        reasons=tuple(_reason(r, coverage, scores, evidence_frames) for r in fired),
-        near_misses=tuple(_reason(r, coverage, scores, evidence_frames) for r in close),
+        reasons=tuple(_reason(r, coverage, scores, evidence_frames, checks) for r in fired),
+        near_misses=tuple(_reason(r, coverage, scores, evidence_frames, checks) for r in close),
         slots=tuple(earliest_slot(schedule, ruleset.levels, t) for t in ruleset.territories),
     )
 

@@ -12,6 +12,8 @@ def describe_condition(condition: m.Condition) -> str:
         fmt = format_fraction if condition.metric in m.FRACTION_METRICS else format_seconds
         words = m.METRIC_WORDS[condition.metric].format(t=fmt(condition.threshold))
         return f"{condition.category} {words}"
+    if isinstance(condition, m.CheckClause):
+        return f"the {condition.check} check comes out {condition.result} or worse"
     if isinstance(condition, m.NotOf):
         return f"it is not the case that {describe_condition(condition.part)}"
     joiner = " and " if isinstance(condition, m.AllOf) else " or "

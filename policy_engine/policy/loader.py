@@ -53,7 +53,7 @@ SAMPLING_KEYS = ("fps", "mode", "framing", "interval", "max_frames")
 SAMPLING_MODES = ("fps", "all", "keyframes")
 FRAMINGS = ("letterbox", "tiles", "center", "squash")
 TERRITORY_KEYS = ("timezone", "windows")
-TEST_KEYS = ("name", "duration", "coverage", "expect", "near_miss_margin")
+TEST_KEYS = ("name", "duration", "coverage", "expect", "near_miss_margin", "checks")
 TEST_COVERAGE_KEYS = ("share", "seconds", "longest_run", "first_seen")
 EXPECT_KEYS = ("schedule", "tags", "review", "fired", "near_misses", "warnings")
 REVIEW_WORDS = {"required": True, "true": True, "yes": True, "no": False, "false": False}
@@ -341,6 +341,8 @@ class _Parser:
                 self.error(node, f"{what}: '{combinators[0]}' must stand alone in its mapping")
                 return None
             return self.combinator(combinators[0], node.value[0][1], categories, what)
+        if "check" in keys:
+            return self.check_condition(node, what)
         reported = len(self.problems)
         fields = self.mapping(
             node, ("category", *m.METRICS), f"{what} condition", required=("category",)
@@ -374,6 +376,28 @@ class _Parser:
         if threshold is None or not category:
             return None
         return m.Clause(category, metric, threshold, line=where(node)[0])
+
+    def check_condition(self, node: MappingNode, what: str) -> m.CheckClause | None:
+        """``{check: photosensitivity, result: fail}``: a check measured on every frame."""
+        fields = self.mapping(
+            node, ("check", "result"), f"{what} check", required=("check", "result")
+        )
+        if fields is None or not {"check", "result"} <= set(fields):
+            return None
+        check = self.text(fields["check"], "check", required=True)
+        if not self.known(
+            fields["check"], check, m.CHECKS, f"{what}: no check ", "",
+            f"checks: {', '.join(m.CHECKS)}",
+        ):  # fmt: skip
+            return None
+        result = self.text(fields["result"], "result", required=True)
+        results = m.CHECKS[check][1:]  # "pass" would hold for every video
+        if not self.known(
+            fields["result"], result, results, f"{what}: {check} result ", "",
+            f"one of: {' | '.join(results)}",
+        ):  # fmt: skip
+            return None
+        return m.CheckClause(check, result, line=where(node)[0])
 
     def combinator(
         self, word: str, node: Node, categories: set[str], what: str
@@ -484,11 +508,22 @@ class _Parser:
                 margin = self.guard(fields["near_miss_margin"], parse_fraction, "near_miss_margin")
             coverage = self.test_coverage(fields["coverage"], categories, name)
             expect = self.expectation(fields["expect"], levels, rule_ids, name)
+            checks = self.test_checks(fields["checks"], name) if "checks" in fields else {}
             line = where(item)[0]
             cases.append(
-                m.RuleTest(name, duration, coverage, expect, f"{self.path}:{line}", margin)
+                m.RuleTest(name, duration, coverage, expect, f"{self.path}:{line}", margin, checks)
             )
         return tuple(cases)
+
+    def test_checks(self, node: Node, test: str) -> dict[str, str]:
+        """A test case's check results (unstated checks pass), e.g. photosensitivity: fail."""
+        fields = self.mapping(node, tuple(m.CHECKS), f"test {test!r}: checks") or {}
+        results = {}
+        for check, value in fields.items():
+            result = self.text(value, check, required=True)
+            if self.known(value, result, m.CHECKS[check], f"test {test!r}: {check} result "):
+                results[check] = result
+        return results
 
     def test_coverage(
         self, node: Node, categories: set[str], test: str

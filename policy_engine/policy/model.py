@@ -37,6 +37,26 @@ class Clause:
     line: int = 0
 
 
+# Checks measured on every frame (not by the model), with their results from best to worst.
+PHOTOSENSITIVITY = "photosensitivity"
+CHECKS: dict[str, tuple[str, ...]] = {PHOTOSENSITIVITY: ("pass", "warning", "fail")}
+CHECK_METRIC = "result"
+
+
+@dataclass(frozen=True)
+class CheckClause:
+    """A condition on a check's result: it holds when the check came out at ``result``
+    or worse (``{check: photosensitivity, result: warning}`` holds for a fail too)."""
+
+    check: str
+    result: str
+    line: int = 0
+
+    @property
+    def rank(self) -> int:
+        return CHECKS[self.check].index(self.result)
+
+
 @dataclass(frozen=True)
 class AllOf:
     parts: tuple[Condition, ...]
@@ -52,7 +72,7 @@ class NotOf:
     part: Condition
 
 
-Condition = Union[Clause, AllOf, AnyOf, NotOf]  # noqa: UP007 - runtime alias
+Condition = Union[Clause, CheckClause, AllOf, AnyOf, NotOf]  # noqa: UP007 - runtime alias
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,7 @@ class RuleTest:
     expect: dict[str, Any]
     source: str  # "file:line" of the case
     margin: float | None = None
+    checks: dict[str, str] = field(default_factory=dict)  # e.g. photosensitivity: fail
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,10 @@ def coverage_for_test(ruleset: m.RuleSet, case: m.RuleTest) -> Coverage:
 
 
 def run_test(ruleset: m.RuleSet, case: m.RuleTest) -> TestOutcome:
-    decision = evaluate(ruleset, coverage_for_test(ruleset, case), margin=case.margin)
+    checks = {check: {"verdict": case.checks.get(check, "pass")} for check in m.CHECKS}
+    decision = evaluate(
+        ruleset, coverage_for_test(ruleset, case), margin=case.margin, checks=checks
+    )
     expect = case.expect
     failures = []
     if "schedule" in expect and decision.schedule != expect["schedule"]:

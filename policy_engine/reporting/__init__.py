@@ -32,6 +32,7 @@ from policy_engine.policy.loader import RuleSetError, parse_ruleset
 from policy_engine.policy.model import RuleSet
 from policy_engine.policy.overrides import Ruling, engine_ruling, review_steps
 from policy_engine.policy.territory import Slot, earliest_slot
+from policy_engine.reporting.flashes import FlashSection, flash_section
 
 if TYPE_CHECKING:
     from policy_engine.store import CurrentDecision, Store
@@ -114,6 +115,7 @@ class AssetReport:
     verdict: dict[str, Any]
     generated: str
     version: str = __version__
+    flashes: FlashSection | None = None  # the photosensitivity check of that scan
 
     @property
     def name(self) -> str:
@@ -200,13 +202,19 @@ def build_asset_report(store: Store, asset_id: int) -> AssetReport:
     stored = {s.id: s for s in store.completed_scans(scan_ids=[d.scan_id for d in current])}
     sections = [_section(store, d, stored) for d in current]
     newest_scan = max((d.scan_id for d in current), default=None)
+    scan = next((s for s in scans if s.id == newest_scan), scans[-1] if scans else None)
+    judged = stored.get(newest_scan) if newest_scan is not None else None
     return AssetReport(
         asset=asset,
         sections=sections,
-        scan=next((s for s in scans if s.id == newest_scan), scans[-1] if scans else None),
+        scan=scan,
         verdict=combine([d.ruled() for d in current]) if current else {},
         generated=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
+        flashes=flash_section(
+            judged.photosensitivity, judged.times,
+            lambda frames: store.thumbnails(judged.id, frames),
+        ) if judged is not None else None,
+    )  # fmt: skip
 
 
 def _environment() -> Environment:

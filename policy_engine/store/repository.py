@@ -86,6 +86,7 @@ class StoredScan:
     times: np.ndarray
     finished_at: datetime
     part: str | None = None  # how the scan was limited (a window, a frame cap), if it was
+    photosensitivity: dict[str, Any] | None = None  # the check's summary, if it was run
 
 
 def _part_of_video(sampling: dict[str, Any]) -> str | None:
@@ -358,6 +359,7 @@ class Store:
         frames: ScanFrames,
         timings: dict[str, Any],
         decoding: dict[str, Any],
+        photosensitivity: dict[str, Any] | None = None,
     ) -> None:
         """Frames and the scan's completion in one transaction: all or nothing."""
         times = np.asarray(frames.times, dtype=np.float64)
@@ -373,6 +375,7 @@ class Store:
             scan.frame_times = times.tobytes()
             scan.timings = timings
             scan.decoding = decoding
+            scan.photosensitivity = photosensitivity
             s.add_all(
                 Frame(
                     scan_id=scan_id,
@@ -447,6 +450,7 @@ class Store:
             times=np.frombuffer(row.frame_times or b"", dtype=np.float64),
             finished_at=row.finished_at,
             part=_part_of_video(row.sampling or {}),
+            photosensitivity=row.photosensitivity,
         )
 
     def frame_embeddings(self, scan_ids: Sequence[int]) -> dict[int, list[np.ndarray]]:

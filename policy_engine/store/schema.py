@@ -143,6 +143,9 @@ class Scan(Base):
     frame_times: Mapped[bytes | None] = mapped_column(LargeBinary)  # float64 seconds
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     decoding: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the photosensitivity check (verdict, failing intervals, per-second series, settings);
+    # empty when it was not run
+    photosensitivity: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # the ingest worker that ran it (empty for `policy-engine scan`): a worker that dies
     # leaves its running scans to be marked failed by the one that notices
     worker_id: Mapped[str | None] = mapped_column(String(120), index=True)

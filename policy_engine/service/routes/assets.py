@@ -90,7 +90,7 @@ def asset(asset_id: int, request: Request, caller: Reader) -> dict[str, Any]:
         "scans": [
             {"id": sc.id, "status": sc.status, "finished_at": sc.finished_at,
              "model": sc.model_name, "weights_sha256": sc.weights_sha256,
-             "error": sc.error}
+             "error": sc.error, "photosensitivity": _flashes(sc.photosensitivity)}
             for sc in scans
         ],
         "report": {"path": reports[-1].path, "sha256": reports[-1].sha256}
@@ -126,3 +126,11 @@ def ask(
         "other_weights": list(result.other_weights),
         **result.answer.to_dict(),
     }
+
+
+def _flashes(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The photosensitivity check of a scan: verdict, failing and warning intervals and
+    the worst second (the per-second series stays in the report)."""
+    if stored is None:
+        return None
+    return {k: stored.get(k) for k in ("verdict", "intervals", "worst_second", "settings")}
