@@ -7,6 +7,7 @@ PURE = [
     "policy_engine.analysis.scoring",
     "policy_engine.analysis.coverage",
     "policy_engine.analysis.ask",
+    "policy_engine.analysis.photosensitivity",
     "policy_engine.accounts",
     "policy_engine.policy.loader",
     "policy_engine.policy.evaluate",
@@ -20,7 +21,7 @@ PURE = [
     "policy_engine.config",
     "policy_engine.logsetup",
 ]
-HEAVY = ["torch", "av", "transformers", "sqlalchemy", "jinja2"]
+HEAVY = ["torch", "av", "transformers", "sqlalchemy", "jinja2", "PIL", "cv2"]
 
 
 def test_pure_modules_import_no_heavy_libraries() -> None:

@@ -1,0 +1,338 @@
+"""Per-frame measurements: relative luminance and red saturation, per cell of a grid. Pure.
+
+8-bit sRGB goes to linear light through the sRGB curve (a 256-entry table, as IRIS's
+sRGBValues), then Y = 0.2126 R + 0.7152 G + 0.0722 B. A pixel is saturated red when
+R / (R + G + B) >= 0.8 in linear light, and its red value is then (R - G - B) x 320
+(IRIS's RedSaturation), otherwise 0.
+
+Speed: the luminance of two neighbouring pixels is the sum of three table look-ups on the
+picture's bytes read as 16-bit pairs (r0 g0 | b0 r1 | g1 b1), which halves the look-ups
+of one per channel. Red is computed only on the few pixels an 8-bit test lets through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+Y_WEIGHTS = (0.2126, 0.7152, 0.0722)
+RED_SCALE = np.float32(320.0)
+
+
+def srgb_to_linear() -> np.ndarray:
+    """The sRGB transfer curve for each 8-bit value, float32 like IRIS's table."""
+    v = np.arange(256, dtype=np.float64) / 255.0
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+LINEAR = srgb_to_linear()
+_Y_BY_CHANNEL = tuple((LINEAR * np.float32(w)).astype(np.float32) for w in Y_WEIGHTS)
+GRAY_LUMINANCE = LINEAR  # the weights sum to 1: a grey pixel's luminance is its linear value
+
+
+@lru_cache(maxsize=1)
+def _pair_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Luminance of the byte pairs (r0,g0), (b0,r1), (g1,b1) of two pixels, little-endian."""
+    pair = np.arange(65536)
+    low, high = pair & 255, pair >> 8
+    yr, yg, yb = _Y_BY_CHANNEL
+    return (yr[low] + yg[high], yb[low] + yr[high], yg[low] + yb[high])
+
+
+@lru_cache(maxsize=8)
+def _red_limit(saturation: float) -> np.ndarray:
+    """For each max(g, b), the largest r that cannot be a saturated red (uint8).
+
+    R / (R + G + B) >= s needs R >= s / (1 - s) * (G + B) >= s / (1 - s) * max(G, B); the
+    ratio is taken a little low so that the test never drops a pixel the exact one keeps.
+    """
+    ratio = saturation / (1.0 - saturation) * (1.0 - 1e-3)
+    need = ratio * LINEAR.astype(np.float64)
+    # first r whose linear value reaches the need, also r >= 1 (red must be positive)
+    first = np.searchsorted(LINEAR.astype(np.float64), need, side="left")
+    first = np.maximum(first, 1)
+    return np.clip(first - 1, 0, 255).astype(np.uint8)
+
+
+def _edges(length: int, parts: int) -> np.ndarray:
+    """parts + 1 strictly increasing integer edges over [0, length] (parts <= length)."""
+    return (np.arange(parts + 1, dtype=np.int64) * length) // parts
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a picture of one size maps onto the grid of cells."""
+
+    height: int
+    width: int
+    cells_across: int
+    cells_down: int
+    row_edges: np.ndarray  # in pixel rows
+    unit_edges: np.ndarray  # in units of `unit` pixel columns
+    unit: int  # 2: luminance comes in pixel pairs; 1: one value per pixel
+    odd_column: bool  # a last pixel column outside the pairs, in the last cell column
+    cell_pixels: np.ndarray  # (down, across) pixel counts
+    row_cell: np.ndarray  # cell row of each pixel row
+    column_cell: np.ndarray  # cell column of each pixel column
+
+    @property
+    def pixels(self) -> int:
+        return self.height * self.width
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Share of the picture in each cell."""
+        return self.cell_pixels / float(self.pixels)
+
+    @classmethod
+    def build(cls, height: int, width: int, grid: tuple[int, int], unit: int) -> Layout:
+        units = width // unit
+        odd = width - units * unit > 0
+        across = max(1, min(grid[0], units)) if units else 1
+        down = max(1, min(grid[1], height))
+        row_edges = _edges(height, down)
+        unit_edges = _edges(units, across) if units else np.zeros(2, dtype=np.int64)
+        column_edges = unit_edges * unit
+        if odd:
+            column_edges = column_edges.copy()
+            column_edges[-1] = width
+        rows = np.diff(row_edges)
+        columns = np.diff(column_edges)
+        row_cell = np.repeat(np.arange(down), rows)
+        column_cell = np.repeat(np.arange(across), columns)
+        return cls(
+            height=height,
+            width=width,
+            cells_across=across,
+            cells_down=down,
+            row_edges=row_edges,
+            unit_edges=unit_edges,
+            unit=unit,
+            odd_column=odd,
+            cell_pixels=np.outer(rows, columns).astype(np.float64),
+            row_cell=row_cell,
+            column_cell=column_cell,
+        )
+
+    def cell_sums(self, values: np.ndarray, last_column: np.ndarray | None) -> np.ndarray:
+        """Sums over each cell of per-unit values (height, units) plus the odd column."""
+        sums = np.zeros((self.cells_down, self.cells_across), dtype=np.float64)
+        if values.shape[1]:
+            # columns first: the second reduction then runs over a narrow array
+            across = np.add.reduceat(values, self.unit_edges[:-1], axis=1)
+            sums += np.add.reduceat(across, self.row_edges[:-1], axis=0)
+        if last_column is not None:
+            sums[:, -1] += np.add.reduceat(last_column, self.row_edges[:-1])
+        return sums
+
+
+@dataclass
+class FrameMeasures:
+    layout: Layout
+    cell_luminance: np.ndarray  # (down, across) mean relative luminance
+    cell_red: np.ndarray  # (down, across) mean red value
+    average_luminance: float
+    average_red: float
+    changed_share: float  # share of pixels whose colour changed (only when tracked)
+    red_changed_share: float  # share of pixels whose red value changed (only when tracked)
+    pattern_image: np.ndarray | None  # luminance at the pattern detector's resolution
+
+    @property
+    def pixels(self) -> int:
+        return self.layout.pixels
+
+
+def as_picture(picture: np.ndarray) -> np.ndarray:
+    """The picture as uint8 (H, W, 3) RGB or (H, W) grey; raises ValueError otherwise."""
+    array = np.asarray(picture)
+    if array.dtype != np.uint8:
+        raise ValueError(f"pictures must be uint8, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, :3]  # alpha plays no part in what is shown
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ValueError(f"pictures must be HxWx3 RGB or HxW grey, got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"empty picture of shape {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+class _Buffers:
+    """Scratch arrays for one picture size: fresh multi-megabyte temporaries cost more in
+    page faults than the arithmetic done in them."""
+
+    def __init__(self, height: int, width: int) -> None:
+        pairs = width // 2
+        self.units = np.empty((height, pairs), dtype=np.float32)
+        self.scratch = np.empty((height, pairs), dtype=np.float32)
+        self.byte = np.empty((height, width), dtype=np.uint8)
+        self.limit = np.empty((height, width), dtype=np.uint8)
+        self.flag = np.empty((height, width), dtype=bool)
+        self.flags3 = np.empty((height, width, 3), dtype=bool)
+        self.previous = np.empty((height, width, 3), dtype=np.uint8)
+
+
+class FrameMeasurer:
+    """Turns pictures into per-cell means; keeps the last picture only when asked to
+    count changed pixels (IRIS's flash-area test), never a history of pictures."""
+
+    def __init__(
+        self,
+        grid: tuple[int, int],
+        *,
+        red_saturation: float,
+        track_pixels: bool,
+        pattern_width: int | None,
+    ) -> None:
+        self.grid = grid
+        self.red_saturation = red_saturation
+        self.track_pixels = track_pixels
+        self.pattern_width = pattern_width
+        self._layouts: dict[tuple[int, int, int], Layout] = {}
+        self._buffers: _Buffers | None = None
+        self._previous_shape: tuple[int, ...] | None = None
+        self._previous_red: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
+
+    def layout(self, height: int, width: int, unit: int) -> Layout:
+        key = (height, width, unit)
+        if key not in self._layouts:
+            self._layouts[key] = Layout.build(height, width, self.grid, unit)
+        return self._layouts[key]
+
+    def _buffers_for(self, height: int, width: int) -> _Buffers:
+        buffers = self._buffers
+        if buffers is None or buffers.byte.shape != (height, width):
+            buffers = self._buffers = _Buffers(height, width)
+        return buffers
+
+    def measure(self, picture: np.ndarray) -> FrameMeasures:
+        array = as_picture(picture)
+        height, width = array.shape[:2]
+        if array.ndim == 2:
+            units, last, unit = np.take(GRAY_LUMINANCE, array, mode="clip"), None, 1
+            red_index = np.zeros(0, dtype=np.int64)
+            red_value = np.zeros(0, dtype=np.float32)
+        else:
+            buffers = self._buffers_for(height, width)
+            units, last = _pair_luminance(array, buffers)
+            unit = 2
+            red_index, red_value = _red_pixels(array, self.red_saturation, buffers)
+        layout = self.layout(height, width, unit)
+        luminance_sums = layout.cell_sums(units, last)
+        red_sums = _red_cell_sums(layout, red_index, red_value)
+        changed = red_changed = 0.0
+        if self.track_pixels:
+            changed, red_changed = self._changes(array, red_index, red_value)
+        pixels = float(layout.pixels)
+        return FrameMeasures(
+            layout=layout,
+            cell_luminance=luminance_sums / layout.cell_pixels,
+            cell_red=red_sums / layout.cell_pixels,
+            average_luminance=float(luminance_sums.sum() / pixels),
+            average_red=float(red_sums.sum() / pixels),
+            changed_share=changed,
+            red_changed_share=red_changed,
+            pattern_image=self._pattern_image(units, unit) if self.pattern_width else None,
+        )
+
+    def _changes(
+        self, array: np.ndarray, red_index: np.ndarray, red_value: np.ndarray
+    ) -> tuple[float, float]:
+        """Shares of pixels whose luminance, and whose red value, changed since the last
+        picture (IRIS counts the non-zero pixels of the difference of the two frames)."""
+        height, width = array.shape[:2]
+        pixels = height * width
+        colour = array if array.ndim == 3 else np.repeat(array[:, :, None], 3, axis=2)
+        buffers = self._buffers_for(height, width)
+        previous_shape, self._previous_shape = self._previous_shape, colour.shape
+        previous_red, self._previous_red = self._previous_red, (red_index, red_value)
+        if previous_shape is None:
+            np.copyto(buffers.previous, colour)
+            return 0.0, 0.0  # the first frame has nothing to differ from
+        if previous_shape != colour.shape:
+            np.copyto(buffers.previous, colour)
+            return 1.0, 1.0  # a new picture size: every pixel is new
+        flags3, moved = buffers.flags3, buffers.flag
+        np.not_equal(colour, buffers.previous, out=flags3)
+        np.logical_or(flags3[:, :, 0], flags3[:, :, 1], out=moved)
+        np.logical_or(moved, flags3[:, :, 2], out=moved)
+        changed = np.count_nonzero(moved) / pixels
+        np.copyto(buffers.previous, colour)
+        if not red_index.size and not previous_red[0].size:
+            return changed, 0.0
+        now = np.zeros(pixels, dtype=np.float32)
+        before = np.zeros(pixels, dtype=np.float32)
+        now[red_index] = red_value
+        before[previous_red[0]] = previous_red[1]
+        return changed, np.count_nonzero(now != before) / pixels
+
+    def _pattern_image(self, units: np.ndarray, unit: int) -> np.ndarray | None:
+        """Block means of the luminance down to about pattern_width pixels across."""
+        assert self.pattern_width is not None
+        height, count = units.shape
+        block = max(1, count * unit // self.pattern_width // unit)  # in units
+        rows_per = block * unit  # square blocks of pixels
+        down, across = height // rows_per, count // block
+        if down < 8 or across < 8:
+            return None  # too small a picture to hold a pattern of stripes
+        columns = np.add.reduceat(
+            units[:, : across * block], np.arange(0, across * block, block), axis=1
+        )
+        blocks = np.add.reduceat(
+            columns[: down * rows_per], np.arange(0, down * rows_per, rows_per)
+        )
+        return (blocks / np.float32(rows_per * block * unit)).astype(np.float32)
+
+
+def _pair_luminance(array: np.ndarray, buffers: _Buffers) -> tuple[np.ndarray, np.ndarray | None]:
+    """Summed luminance of each pair of pixels in a row, and of the last column if odd."""
+    height, width, _ = array.shape
+    pairs = width // 2
+    units = buffers.units
+    if pairs:
+        data = array.reshape(height, width * 3)[:, : pairs * 6]
+        words = data.view("<u2").reshape(height, pairs, 3)
+        first, middle, last_pair = _pair_tables()
+        np.take(first, words[:, :, 0], mode="clip", out=units)
+        np.add(units, np.take(middle, words[:, :, 1], mode="clip", out=buffers.scratch), out=units)
+        np.add(
+            units, np.take(last_pair, words[:, :, 2], mode="clip", out=buffers.scratch), out=units
+        )
+    last = None
+    if width % 2:
+        column = array[:, -1, :]
+        yr, yg, yb = _Y_BY_CHANNEL
+        last = yr[column[:, 0]] + yg[column[:, 1]] + yb[column[:, 2]]
+    return units, last
+
+
+def _red_pixels(
+    array: np.ndarray, saturation: float, buffers: _Buffers
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices and red values of the saturated red pixels (IRIS's RedSaturation)."""
+    others, limit, candidate = buffers.byte, buffers.limit, buffers.flag
+    np.maximum(array[:, :, 1], array[:, :, 2], out=others)
+    np.take(_red_limit(saturation), others, mode="clip", out=limit)
+    np.greater(array[:, :, 0], limit, out=candidate)
+    candidates = np.flatnonzero(candidate)
+    if not candidates.size:
+        return candidates, np.zeros(0, dtype=np.float32)
+    flat = array.reshape(-1, 3)[candidates]
+    r, g, b = LINEAR[flat[:, 0]], LINEAR[flat[:, 1]], LINEAR[flat[:, 2]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        saturated = r / (r + g + b) >= np.float32(saturation)
+    value = (r - g - b) * RED_SCALE
+    keep = saturated & (value > 0)
+    return candidates[keep], value[keep]
+
+
+def _red_cell_sums(layout: Layout, index: np.ndarray, value: np.ndarray) -> np.ndarray:
+    cells = np.zeros((layout.cells_down, layout.cells_across), dtype=np.float64)
+    if index.size:
+        rows, columns = np.divmod(index, layout.width)
+        flat_cell = layout.row_cell[rows] * layout.cells_across + layout.column_cell[columns]
+        cells += np.bincount(flat_cell, weights=value, minlength=cells.size).reshape(cells.shape)
+    return cells

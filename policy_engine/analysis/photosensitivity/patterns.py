@@ -1,0 +1,187 @@
+"""Regular spatial patterns: stripes of light and dark, in any orientation. Pure.
+
+The luminance picture, block-averaged to about 160 pixels across, is read row by row and
+column by column. Along each line, pixels are split into light and dark against a local
+mean (a moving average a quarter of the line long, so that a pattern next to a plain
+surround still straddles it), giving runs. Neighbouring runs form a link when they
+differ by the flash contrast (0.1 relative) with the darker below the dark limit and
+neither is more than four times the other (a duty cycle from 20 % to 80 %). A chain of
+links with at least `min_pairs` light-dark pairs whose periods (light + dark widths) vary
+by no more than a third marks its span of the line as pattern. Rows catch vertical and
+diagonal stripes (and checkerboards, circles and spirals along their rows); columns catch
+horizontal ones. The pattern's area is the share of the picture so marked.
+
+Stripes finer than about two working pixels per stripe (some 40 pairs across the screen)
+average out to grey at this resolution and are not seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+MAX_DUTY_RATIO = 4.0  # longest / shortest run of a light-dark link
+MIN_RUN = 2  # pixels of the working picture
+MAX_PERIOD_SPREAD = 1 / 3  # coefficient of variation of the periods of a chain
+END_RUN_RATIO = 1.5  # an end run wider than this many inner runs is not part of the pattern
+
+
+@dataclass(frozen=True)
+class StripeRule:
+    contrast: float  # relative luminance between light and dark
+    dark_limit: float  # the darker stripes must be below this
+    min_pairs: int
+
+
+def stripe_mask(picture: np.ndarray, rule: StripeRule) -> np.ndarray:
+    """Pixels of the picture that are part of a regular pattern of stripes.
+
+    The rows and the columns are laid end to end in one stream, so that each step below
+    is one numpy operation per frame whatever the number of lines."""
+    down, across = picture.shape
+    size = down * across
+    geometry = _geometry(down, across)
+    stream = np.empty(2 * size, dtype=np.float64)
+    stream[:size] = picture.ravel()
+    stream[size:].reshape(across, down)[...] = picture.T
+    running = np.zeros(2 * size + 1, dtype=np.float64)
+    np.cumsum(stream, out=running[1:])
+    local = np.empty(2 * size, dtype=np.float64)
+    _moving_mean(running[: size + 1], down, across, local[:size])
+    _moving_mean(running[size:], across, down, local[size:])
+    light = stream > local
+    starts = geometry.line_start.copy()
+    starts[1:] |= light[1:] != light[:-1]
+    marked = _chains(starts, running, geometry.line_start, rule)
+    if marked is None:
+        return np.zeros(picture.shape, dtype=bool)
+    return marked[:size].reshape(down, across) | marked[size:].reshape(across, down).T
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    line_start: np.ndarray  # True where a row or a column starts in the stream
+
+
+@lru_cache(maxsize=8)
+def _geometry(down: int, across: int) -> _Geometry:
+    size = down * across
+    line_start = np.zeros(2 * size, dtype=bool)
+    line_start[0:size:across] = True
+    line_start[size::down] = True
+    return _Geometry(line_start=line_start)
+
+
+def _chains(
+    starts: np.ndarray, running: np.ndarray, line_start: np.ndarray, rule: StripeRule
+) -> np.ndarray | None:
+    """The stretches of the stream covered by long, regular chains of light-dark runs."""
+    first = np.flatnonzero(starts)  # where each run starts
+    total = starts.size
+    if first.size < 2 * rule.min_pairs:
+        return None
+    stop = np.empty_like(first)
+    stop[:-1], stop[-1] = first[1:], total
+    size = stop - first
+    mean = (running[stop] - running[first]) / size
+    link = _links(~line_start[first[1:]], mean, size, rule)
+    chain_start = np.flatnonzero(np.concatenate(([True], ~link)))
+    runs = np.empty_like(chain_start)
+    runs[:-1], runs[-1] = chain_start[1:] - chain_start[:-1], first.size - chain_start[-1]
+    long_enough = runs >= 2 * rule.min_pairs
+    if not long_enough.any():
+        return None  # the usual case: no chain of enough stripes anywhere
+    chain = np.repeat(np.arange(chain_start.size), runs)
+    keep = long_enough & _regular_chains(chain, link, size, chain_start.size)
+    if not keep.any():
+        return None
+    head, count = chain_start[keep], runs[keep]
+    tail = head + count - 1
+    begin, end = first[head], stop[tail]
+    # a chain's end runs are often the plain surround beside the stripes: leave out an
+    # end run much wider than the runs inside the chain
+    inner = (first[tail] - stop[head]) / (count - 2)
+    begin = np.where(size[head] > END_RUN_RATIO * inner, stop[head], begin)
+    end = np.where(size[tail] > END_RUN_RATIO * inner, first[tail], end)
+    edges = np.zeros(total + 1, dtype=np.int32)
+    np.add.at(edges, begin, 1)
+    np.add.at(edges, end, -1)
+    return np.cumsum(edges[:-1]) > 0
+
+
+def _moving_mean(running: np.ndarray, count: int, length: int, out: np.ndarray) -> None:
+    """Into `out`: the mean of each pixel's neighbourhood along its line, a quarter of the
+    line long (shorter at the ends), from the running sum of the lines end to end."""
+    width = min(max(3, length // 4) | 1, length - 1 + length % 2)  # odd, within the line
+    half = width // 2
+    # row r, column j of this view is the sum before pixel j of line r
+    table = np.lib.stride_tricks.as_strided(
+        running, shape=(count, length + 1), strides=(length * running.itemsize, running.itemsize)
+    )
+    result = out.reshape(count, length)
+    # inside: the full window; at each end: the window cut by the line's end
+    result[:, half : length - half] = table[:, width:] - table[:, : length + 1 - width]
+    result[:, half : length - half] /= width
+    head = np.arange(half + 1, width, dtype=np.float64)
+    result[:, :half] = (table[:, half + 1 : width] - table[:, :1]) / head
+    tail = np.arange(width - 1, half, -1, dtype=np.float64)
+    result[:, length - half :] = (
+        table[:, length:] - table[:, length - width + 1 : length - half]
+    ) / tail
+
+
+def _links(
+    same_line: np.ndarray, mean: np.ndarray, size: np.ndarray, rule: StripeRule
+) -> np.ndarray:
+    """Whether each run and the next (on the same line) form a light-dark pair of stripes."""
+    contrast = np.abs(mean[1:] - mean[:-1]) >= rule.contrast
+    dark = np.minimum(mean[1:], mean[:-1]) < rule.dark_limit
+    a, b = size[:-1], size[1:]
+    duty = (a * MAX_DUTY_RATIO >= b) & (b * MAX_DUTY_RATIO >= a)
+    wide = np.minimum(a, b) >= MIN_RUN  # single pixels are noise at this resolution
+    return same_line & contrast & dark & duty & wide
+
+
+def _regular_chains(
+    chain: np.ndarray, link: np.ndarray, size: np.ndarray, chains: int
+) -> np.ndarray:
+    """Chains whose light + dark periods are about even (a pattern, not clutter)."""
+    period = (size[:-1] + size[1:]).astype(np.float64)[link]
+    owner = chain[:-1][link]
+    n = np.bincount(owner, minlength=chains)
+    total = np.bincount(owner, weights=period, minlength=chains)
+    squares = np.bincount(owner, weights=period * period, minlength=chains)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average = total / n
+        spread = np.sqrt(np.maximum(squares / n - average * average, 0.0)) / average
+    return (n > 0) & (spread <= MAX_PERIOD_SPREAD)
+
+
+class PatternDetector:
+    """Pattern area of each frame, and whether a pattern moves or flickers."""
+
+    def __init__(self, rule: StripeRule, area_threshold: float) -> None:
+        self.rule = rule
+        self.area_threshold = area_threshold
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None
+
+    def step(self, picture: np.ndarray | None) -> tuple[float, bool]:
+        """(area, moving) for this frame: moving when a pattern here and in the last frame
+        changed by at least half the flash contrast on average over its area."""
+        if picture is None:
+            self._previous = None
+            return 0.0, False
+        mask = stripe_mask(picture, self.rule)
+        area = float(mask.mean())
+        present = area >= self.area_threshold
+        moving = False
+        previous = self._previous
+        if present and previous is not None and previous[0].shape == picture.shape:
+            both = mask & previous[1]
+            if both.any():
+                change = np.abs(picture[both] - previous[0][both]).mean()
+                moving = bool(change >= self.rule.contrast / 2)
+        self._previous = (picture, mask) if present else None
+        return area, moving
