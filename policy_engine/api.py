@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from policy_engine.analysis.photosensitivity import PSE_AREAS, PseSettings
+from policy_engine.analysis.photosensitivity import PseSettings
+from policy_engine.analysis.photosensitivity.settings import AREA_MODES
 from policy_engine.config import Settings
 from policy_engine.errors import ConfigError
 from policy_engine.media.framing import Framing
@@ -56,10 +57,8 @@ def analysis_options(
 
 def pse_settings(settings: Settings) -> PseSettings:
     """The photosensitivity check's settings, checked."""
-    if settings.pse_area not in PSE_AREAS:
-        raise ConfigError(
-            f"pse_area {settings.pse_area!r}: choose one of {' | '.join(PSE_AREAS)}"
-        )
+    if settings.pse_area not in AREA_MODES:
+        raise ConfigError(f"pse_area {settings.pse_area!r}: choose one of {' | '.join(AREA_MODES)}")
     if not settings.pse_display_peak > 0:
         raise ConfigError(
             f"pse_display_peak must be a positive number of cd/m², got {settings.pse_display_peak}"

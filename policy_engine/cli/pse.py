@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from policy_engine.analysis.photosensitivity import PseResult
 from policy_engine.cli.common import (
     ConfigOpt,
     EndOpt,
@@ -47,9 +48,7 @@ def pse(
     ] = None,
     full_size: Annotated[
         bool,
-        typer.Option(
-            "--full-size", help="Measure the pictures as stored, not scaled to 320 wide."
-        ),
+        typer.Option("--full-size", help="Measure the pictures as stored, not scaled to 320 wide."),
     ] = False,
     start: StartOpt = None,
     end: EndOpt = None,
@@ -76,7 +75,7 @@ def pse(
         check = pse_settings(settings)
         with _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
             task = progress.add_task(escape(video.name), total=None)
-            info, result = check_video(
+            _, result = check_video(
                 video, check, width=None if full_size else 320,
                 start=window_start, end=window_end,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
@@ -86,7 +85,7 @@ def pse(
     if as_json:
         out.print_json(json.dumps({"path": str(video), **result.to_dict()}))
     else:
-        _print(video, info.duration, result)
+        _print(video, result)
     if strict and result.verdict == "fail":
         raise typer.Exit(1)
 
@@ -98,30 +97,30 @@ def _progress(*, enabled: bool) -> Progress:
     )  # fmt: skip
 
 
-def _print(video: Path, duration: float | None, result: object) -> None:
-    verdict = result.verdict  # type: ignore[attr-defined]
+def _print(video: Path, result: PseResult) -> None:
+    style = VERDICT_STYLE[result.verdict]
     out.print(
-        f"{escape(str(video))}: [{VERDICT_STYLE[verdict]}]{verdict.upper()}[/]"
-        f" ({result.frame_count} frames checked)",  # type: ignore[attr-defined]
+        f"{escape(str(video))}: [{style}]{result.verdict.upper()}[/]"
+        f" ({result.frame_count:,} frames checked, area by {result.settings.area})",
         highlight=False,
     )
-    worst = result.worst_second  # type: ignore[attr-defined]
+    worst = result.worst_second
     if worst is not None:
-        out.print(f"worst second: {_describe_second(worst)}", highlight=False)
-    intervals = result.intervals  # type: ignore[attr-defined]
-    if not intervals:
+        out.print(
+            f"worst second: {format_timecode(worst.start)}, {worst.luminance_transitions}"
+            f" luminance and {worst.red_transitions} red transitions",
+            highlight=False,
+        )
+    if not result.intervals:
         return
-    table = Table("from", "to", "kind", "flashes/s", "area")
-    for interval in intervals:
+    table = Table("from", "to", "kind", "result", "flashes/s", "area", header_style="bold")
+    for interval in result.intervals:
         table.add_row(
             format_timecode(interval.start),
             format_timecode(interval.end),
             interval.kind,
+            interval.severity.upper() if interval.severity == "fail" else interval.severity,
             f"{interval.flashes_per_second:.1f}",
             f"{interval.area:.0%}",
         )
     out.print(table)
-
-
-def _describe_second(worst: object) -> str:
-    return str(worst)

@@ -87,9 +87,7 @@ class AnalysisResult:
             "timings": self.timings,
             "decoding": self.decoding,
             "coverage": self.coverage.to_dict(),
-            "photosensitivity": (
-                self.photosensitivity.to_dict() if self.photosensitivity is not None else None
-            ),
+            "photosensitivity": pse_summary(self.photosensitivity),
         }
         if self.photosensitivity_skipped:
             data["photosensitivity_skipped"] = self.photosensitivity_skipped
@@ -313,6 +311,13 @@ def decide(
 
 def result_checks(result: AnalysisResult) -> dict[str, dict[str, Any]]:
     """The every-frame checks of an analysis, as rules read them (absent: not measured)."""
-    if result.photosensitivity is None:
-        return {}
-    return {PHOTOSENSITIVITY: result.photosensitivity.to_dict()}
+    summary = pse_summary(result.photosensitivity)
+    return {} if summary is None else {PHOTOSENSITIVITY: summary}
+
+
+def pse_summary(result: PseResult | None) -> dict[str, Any] | None:
+    """What is kept of the check: verdict, intervals, worst second, per-second series and
+    settings; not the per-frame columns (tens of thousands of numbers for a programme)."""
+    if result is None:
+        return None
+    return {k: v for k, v in result.to_dict().items() if k != "frames"}

@@ -27,7 +27,13 @@ from policy_engine.hashing import file_sha256, text_sha256
 from policy_engine.media.formats import VIDEO_PATTERNS
 from policy_engine.media.video import probe
 from policy_engine.models.provider import ModelProvider
-from policy_engine.pipeline.analysis import AnalysisOptions, AnalysisResult, analyze_video, rescore
+from policy_engine.pipeline.analysis import (
+    AnalysisOptions,
+    AnalysisResult,
+    analyze_video,
+    pse_summary,
+    rescore,
+)
 from policy_engine.pipeline.judging import judge, outcome
 from policy_engine.policy.evaluate import Decision, combine
 from policy_engine.policy.model import RuleSet
@@ -170,7 +176,8 @@ def sampling_record(options: AnalysisOptions) -> tuple[dict[str, Any], str]:
     frames = {**options.sampling.describe(), "framing": options.framing.value}
     if options.photosensitivity is not None:
         frames["photosensitivity"] = {
-            **options.photosensitivity.to_dict(), "width": options.pse_width
+            **options.photosensitivity.to_dict(),
+            "width": options.pse_width,
         }
     key = text_sha256(json.dumps(frames, sort_keys=True))
     return {**frames, "interval": options.interval_seconds}, key
@@ -350,11 +357,7 @@ class Scanner:
             ),
             timings=analysis.timings,
             decoding=analysis.decoding,
-            photosensitivity=(
-                analysis.photosensitivity.to_dict()
-                if analysis.photosensitivity is not None
-                else None
-            ),
+            photosensitivity=pse_summary(analysis.photosensitivity),
         )
         # Score every rule set's categories now, from full-precision embeddings; judging
         # (now and at every re-evaluation) reads these back.

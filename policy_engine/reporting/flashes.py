@@ -34,6 +34,7 @@ class FlashSection:
     top: float = 2 * FAIL_FLASHES_PER_SECOND  # the chart's highest flashes per second
     images: dict[int, str] = field(default_factory=dict)  # interval index -> data: URI
     limit: int = FAIL_FLASHES_PER_SECOND
+    seconds: int = 0  # the chart's span
 
 
 def flash_section(
@@ -77,6 +78,7 @@ def flash_section(
         bars=bars,
         top=top,
         images=images,
+        seconds=span,
     )
 
 
