@@ -54,11 +54,11 @@ def _option_names(*path: str) -> set[str]:
     command = typer.main.get_command(app)
     for name in path:
         command = command.commands[name]  # type: ignore[attr-defined]
-    return {opt for p in command.params for opt in p.opts if opt.startswith("--")}
+    return {o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
 
 
 ANALYSIS = {"--model", "--device", "--dtype", "--fps", "--sampling", "--framing"}
-ANALYSIS |= {"--batch-size", "--interval", "--config", "--rules"}
+ANALYSIS |= {"--batch-size", "--interval", "--config", "--rules", "--pse", "--no-pse"}
 WINDOW = {"--start", "--end", "--max-frames"}
 
 
@@ -94,6 +94,7 @@ def test_scan_window_flags_take_effect(clip: Path, tiny_clip_dir: Path, tmp_path
     assert re.search(r"scan 1 .* completed: 3 frames", history.stdout), history.stdout
     sampling = _stored_scan(db)["scan"]["sampling"]
     assert sampling["start"] == 1.0 and sampling["max_frames"] == 3
+    assert sampling["photosensitivity"]["area"] == "regions"  # on by default, recorded
 
 
 def test_schedule_analysis_flags_take_effect(clip: Path, tmp_path: Path, schedule_once) -> None:
@@ -101,9 +102,11 @@ def test_schedule_analysis_flags_take_effect(clip: Path, tmp_path: Path, schedul
     result = schedule_once(
         db, clip.parent,
         "--dtype", "fp32", "--sampling", "keyframes", "--framing", "center", "--interval", "1",
+        "--no-pse",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     scan = _stored_scan(db)["scan"]
+    assert "photosensitivity" not in scan["sampling"]  # not asked for: not part of the key
     assert scan["dtype"] == "fp32"
     assert scan["sampling"]["mode"] == "keyframes"
     assert scan["sampling"]["framing"] == "center" and scan["sampling"]["interval"] == 1.0

@@ -170,7 +170,10 @@ def check_evidence(
 ) -> list[Evidence]:
     """The check's worst intervals, each shown by the sampled frame nearest its start."""
     found = checks.get(clause.check) or {}
-    intervals = [i for i in found.get("intervals", ()) if i.get("severity", "fail") != "pass"]
+    intervals = [  # a fail is shown by failing intervals, a warning by any
+        i for i in found.get("intervals", ())
+        if clause.result != "fail" or i.get("severity", "fail") == "fail"
+    ]  # fmt: skip
     if scores is None or len(scores.times) == 0:
         return []
     evidence = []
