@@ -103,6 +103,30 @@ def test_a_flashing_trailer_fails_and_is_not_for_broadcast(
     assert 0.9 <= first["start"] <= 1.6, first
 
 
+def test_the_api_gives_each_scans_check(
+    store: Store, tiny_clip_dir: Path, videos: dict[str, Path], db_url: str
+) -> None:
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from policy_engine.config import Settings
+    from policy_engine.service.app import create_app
+    from policy_engine.store.accounts import Accounts
+
+    outcome = _scanner(store, tiny_clip_dir).scan_file(videos["flashing"])
+    token = Accounts(store).create_token("mam", "viewer", by="test")
+    settings = replace(Settings(), db=db_url, model=str(tiny_clip_dir), device="cpu")
+    with TestClient(create_app(settings)) as client:
+        asset = client.get(
+            f"/api/v1/assets/{outcome.asset_id}", headers={"Authorization": f"Bearer {token}"}
+        ).json()
+    [scan] = asset["scans"]
+    check = scan["photosensitivity"]
+    assert check["verdict"] == "fail" and check["intervals"][0]["kind"] == "flash"
+    assert check["settings"]["area"] == "regions" and "per_second" not in check
+
+
 def test_a_steady_trailer_passes_and_re_evaluation_reads_the_stored_check(
     store: Store, tiny_clip_dir: Path, videos: dict[str, Path]
 ) -> None:
@@ -211,3 +235,16 @@ def test_rule_sets_name_checks_precisely(tmp_path: Path) -> None:
                for m in messages), messages  # fmt: skip
     assert any("photosensitivity result 'pass'" in m and "warning | fail" in m
                for m in messages), messages  # fmt: skip
+
+
+def test_analyze_says_what_the_check_found_or_why_it_did_not_run(
+    tiny_clip_dir: Path, videos: dict[str, Path]
+) -> None:
+    common = ["analyze", str(videos["flashing"]), "--model", str(tiny_clip_dir), "--device", "cpu"]
+    checked = runner.invoke(app, common)
+    assert checked.exit_code == 0, checked.output
+    assert "photosensitivity: FAIL (98 frames): 00:00:01" in checked.stdout
+    keyframes = runner.invoke(app, [*common, "--sampling", "keyframes"])
+    assert "photosensitivity: not checked: keyframes sampling" in keyframes.stdout
+    as_json = json.loads(runner.invoke(app, [*common, "--no-pse", "--json"]).stdout)
+    assert as_json["photosensitivity"] is None

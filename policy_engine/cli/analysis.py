@@ -237,6 +237,24 @@ def _print_result(result: Any) -> None:
             f"{format_timecode(i.start)[3:8]} {i.label or '-'}" for i in cov.intervals
         )
         out.print(f"[bold]dominant per {cov.interval_seconds:g} s:[/] {labels}", highlight=False)
+    _print_flashes(result)
+
+
+def _print_flashes(result: Any) -> None:
+    check = result.photosensitivity
+    if check is None:
+        why = result.photosensitivity_skipped or "off (--no-pse)"
+        out.print(f"[bold]photosensitivity:[/] not checked: {escape(why)}", highlight=False)
+        return
+    failing = [i for i in check.intervals if i.severity == "fail"]
+    spans = ", ".join(
+        f"{format_timecode(i.start)}-{format_timecode(i.end)} {i.kind}" for i in failing[:5]
+    )
+    out.print(
+        f"[bold]photosensitivity:[/] {check.verdict.upper()} ({check.frame_count} frames)"
+        + (f": {spans}" + (" …" if len(failing) > 5 else "") if failing else ""),
+        highlight=False,
+    )
 
 
 def _print_decision(decision: Any) -> None:
