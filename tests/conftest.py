@@ -1,5 +1,6 @@
 """Shared fixtures: offline Hugging Face, a tiny CLIP checkpoint, generated videos, and
-the real clips in ../shared/media (skipped with a reason when absent)."""
+the real clips in ../shared/media and IRIS's reference clips in ../shared/pse/iris
+(skipped with a reason when absent; POLICY_ENGINE_SHARED points elsewhere)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media"
+# Reference data beside the project's root (../shared), or where POLICY_ENGINE_SHARED says
+# (a git worktree elsewhere, a CI cache).
+SHARED = Path(os.environ.get("POLICY_ENGINE_SHARED") or REPO_ROOT.parent / "shared")
+SHARED_MEDIA = SHARED / "media"
+SHARED_PSE_IRIS = SHARED / "pse" / "iris"
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +53,17 @@ def shared_media() -> Path:
     if not SHARED_MEDIA.is_dir():
         pytest.skip(f"real clips not present at {SHARED_MEDIA} (see ../shared/media/README.md)")
     return SHARED_MEDIA
+
+
+@pytest.fixture(scope="session")
+def pse_iris() -> Path:
+    """EA IRIS's test clips and its expected per-frame results (../shared/pse/iris)."""
+    if not (SHARED_PSE_IRIS / "expected").is_dir():
+        pytest.skip(
+            f"IRIS reference clips absent at {SHARED_PSE_IRIS} (see ../shared/pse/README.md; "
+            "set POLICY_ENGINE_SHARED to the shared folder)"
+        )
+    return SHARED_PSE_IRIS
 
 
 # -- databases ------------------------------------------------------------------------------

@@ -26,16 +26,24 @@ from policy_engine.analysis.photosensitivity.result import (
     PseResult,
     summarise,
 )
-from policy_engine.analysis.photosensitivity.settings import PseSettings
+from policy_engine.analysis.photosensitivity.settings import DEFAULT_SETTINGS, PseSettings
 
 _TYPECODES = {"f8": "d", "f4": "f", "i4": "i", "i2": "h", "i1": "b"}
+# what _record appends for each channel, in this order
+_CHANNEL_COLUMNS = (
+    "flash_area_{}",
+    "flashing_area_{}",
+    "{}_transitions",
+    "{}_extended_count",
+    "{}_result",
+)
 
 
 class PhotosensitivityAnalyzer:
     """Streaming: frames are pushed one at a time in presentation order; memory stays
     O(frames) of small per-frame summaries, never O(frames) pictures."""
 
-    def __init__(self, settings: PseSettings = PseSettings()) -> None:  # noqa: B008 (frozen)
+    def __init__(self, settings: PseSettings = DEFAULT_SETTINGS) -> None:
         self.settings = settings
         s = settings
         if s.area == "frame":
@@ -59,16 +67,26 @@ class PhotosensitivityAnalyzer:
             else None
         )
         self._columns = {name: array(_TYPECODES[dtype]) for name, (dtype, _) in COLUMNS.items()}
+        self._channel_columns = {
+            name: tuple(self._columns[column.format(name)] for column in _CHANNEL_COLUMNS)
+            for name in ("luminance", "red")
+        }
         self._measures: dict[int, AreaMeasure] = {}
         self._first_time: float | None = None  # for the frame rate of IRIS's windows
         self._last_time: float | None = None
         self._count = 0
-        one_second = Window(1.0)
-        self._luminance = FlashChannel(s.flash_delta_relative, s.dark_limit_relative, one_second)
-        self._red = FlashChannel(s.red_delta, None, one_second)  # IRIS: no dark test for red
-        extended = Window(s.extended_window_s)
-        self._luminance_extended = ExtendedCounter(extended, s.extended_share)
-        self._red_extended = ExtendedCounter(extended, s.extended_share)
+        one_second, extended = Window(1.0), Window(s.extended_window_s)
+        self._channels = {
+            "luminance": (
+                FlashChannel(s.flash_delta_relative, s.dark_limit_relative, one_second),
+                ExtendedCounter(extended, s.extended_share),
+            ),
+            # IRIS has no dark test for red (its RedDarkThreshold, 321, is above any value)
+            "red": (
+                FlashChannel(s.red_delta, None, one_second),
+                ExtendedCounter(extended, s.extended_share),
+            ),
+        }
 
     @property
     def frame_count(self) -> int:
@@ -120,8 +138,8 @@ class PhotosensitivityAnalyzer:
         s = self.settings
         one_second = Window(1.0, fps)
         extended = Window(s.extended_window_s, round(s.extended_window_s * fps))
-        self._luminance.window = self._red.window = one_second
-        self._luminance_extended.window = self._red_extended.window = extended
+        for channel, counter in self._channels.values():
+            channel.window, counter.window = one_second, extended
 
     def _area_measure(self, layout: Layout) -> AreaMeasure:
         key = id(layout)  # layouts are cached per picture size by the measurer
@@ -132,63 +150,51 @@ class PhotosensitivityAnalyzer:
 
     def _record(self, index: int, time: float, duration: float, m: FrameMeasures) -> None:
         s = self.settings
-        frame_mode = s.area == "frame"
-        luminance_cells, red_cells = m.cell_luminance, m.cell_red
-        luminance_gate = red_gate = True
-        if frame_mode:
-            # IRIS: float means; a change counts only when a quarter of the pixels changed
-            luminance_cells = luminance_cells.astype(np.float32).astype(np.float64)
-            red_cells = red_cells.astype(np.float32).astype(np.float64)
-            safe = int(m.pixels * s.area_threshold)
-            luminance_gate = round(m.changed_share * m.pixels) >= safe
-            red_gate = round(m.red_changed_share * m.pixels) >= safe
+        inputs = {
+            "luminance": (m.cell_luminance, m.changed_share),
+            "red": (m.cell_red, m.red_changed_share),
+        }
         measure = self._area_measure(m.layout)
-        columns = self._columns
-        channels = (
-            (
-                "luminance",
-                self._luminance,
-                self._luminance_extended,
-                luminance_cells,
-                luminance_gate,
-                m.changed_share,
-            ),
-            ("red", self._red, self._red_extended, red_cells, red_gate, m.red_changed_share),
-        )
-        for name, channel, extended, cells, gate, changed in channels:
+        for name, (channel, counter) in self._channels.items():
+            cells, changed = inputs[name]
+            gate = True
+            if s.area == "frame":
+                # IRIS: float means, and a change counts only when a quarter of the pixels
+                # changed at all (its CheckSafeArea)
+                cells = cells.astype(np.float32).astype(np.float64)
+                gate = round(changed * m.pixels) >= int(m.pixels * s.area_threshold)
             transitions = channel.step(index, time, cells, gate=gate, area=changed)
             level = measure.level(channel.counts)
-            if frame_mode:
+            if s.area == "frame":
                 flash_area = changed
                 flashing = channel.peak_area() if level else 0.0
             else:
                 flash_area = measure.share(transitions)
                 flashing = measure.share(channel.counts >= level) if level else 0.0
             warning = s.warning_transitions <= level < s.fail_transitions
-            extended_fail = extended.step(index, time, duration, warning)
+            extended_fail = counter.step(index, time, duration, warning)
             if level >= s.fail_transitions:
                 outcome = FLASH_FAIL
             elif level >= s.warning_transitions:
                 outcome = EXTENDED_FAIL if extended_fail else WARNING
             else:
                 outcome = PASS
-            columns[f"flash_area_{name}"].append(flash_area)
-            columns[f"flashing_area_{name}"].append(flashing)
-            columns[f"{name}_transitions"].append(level)
-            columns[f"{name}_extended_count"].append(extended.count)
-            columns[f"{name}_result"].append(outcome)
+            values = (flash_area, flashing, level, counter.count, outcome)
+            for column, value in zip(self._channel_columns[name], values):
+                column.append(value)
         pattern_area, moving = self._patterns.step(m.pattern_image) if self._patterns else (0, 0)
+        columns = self._columns
         columns["time"].append(time)
         columns["average_luminance"].append(m.average_luminance)
         columns["average_red"].append(m.average_red)
         columns["pattern_area"].append(pattern_area)
         columns["pattern_moving"].append(int(moving))
-        columns["pattern_fail"].append(0)  # decided over whole runs in result()
+        columns["pattern_fail"].append(0)  # decided over whole showings in result()
 
 
 def analyze_frames(
     frames: Iterable[tuple[float, np.ndarray]],
-    settings: PseSettings = PseSettings(),  # noqa: B008 (frozen)
+    settings: PseSettings = DEFAULT_SETTINGS,
     end_time: float | None = None,
 ) -> PseResult:
     """Analyse (time, picture) pairs in presentation order."""

@@ -57,7 +57,7 @@ class FlashChannel:
         self.accumulated = np.zeros(means.shape)
         self.run_start = np.full(means.shape, index)
         self.counts = np.zeros(means.shape, dtype=np.int64)
-        none = np.zeros(means.shape, dtype=bool)
+        none = self._none = np.zeros(means.shape, dtype=bool)
         self._history.clear()
         # the first frame stands in the window with no change, like IRIS's initial 0
         self._history.append((index, time, np.zeros(means.shape), none, 0.0))
@@ -70,6 +70,8 @@ class FlashChannel:
         flash-area test failed); `area` is remembered for frame-mode flashing areas."""
         if self.shape != means.shape:
             return self._start(index, time, means)
+        if not (means.any() or self.previous.any() or self.accumulated.any() or self.counts.any()):
+            return self._none  # nothing, nor anything in the window (no red, usually)
         change = means - self.previous if gate else np.zeros(means.shape)
         leaving = np.zeros(means.shape)
         history = self._history

@@ -71,6 +71,7 @@ class Layout:
     cells_down: int
     row_edges: np.ndarray  # in pixel rows
     unit_edges: np.ndarray  # in units of `unit` pixel columns
+    column_edges: np.ndarray  # in pixel columns
     unit: int  # 2: luminance comes in pixel pairs; 1: one value per pixel
     odd_column: bool  # a last pixel column outside the pairs, in the last cell column
     cell_pixels: np.ndarray  # (down, across) pixel counts
@@ -109,6 +110,7 @@ class Layout:
             cells_down=down,
             row_edges=row_edges,
             unit_edges=unit_edges,
+            column_edges=column_edges,
             unit=unit,
             odd_column=odd,
             cell_pixels=np.outer(rows, columns).astype(np.float64),
@@ -126,6 +128,11 @@ class Layout:
         if last_column is not None:
             sums[:, -1] += np.add.reduceat(last_column, self.row_edges[:-1])
         return sums
+
+    def pixel_cell_sums(self, plane: np.ndarray) -> np.ndarray:
+        """Sums over each cell of per-pixel values (height, width)."""
+        across = np.add.reduceat(plane, self.column_edges[:-1], axis=1, dtype=np.float64)
+        return np.add.reduceat(across, self.row_edges[:-1], axis=0)
 
 
 @dataclass
@@ -160,19 +167,71 @@ def as_picture(picture: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+@dataclass
+class RedPixels:
+    """The red values of a picture: sparse (flat index, value) when few pixels are red,
+    else a dense plane."""
+
+    index: np.ndarray
+    value: np.ndarray
+    plane: np.ndarray | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.plane is None and not self.index.size
+
+    def cell_sums(self, layout: Layout) -> np.ndarray:
+        if self.plane is not None:
+            return layout.pixel_cell_sums(self.plane)
+        cells = np.zeros((layout.cells_down, layout.cells_across), dtype=np.float64)
+        if self.index.size:
+            rows, columns = np.divmod(self.index, layout.width)
+            flat = layout.row_cell[rows] * layout.cells_across + layout.column_cell[columns]
+            cells += np.bincount(flat, weights=self.value, minlength=cells.size).reshape(
+                cells.shape
+            )
+        return cells
+
+    def dense(self, pixels: int) -> np.ndarray:
+        if self.plane is not None:
+            return self.plane.ravel()
+        values = np.zeros(pixels, dtype=np.float32)
+        values[self.index] = self.value
+        return values
+
+
+NO_RED = RedPixels(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+DENSE_RED_SHARE = 1 / 8  # above this share of candidate pixels, compute every pixel
+
+
 class _Buffers:
     """Scratch arrays for one picture size: fresh multi-megabyte temporaries cost more in
     page faults than the arithmetic done in them."""
 
-    def __init__(self, height: int, width: int) -> None:
+    def __init__(self, height: int, width: int, *, track_pixels: bool) -> None:
         pairs = width // 2
         self.units = np.empty((height, pairs), dtype=np.float32)
         self.scratch = np.empty((height, pairs), dtype=np.float32)
         self.byte = np.empty((height, width), dtype=np.uint8)
         self.limit = np.empty((height, width), dtype=np.uint8)
         self.flag = np.empty((height, width), dtype=bool)
-        self.flags3 = np.empty((height, width, 3), dtype=bool)
-        self.previous = np.empty((height, width, 3), dtype=np.uint8)
+        # the last picture, only for IRIS's count of changed pixels
+        shape = (height, width, 3) if track_pixels else (0, 0, 3)
+        self.flags3 = np.empty(shape, dtype=bool)
+        self.previous = np.empty(shape, dtype=np.uint8)
+        self._red: list[np.ndarray] = []  # made when a picture is mostly red
+        self.mostly_red = False  # the last picture was: compute every pixel straight away
+        self._red_turn = 0
+
+    def red_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """R, G, B and a value plane; the value plane alternates between two so that the
+        last frame's red values survive this frame's (IRIS mode compares them)."""
+        if not self._red:
+            shape = self.flag.shape
+            self._red = [np.empty(shape, dtype=np.float32) for _ in range(5)]
+        self._red_turn ^= 1
+        r, g, b = self._red[:3]
+        return r, g, b, self._red[3 + self._red_turn]
 
 
 class FrameMeasurer:
@@ -194,7 +253,7 @@ class FrameMeasurer:
         self._layouts: dict[tuple[int, int, int], Layout] = {}
         self._buffers: _Buffers | None = None
         self._previous_shape: tuple[int, ...] | None = None
-        self._previous_red: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
+        self._previous_red = NO_RED
 
     def layout(self, height: int, width: int, unit: int) -> Layout:
         key = (height, width, unit)
@@ -205,7 +264,7 @@ class FrameMeasurer:
     def _buffers_for(self, height: int, width: int) -> _Buffers:
         buffers = self._buffers
         if buffers is None or buffers.byte.shape != (height, width):
-            buffers = self._buffers = _Buffers(height, width)
+            buffers = self._buffers = _Buffers(height, width, track_pixels=self.track_pixels)
         return buffers
 
     def measure(self, picture: np.ndarray) -> FrameMeasures:
@@ -213,19 +272,18 @@ class FrameMeasurer:
         height, width = array.shape[:2]
         if array.ndim == 2:
             units, last, unit = np.take(GRAY_LUMINANCE, array, mode="clip"), None, 1
-            red_index = np.zeros(0, dtype=np.int64)
-            red_value = np.zeros(0, dtype=np.float32)
+            red = NO_RED
         else:
             buffers = self._buffers_for(height, width)
             units, last = _pair_luminance(array, buffers)
             unit = 2
-            red_index, red_value = _red_pixels(array, self.red_saturation, buffers)
+            red = _red_pixels(array, self.red_saturation, buffers)
         layout = self.layout(height, width, unit)
         luminance_sums = layout.cell_sums(units, last)
-        red_sums = _red_cell_sums(layout, red_index, red_value)
+        red_sums = red.cell_sums(layout)
         changed = red_changed = 0.0
         if self.track_pixels:
-            changed, red_changed = self._changes(array, red_index, red_value)
+            changed, red_changed = self._changes(array, red)
         pixels = float(layout.pixels)
         return FrameMeasures(
             layout=layout,
@@ -238,9 +296,7 @@ class FrameMeasurer:
             pattern_image=self._pattern_image(units, unit) if self.pattern_width else None,
         )
 
-    def _changes(
-        self, array: np.ndarray, red_index: np.ndarray, red_value: np.ndarray
-    ) -> tuple[float, float]:
+    def _changes(self, array: np.ndarray, red: RedPixels) -> tuple[float, float]:
         """Shares of pixels whose luminance, and whose red value, changed since the last
         picture (IRIS counts the non-zero pixels of the difference of the two frames)."""
         height, width = array.shape[:2]
@@ -248,7 +304,7 @@ class FrameMeasurer:
         colour = array if array.ndim == 3 else np.repeat(array[:, :, None], 3, axis=2)
         buffers = self._buffers_for(height, width)
         previous_shape, self._previous_shape = self._previous_shape, colour.shape
-        previous_red, self._previous_red = self._previous_red, (red_index, red_value)
+        previous_red, self._previous_red = self._previous_red, red
         if previous_shape is None:
             np.copyto(buffers.previous, colour)
             return 0.0, 0.0  # the first frame has nothing to differ from
@@ -261,13 +317,9 @@ class FrameMeasurer:
         np.logical_or(moved, flags3[:, :, 2], out=moved)
         changed = np.count_nonzero(moved) / pixels
         np.copyto(buffers.previous, colour)
-        if not red_index.size and not previous_red[0].size:
+        if red.empty and previous_red.empty:
             return changed, 0.0
-        now = np.zeros(pixels, dtype=np.float32)
-        before = np.zeros(pixels, dtype=np.float32)
-        now[red_index] = red_value
-        before[previous_red[0]] = previous_red[1]
-        return changed, np.count_nonzero(now != before) / pixels
+        return changed, np.count_nonzero(red.dense(pixels) != previous_red.dense(pixels)) / pixels
 
     def _pattern_image(self, units: np.ndarray, unit: int) -> np.ndarray | None:
         """Block means of the luminance down to about pattern_width pixels across."""
@@ -278,13 +330,15 @@ class FrameMeasurer:
         down, across = height // rows_per, count // block
         if down < 8 or across < 8:
             return None  # too small a picture to hold a pattern of stripes
-        columns = np.add.reduceat(
-            units[:, : across * block], np.arange(0, across * block, block), axis=1
-        )
-        blocks = np.add.reduceat(
-            columns[: down * rows_per], np.arange(0, down * rows_per, rows_per)
-        )
-        return (blocks / np.float32(rows_per * block * unit)).astype(np.float32)
+        # strided adds: a handful of whole-array operations however many blocks
+        columns = units[: down * rows_per, 0 : across * block : block].copy()
+        for offset in range(1, block):
+            columns += units[: down * rows_per, offset : across * block : block]
+        blocks = columns[0::rows_per].copy()
+        for offset in range(1, rows_per):
+            blocks += columns[offset::rows_per]
+        blocks /= np.float32(rows_per * block * unit)
+        return blocks
 
 
 def _pair_luminance(array: np.ndarray, buffers: _Buffers) -> tuple[np.ndarray, np.ndarray | None]:
@@ -309,30 +363,54 @@ def _pair_luminance(array: np.ndarray, buffers: _Buffers) -> tuple[np.ndarray, n
     return units, last
 
 
-def _red_pixels(
-    array: np.ndarray, saturation: float, buffers: _Buffers
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices and red values of the saturated red pixels (IRIS's RedSaturation)."""
+def _red_pixels(array: np.ndarray, saturation: float, buffers: _Buffers) -> RedPixels:
+    """Red values of the saturated red pixels (IRIS's RedSaturation): an 8-bit test finds
+    the few pixels that may be saturated red, the exact test runs on those."""
+    if buffers.mostly_red:  # red scenes last: go straight to every pixel while they do
+        plane = _red_plane(array, saturation, buffers)
+        buffers.mostly_red = np.count_nonzero(plane) > DENSE_RED_SHARE * plane.size
+        return RedPixels(NO_RED.index, NO_RED.value, plane)
     others, limit, candidate = buffers.byte, buffers.limit, buffers.flag
     np.maximum(array[:, :, 1], array[:, :, 2], out=others)
     np.take(_red_limit(saturation), others, mode="clip", out=limit)
     np.greater(array[:, :, 0], limit, out=candidate)
     candidates = np.flatnonzero(candidate)
     if not candidates.size:
-        return candidates, np.zeros(0, dtype=np.float32)
-    flat = array.reshape(-1, 3)[candidates]
-    r, g, b = LINEAR[flat[:, 0]], LINEAR[flat[:, 1]], LINEAR[flat[:, 2]]
+        return NO_RED
+    if candidates.size > DENSE_RED_SHARE * candidate.size:
+        buffers.mostly_red = True
+        return RedPixels(NO_RED.index, NO_RED.value, _red_plane(array, saturation, buffers))
+    linear = np.take(LINEAR, np.take(array.reshape(-1, 3), candidates, axis=0))
+    value, keep = _red_values(linear[:, 0], linear[:, 1], linear[:, 2], saturation)
+    return RedPixels(candidates[keep], value[keep])
+
+
+def _red_values(
+    r: np.ndarray, g: np.ndarray, b: np.ndarray, saturation: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """IRIS's formula in float32: red = ((R - G) - B) x 320 where R / ((R + G) + B) >= s."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        saturated = r / (r + g + b) >= np.float32(saturation)
-    value = (r - g - b) * RED_SCALE
-    keep = saturated & (value > 0)
-    return candidates[keep], value[keep]
+        saturated = r / ((r + g) + b) >= np.float32(saturation)
+    value = ((r - g) - b) * RED_SCALE
+    return value, saturated & (value > 0)
 
 
-def _red_cell_sums(layout: Layout, index: np.ndarray, value: np.ndarray) -> np.ndarray:
-    cells = np.zeros((layout.cells_down, layout.cells_across), dtype=np.float64)
-    if index.size:
-        rows, columns = np.divmod(index, layout.width)
-        flat_cell = layout.row_cell[rows] * layout.cells_across + layout.column_cell[columns]
-        cells += np.bincount(flat_cell, weights=value, minlength=cells.size).reshape(cells.shape)
-    return cells
+def _red_plane(array: np.ndarray, saturation: float, buffers: _Buffers) -> np.ndarray:
+    """Red values of every pixel, for pictures where red is everywhere (in place: fresh
+    picture-sized temporaries would cost more than the arithmetic)."""
+    r, g, b, value = buffers.red_planes()
+    for channel, plane in enumerate((r, g, b)):
+        np.take(LINEAR, array[:, :, channel], mode="clip", out=plane)
+    not_saturated = buffers.flag
+    np.add(r, g, out=value)
+    np.add(value, b, out=value)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(r, value, out=value)
+    # black gives 0 / 0: NaN is not less, but its value below is 0 all the same
+    np.less(value, np.float32(saturation), out=not_saturated)
+    np.subtract(r, g, out=value)
+    np.subtract(value, b, out=value)
+    np.multiply(value, RED_SCALE, out=value)
+    value[not_saturated] = 0.0
+    np.maximum(value, 0.0, out=value)
+    return value

@@ -8,11 +8,12 @@ differ by the flash contrast (0.1 relative) with the darker below the dark limit
 neither is more than four times the other (a duty cycle from 20 % to 80 %). A chain of
 links with at least `min_pairs` light-dark pairs whose periods (light + dark widths) vary
 by no more than a third marks its span of the line as pattern. Rows catch vertical and
-diagonal stripes (and checkerboards, circles and spirals along their rows); columns catch
-horizontal ones. The pattern's area is the share of the picture so marked.
+diagonal stripes (and checkerboards, concentric circles and spirals along their rows);
+columns catch horizontal ones. The pattern's area is the share of the picture so marked.
 
-Stripes finer than about two working pixels per stripe (some 40 pairs across the screen)
-average out to grey at this resolution and are not seen.
+Not seen: stripes finer than about two working pixels each (some 40 pairs across the
+screen), which average out to grey at this resolution, and radial "sunburst" sectors,
+whose widths change along every line.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ class PatternDetector:
             return 0.0, False
         mask = stripe_mask(picture, self.rule)
         area = float(mask.mean())
-        present = area >= self.area_threshold
+        present = area >= self.area_threshold - 1e-9  # as summarise() reads it
         moving = False
         previous = self._previous
         if present and previous is not None and previous[0].shape == picture.shape:

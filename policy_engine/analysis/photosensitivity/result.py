@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from policy_engine.analysis.photosensitivity.flashes import TIME_EPS
 from policy_engine.analysis.photosensitivity.settings import PseSettings
 
 # Per-frame flash results, IRIS's FlashResult values (its CSV's FlashLuminanceFailedFrame).
@@ -24,12 +25,7 @@ class PseInterval:
     severity: str = "fail"  # "fail" or "warning" (flashing at 4 to 6 transitions a second)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("start", "end"):
-            data[key] = round(data[key], 6)
-        data["flashes_per_second"] = round(self.flashes_per_second, 2)
-        data["area"] = round(self.area, 4)
-        return data
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PseInterval:
@@ -46,9 +42,7 @@ class PseSecond:
     red_transitions: int
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["start"], data["end"] = round(self.start, 6), round(self.end, 6)
-        return data
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PseSecond:
@@ -98,6 +92,10 @@ class PseFrames:
         raise AttributeError(name)
 
     @property
+    def times(self) -> np.ndarray:
+        return self.columns["time"]
+
+    @property
     def luminance_flash_fail(self) -> np.ndarray:
         return self.columns["luminance_result"] == FLASH_FAIL
 
@@ -126,10 +124,6 @@ class PseFrames:
     @classmethod
     def from_dict(cls, data: dict[str, list]) -> PseFrames:
         return cls({name: np.asarray(data[name]) for name in COLUMNS if name in data})
-
-    @classmethod
-    def empty(cls) -> PseFrames:
-        return cls({name: np.zeros(0, dtype=dtype) for name, (dtype, _) in COLUMNS.items()})
 
 
 @dataclass(frozen=True)
@@ -219,12 +213,12 @@ def pattern_failures(
     fail = np.zeros(len(times), dtype=bool)
     episodes: list[list[tuple[int, int]]] = []
     for first, last in _runs(present):
-        if episodes and times[first] - ends[episodes[-1][-1][1]] < seconds - 1e-6:
+        if episodes and times[first] - ends[episodes[-1][-1][1]] < seconds - TIME_EPS:
             episodes[-1].append((first, last))
         else:
             episodes.append([(first, last)])
     for showings in episodes:
-        lasting = any(ends[last] - times[first] >= seconds - 1e-6 for first, last in showings)
+        lasting = any(ends[last] - times[first] >= seconds - TIME_EPS for first, last in showings)
         begin, end = showings[0][0], showings[-1][1] + 1
         if lasting or len(showings) > 1 or moving[begin:end].any():
             fail[begin:end] = True
@@ -256,27 +250,34 @@ def _intervals(frames: PseFrames, ends: np.ndarray) -> list[PseInterval]:
         for first, last in _runs(mask):
             span = slice(first, last + 1)
             intervals.append(
-                PseInterval(
-                    start=float(times[first]),
-                    end=float(ends[last]),
-                    kind=kind,
-                    flashes_per_second=float(counts[span].max()) / 2,
-                    area=float(areas[span].max()),
-                    severity=severity,
+                _interval(
+                    times[first],
+                    ends[last],
+                    kind,
+                    counts[span].max() / 2,
+                    areas[span].max(),
+                    severity,
                 )
             )
     for first, last in _runs(frames.pattern_fail.astype(bool)):
-        intervals.append(
-            PseInterval(
-                start=float(times[first]),
-                end=float(ends[last]),
-                kind="pattern",
-                flashes_per_second=0.0,
-                area=float(frames.pattern_area[first : last + 1].max()),
-            )
-        )
+        area = frames.pattern_area[first : last + 1].max()
+        intervals.append(_interval(times[first], ends[last], "pattern", 0.0, area))
     order = {kind: n for n, kind in enumerate(KINDS)}
     return sorted(intervals, key=lambda i: (i.start, i.severity != "fail", order[i.kind]))
+
+
+def _interval(
+    start: float, end: float, kind: str, rate: float, area: float, severity: str = "fail"
+) -> PseInterval:
+    """An interval with its numbers rounded as stored (microseconds, 1e-4 of the area)."""
+    return PseInterval(
+        start=round(float(start), 6),
+        end=round(float(end), 6),
+        kind=kind,
+        flashes_per_second=round(float(rate), 2),
+        area=round(float(area), 4),
+        severity=severity,
+    )
 
 
 def _worst_second(frames: PseFrames) -> PseSecond | None:
@@ -289,10 +290,11 @@ def _worst_second(frames: PseFrames) -> PseSecond | None:
     if score[worst] == 0:
         return None
     times = frames.time
-    first = int(np.searchsorted(times, times[worst] - 1.0 + 1e-6))
+    # the frames of the window ending there: less than a second before it
+    first = int(np.searchsorted(times, times[worst] - 1.0 + TIME_EPS, side="right"))
     return PseSecond(
-        start=float(times[first]),
-        end=float(times[worst]),
+        start=round(float(times[first]), 6),
+        end=round(float(times[worst]), 6),
         luminance_transitions=int(luminance[worst]),
         red_transitions=int(red[worst]),
     )

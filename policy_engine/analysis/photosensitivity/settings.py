@@ -117,3 +117,6 @@ def _check_share(name: str, value: object, *, allow_one: bool) -> None:
     if not ok:
         bounds = "(0, 1]" if allow_one else "(0, 1)"
         raise ValueError(f"{name} must be in {bounds}, got {value!r}")
+
+
+DEFAULT_SETTINGS = PseSettings()
