@@ -34,7 +34,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from policy_engine.analysis.scoring import Category  # noqa: E402
 from policy_engine.pipeline.judging import judge  # noqa: E402
 from policy_engine.policy.loader import parse_ruleset  # noqa: E402
 from policy_engine.store import NewDecision, ScanModel, Store  # noqa: E402
@@ -70,10 +69,10 @@ def seed(store: Store, model_dir: Path, count: int) -> list[int]:
         embed_dim=identity.embed_dim, logit_scale=embedder.logit_scale,
     )  # fmt: skip
     ruleset = parse_ruleset(RULES, "bench.yaml")
-    categories = [
-        Category("violence", ("people fighting",)),
-        Category("background", ("x",), null=True),
-    ]
+    # the rule set's own categories: probabilities stored under them are judged as they
+    # are (other prompts would need a model to score them anew, and judge none)
+    categories = list(ruleset.categories)
+    assert [c.name for c in categories] == ["violence", "background"]
     rng = np.random.default_rng(7)
     ids, scans = [], []
     started = time.perf_counter()
@@ -90,7 +89,10 @@ def seed(store: Store, model_dir: Path, count: int) -> list[int]:
         scans.append(scan_id)
         if len(scans) == 500 or i == count - 1:
             stored = store.completed_scans(scan_ids=scans)
-            judged = judge(store, stored, [ruleset], None).judgements
+            judging = judge(store, stored, [ruleset], None)
+            if judging.problems or len(judging.judgements) != len(stored):
+                raise SystemExit(f"seeding: scans left unjudged: {judging.problems[:1]}")
+            judged = judging.judgements
             store.append_decisions(
                 [
                     NewDecision(j.scan.id, j.scan.asset_id, ruleset, j.decision, "scan")
