@@ -4,6 +4,8 @@ each at 20 concurrent clients for a fixed time, against the real `policy-engine 
 
     python benchmarks/bench_service.py                   # or: make bench-service
     python benchmarks/bench_service.py --assets 10000 --clients 20 --seconds 30
+    python benchmarks/bench_service.py --keep /tmp/bench-db    # seed once, keep it …
+    python benchmarks/bench_service.py --reuse /tmp/bench-db --only catalogue   # … reuse it
 
 Seeds N judged assets (20 frames each, embedded with a tiny local CLIP checkpoint so that
 `ask` runs its real path: text tower + stored embeddings), starts the server in its own
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -31,7 +34,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from policy_engine.analysis.scoring import Category  # noqa: E402
 from policy_engine.pipeline.judging import judge  # noqa: E402
 from policy_engine.policy.loader import parse_ruleset  # noqa: E402
 from policy_engine.store import NewDecision, ScanModel, Store  # noqa: E402
@@ -39,7 +41,11 @@ from policy_engine.store.accounts import Accounts  # noqa: E402
 from policy_engine.store.synthetic import labelled_probabilities, seed_scan  # noqa: E402
 
 TARGETS_MS = {"catalogue": 150.0, "ask": 250.0}
+ENDPOINTS = ("catalogue", "asset", "ask")
 FRAMES = 20
+SEEDED = "seeded.json"  # in a --keep folder: what was seeded, for --reuse
+ERRORS_SHOWN = 5  # distinct error answers printed per endpoint
+SERVER_LOG = "server.log"  # the server's own log (JSON lines), in the work folder
 RULES = """\
 ruleset: bench
 version: 1
@@ -63,10 +69,10 @@ def seed(store: Store, model_dir: Path, count: int) -> list[int]:
         embed_dim=identity.embed_dim, logit_scale=embedder.logit_scale,
     )  # fmt: skip
     ruleset = parse_ruleset(RULES, "bench.yaml")
-    categories = [
-        Category("violence", ("people fighting",)),
-        Category("background", ("x",), null=True),
-    ]
+    # the rule set's own categories: probabilities stored under them are judged as they
+    # are (other prompts would need a model to score them anew, and judge none)
+    categories = list(ruleset.categories)
+    assert [c.name for c in categories] == ["violence", "background"]
     rng = np.random.default_rng(7)
     ids, scans = [], []
     started = time.perf_counter()
@@ -83,7 +89,10 @@ def seed(store: Store, model_dir: Path, count: int) -> list[int]:
         scans.append(scan_id)
         if len(scans) == 500 or i == count - 1:
             stored = store.completed_scans(scan_ids=scans)
-            judged = judge(store, stored, [ruleset], None).judgements
+            judging = judge(store, stored, [ruleset], None)
+            if judging.problems or len(judging.judgements) != len(stored):
+                raise SystemExit(f"seeding: scans left unjudged: {judging.problems[:1]}")
+            judged = judging.judgements
             store.append_decisions(
                 [
                     NewDecision(j.scan.id, j.scan.asset_id, ruleset, j.decision, "scan")
@@ -109,10 +118,11 @@ def start_server(
     cli = Path(sys.executable).parent / "policy-engine"
     env = {**os.environ, "POLICY_ENGINE_DB": db, "POLICY_ENGINE_MODEL": str(model_dir),
            "POLICY_ENGINE_DEVICE": "cpu", "POLICY_ENGINE_LOG_FORMAT": "json"}  # fmt: skip
-    server = subprocess.Popen(
-        [str(cli), "serve", "--port", str(port), "--workers", str(workers)], env=env, cwd=workdir,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    with (workdir / SERVER_LOG).open("ab") as log:  # the child keeps its own descriptor
+        server = subprocess.Popen(
+            [str(cli), "serve", "--port", str(port), "--workers", str(workers)], env=env,
+            cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -129,6 +139,7 @@ async def drive(base: str, token: str, urls: list[str], clients: int, seconds: f
 
     latencies: list[float] = []
     errors = 0
+    distinct: dict[tuple[int, str], list] = {}  # (status, body) -> [how many, first URL]
     stop = 0.0  # set once the warm-up is done
     headers = {"Authorization": f"Bearer {token}"}
 
@@ -139,9 +150,19 @@ async def drive(base: str, token: str, urls: list[str], clients: int, seconds: f
             url = urls[n % len(urls)]
             n += clients
             started = time.perf_counter()
-            answer = await http.get(url, headers=headers)
+            try:
+                answer = await http.get(url, headers=headers)
+                status, body = answer.status_code, answer.text
+            except httpx.TransportError as exc:  # the connection failed: no answer at all
+                status, body = 0, f"no answer: {exc!r}"
             latencies.append((time.perf_counter() - started) * 1000)
-            errors += answer.status_code >= 400
+            if not 0 < status < 400:
+                errors += 1
+                key = (status, body[:500])
+                if key in distinct:
+                    distinct[key][0] += 1
+                elif len(distinct) < ERRORS_SHOWN:
+                    distinct[key] = [1, url]
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
@@ -157,7 +178,29 @@ async def drive(base: str, token: str, urls: list[str], clients: int, seconds: f
         "p50": float(np.percentile(ordered, 50)),
         "p95": float(np.percentile(ordered, 95)),
         "errors": errors,
+        "distinct_errors": distinct,
     }
+
+
+def prepare(args: argparse.Namespace, work: Path) -> tuple[str, Path, list[int]]:
+    """The database URL, the model folder and the seeded asset ids: seeded afresh in
+    ``work`` (a temporary folder, or --keep's), or what an earlier --keep left (--reuse)."""
+    from policy_engine.models.tiny import make_tiny_clip
+
+    if args.reuse:
+        seeded = json.loads((work / SEEDED).read_text())
+        print(f"reusing {seeded['assets']} seeded assets in {work}")
+        return seeded["db"], Path(seeded["model"]), seeded["ids"]
+    db = args.db or f"sqlite:///{work / 'service.sqlite'}"
+    model_dir = make_tiny_clip(work / "tiny-clip")
+    store = Store.open(db)
+    print(f"seeding {args.assets} assets into {store.url} …")
+    ids = seed(store, model_dir, args.assets)
+    store.close()
+    if args.keep:
+        seeded = {"assets": args.assets, "db": db, "model": str(model_dir), "ids": ids}
+        (work / SEEDED).write_text(json.dumps(seeded))
+    return db, model_dir, ids
 
 
 def main() -> None:
@@ -167,17 +210,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--db", help="a database URL (default: a new SQLite file)")
     parser.add_argument("--workers", type=int, default=2, help="server processes (serve --workers)")
+    parser.add_argument("--only", choices=ENDPOINTS, action="append",
+                        help="drive only this endpoint (may be given again)")  # fmt: skip
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--keep", type=Path, metavar="DIR",
+                       help="seed into DIR (made if missing) and keep it for --reuse")  # fmt: skip
+    where.add_argument("--reuse", type=Path, metavar="DIR",
+                       help="use what --keep DIR seeded (--assets, --db ignored)")  # fmt: skip
     args = parser.parse_args()
-    from policy_engine.models.tiny import make_tiny_clip
 
     with tempfile.TemporaryDirectory(prefix="bench-service-") as scratch:
         work = Path(scratch)
-        db = args.db or f"sqlite:///{work / 'service.sqlite'}"
-        model_dir = make_tiny_clip(work / "tiny-clip")
+        if args.keep or args.reuse:
+            work = (args.keep or args.reuse).resolve()
+            work.mkdir(parents=True, exist_ok=True)
+        db, model_dir, ids = prepare(args, work)
         store = Store.open(db)
-        print(f"seeding {args.assets} assets into {store.url} …")
-        ids = seed(store, model_dir, args.assets)
-        token = Accounts(store).create_token("bench", "viewer", by="benchmark")
+        token = Accounts(store).create_token(f"bench-{time.time_ns()}", "viewer", by="benchmark")
         store.close()
         port = free_port()
         server = start_server(db, model_dir, port, work, args.workers)
@@ -189,6 +238,8 @@ def main() -> None:
             "asset": [f"/api/v1/assets/{i}" for i in picks],
             "ask": [f"/api/v1/assets/{i}/ask?q=people+fighting" for i in picks],
         }
+        endpoints = {k: v for k, v in endpoints.items() if not args.only or k in args.only}
+        failures: list[str] = []
         try:
             print(
                 f"{args.clients} clients, {args.seconds:g} s per endpoint, loopback,"
@@ -207,9 +258,30 @@ def main() -> None:
                 shown = f"{figures['requests']:9d}{figures['rps']:9.1f}"
                 shown += f"{figures['p50']:9.1f}{figures['p95']:9.1f}"
                 print(f"  {name:10}{shown} {figures['errors']:6d}  {verdict}", flush=True)
+                for (status, body), (count, url) in figures["distinct_errors"].items():
+                    failures.append(f"  {name}: {count} x {status} (first: GET {url})\n    {body}")
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
+        if failures:
+            print(f"error answers (up to {ERRORS_SHOWN} distinct per endpoint; status 0: none):")
+            print("\n".join(failures))
+            print("the server's warnings and errors:")
+            print("\n".join(server_problems(work / SERVER_LOG)[-20:]) or "  (none)")
+
+
+def server_problems(log: Path) -> list[str]:
+    """The server log's records above INFO (the access log is INFO), and anything that is
+    not a JSON record (a traceback printed by Uvicorn itself)."""
+    found = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            level = str(json.loads(line).get("level", "")).lower()
+        except (ValueError, AttributeError):
+            level = "?"
+        if level not in ("info", "debug"):
+            found.append(f"  {line[:1000]}")
+    return found
 
 
 if __name__ == "__main__":

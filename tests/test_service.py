@@ -106,6 +106,54 @@ def test_ask_over_http_with_the_text_tower_only(
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == field
 
 
+def test_concurrent_first_questions_load_the_text_model_once(
+    service,
+    no_video_no_image_tower: list,  # noqa: F811 - a fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first questions after a start arrive together (one per client): one loads the
+    text model, the others wait for it, and every one is answered. Loading it from
+    several threads at once used to answer some with 500 (transformers' lazy imports are
+    not thread-safe); here a second load under way at the same time fails outright."""
+    import asyncio
+    import threading
+    import time
+
+    import httpx
+
+    import policy_engine.models.clip as clip
+
+    client, asset_id, tokens, _ = service
+    spy, busy = clip.load_text_encoder, threading.Lock()
+
+    def one_at_a_time(*args, **kwargs):
+        if not busy.acquire(blocking=False):
+            raise RuntimeError("a second load of the text model began during the first")
+        try:
+            time.sleep(0.2)  # a load takes a while: the other requests arrive meanwhile
+            return spy(*args, **kwargs)
+        finally:
+            busy.release()
+
+    monkeypatch.setattr(clip, "load_text_encoder", one_at_a_time)
+
+    async def ask_together(count: int) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return await asyncio.gather(
+                *(
+                    http.get(f"/api/v1/assets/{asset_id}/ask", params={"q": QUERY},
+                             headers=bearer(tokens["viewer"]))
+                    for _ in range(count)
+                )
+            )  # fmt: skip
+
+    answers = asyncio.run(ask_together(8))
+    assert [a.status_code for a in answers] == [200] * 8, answers[0].text
+    assert len({a.text for a in answers}) == 1
+    assert len(no_video_no_image_tower) == 1  # loaded once, by the first
+
+
 def test_the_openapi_document_lists_the_api(service) -> None:
     client, *_ = service
     paths = client.get("/api/openapi.json").json()["paths"]

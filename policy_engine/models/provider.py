@@ -7,6 +7,7 @@ loads at most a text tower, and only when a prompt changed.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ class CheckpointIdentity:
 
 
 class ModelProvider:
-    """The configured model (name or folder), its device and dtype, loaded lazily."""
+    """The configured model (name or folder), its device and dtype, loaded lazily. Safe
+    to share between threads (the service's): what is loaded is loaded once, by the
+    first thread that needs it, while the others wait for it."""
 
     def __init__(
         self,
@@ -55,20 +58,28 @@ class ModelProvider:
         self._identity: CheckpointIdentity | None = None
         self._embedder = None
         self._text_encoders: dict[str, PromptEncoder] = {}
+        # One load at a time: concurrent first requests would each load the same model
+        # (and importing transformers from two threads at once can fail outright).
+        self._loading = threading.RLock()
 
     def checkpoint(self) -> CheckpointIdentity:
         """Name, folder and weights hash of the configured model (reads files, loads no
         weights into memory; the hash is cached on disk)."""
         if self._identity is None:
-            with self._while_loading(f"reading model {self.model} …"):
-                self._checkpoint = resolve_checkpoint(self.model)
-                self._identity = CheckpointIdentity(
-                    name=self._checkpoint.name,
-                    path=str(self._checkpoint.path),
-                    revision=self._checkpoint.revision,
-                    weights_sha256=weights_sha256(self._checkpoint),
-                )
+            with self._loading:
+                if self._identity is None:
+                    self._identity = self._read_identity()
         return self._identity
+
+    def _read_identity(self) -> CheckpointIdentity:
+        with self._while_loading(f"reading model {self.model} …"):
+            self._checkpoint = resolve_checkpoint(self.model)
+            return CheckpointIdentity(
+                name=self._checkpoint.name,
+                path=str(self._checkpoint.path),
+                revision=self._checkpoint.revision,
+                weights_sha256=weights_sha256(self._checkpoint),
+            )
 
     @property
     def embedder_loaded(self) -> bool:
@@ -78,16 +89,25 @@ class ModelProvider:
         if self._embedder is None:
             from policy_engine.models.clip import ClipEmbedder
 
-            with self._while_loading(f"loading model {self.model} …"):
-                self._embedder = ClipEmbedder.load(
-                    self.model, device=self.device, dtype=self.dtype, batch_size=self.batch_size
-                )
+            with self._loading:
+                if self._embedder is None:
+                    with self._while_loading(f"loading model {self.model} …"):
+                        self._embedder = ClipEmbedder.load(
+                            self.model, device=self.device, dtype=self.dtype,
+                            batch_size=self.batch_size,
+                        )  # fmt: skip
         return self._embedder
 
     def prompt_encoder(self, weights: str, model_name: str, model_path: str) -> PromptEncoder:
         """A text encoder with exactly these weights: the loaded embedder, else the
         configured checkpoint's text tower, else the one at the path the scan recorded."""
         if weights in self._text_encoders:
+            return self._text_encoders[weights]
+        with self._loading:
+            return self._load_prompt_encoder(weights, model_name, model_path)
+
+    def _load_prompt_encoder(self, weights: str, model_name: str, model_path: str) -> PromptEncoder:
+        if weights in self._text_encoders:  # loaded by another thread while this one waited
             return self._text_encoders[weights]
         if self._embedder is not None and self._embedder.identity.weights_sha256 == weights:
             return self._embedder

@@ -15,6 +15,7 @@ from typing import Any
 
 from policy_engine.policy.evaluate import combine
 from policy_engine.store import Store
+from policy_engine.store.repository import AssetRow
 
 BATCH = 200
 
@@ -52,25 +53,25 @@ def list_assets(
         rows = store.asset_rows(after=last, limit=batch, name_contains=wanted.name)
         if not rows:
             return CataloguePage(items, None)
-        current = store.current_decisions([asset.id for asset, _ in rows])
+        current = store.current_decisions([asset.id for asset in rows])
         if wanted.territory is not None:
             _parse_rulesets(store, current.values(), rulesets)
         by_asset: dict[int, list[Any]] = {}
         for (asset_id, _), decision in current.items():
             by_asset.setdefault(asset_id, []).append(decision)
-        for asset, scanned in rows:
+        for asset in rows:
             read, last = read + 1, asset.id
-            item = _item(asset, scanned, by_asset.get(asset.id, []))
             decisions = by_asset.get(asset.id, [])
+            item = _item(asset, decisions)
             if _matches(item, decisions, wanted) and _airs(decisions, wanted, rulesets):
                 items.append(item)
                 if len(items) == limit:
                     break
-    more = store.asset_rows(after=last, limit=1, name_contains=wanted.name)
+    more = store.any_asset_after(last, wanted.name)
     return CataloguePage(items, last if more else None)
 
 
-def _item(asset: Any, scanned: datetime | None, decisions: list[Any]) -> dict[str, Any]:
+def _item(asset: AssetRow, decisions: list[Any]) -> dict[str, Any]:
     rulings = [d.ruled() for d in decisions]
     verdict = combine(rulings) if rulings else None
     return {
@@ -79,7 +80,7 @@ def _item(asset: Any, scanned: datetime | None, decisions: list[Any]) -> dict[st
         "content_sha256": asset.content_sha256,
         "verdict": verdict,
         "rulesets": sorted(d.ruleset_name for d in decisions),
-        "last_scanned": scanned,
+        "last_scanned": asset.last_scanned,
     }
 
 

@@ -11,9 +11,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from policy_engine import __version__
 from policy_engine.config import Settings, load_settings
@@ -77,25 +78,44 @@ access = logging.getLogger("policy_engine.access")
 def _access_log(app: FastAPI) -> None:
     """One record per request, in the same format as every other log of the engine
     (JSON lines for a log shipper): method, path, status, duration, client, caller."""
+    app.add_middleware(AccessLog)
 
-    @app.middleware("http")
-    async def log_request(request: Request, call_next: Any) -> Any:
+
+class AccessLog:
+    """The access log as a plain ASGI middleware: it only watches the status go by (an
+    ``@app.middleware("http")`` one runs every request through a task and streams)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
+        scope.setdefault("state", {})  # shared with the request: the caller is noted there
         status = 500
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, watched)
         finally:
-            account = getattr(request.state, "account", None)
+            request = HTTPConnection(scope)
+            account = scope["state"].get("account")
+            path = request.url.path
             access.info(
                 "%s %s %d",
-                request.method,
-                request.url.path,
+                scope["method"],
+                path,
                 status,
                 extra={
-                    "method": request.method,
-                    "path": request.url.path,
+                    "method": scope["method"],
+                    "path": path,
                     "status": status,
                     "ms": round((time.perf_counter() - started) * 1000, 1),
                     "client": request.client.host if request.client else None,

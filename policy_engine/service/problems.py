@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from policy_engine.errors import ConfigError, ModelError, PolicyEngineError, StoreError
 from policy_engine.escaping import visible_controls
@@ -55,11 +57,25 @@ MAX_BODY_BYTES = 64 * 1024  # a JSON request body; uploads have their own cap
 UPLOAD_PATHS = frozenset({"/api/v1/analyses/upload"})
 
 
-def install(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def _cap_body(request: Request, call_next: Any) -> Any:
+class BodyCap:
+    """Refuse a request body over ``MAX_BODY_BYTES`` (or of unknown size) before reading
+    it; a plain ASGI middleware, so a request it lets through costs a header lookup."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._refusal(scope) if scope["type"] == "http" else None
+        if refusal is None:
+            await self.app(scope, receive, send)
+        else:
+            await refusal(scope, receive, send)
+
+    @staticmethod
+    def _refusal(scope: Scope) -> JSONResponse | None:
+        request = HTTPConnection(scope)
         if request.url.path in UPLOAD_PATHS:  # streamed to disk under their own cap
-            return await call_next(request)
+            return None
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
             return problem_response(
@@ -68,7 +84,11 @@ def install(app: FastAPI) -> None:
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
         if declared is None and chunked:  # its size cannot be known before reading it all
             return problem_response(411, "length-required", "send a Content-Length")
-        return await call_next(request)
+        return None
+
+
+def install(app: FastAPI) -> None:
+    app.add_middleware(BodyCap)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -103,6 +103,28 @@ def _part_of_video(sampling: dict[str, Any]) -> str | None:
 
 
 @dataclass(frozen=True)
+class AssetRow:
+    """An asset as the catalogue lists it: no probe, no paths."""
+
+    id: int
+    path: str  # where it was first seen
+    content_sha256: str
+    last_scanned: datetime | None  # when its latest completed scan finished
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    """A scan of any status, as an asset's overview names it (no frames, no sampling)."""
+
+    id: int
+    status: str
+    finished_at: datetime | None
+    model_name: str
+    weights_sha256: str
+    error: str | None
+
+
+@dataclass(frozen=True)
 class NewDecision:
     scan_id: int
     asset_id: int
@@ -166,6 +188,79 @@ def embedding_from_bytes(data: bytes, crops: int) -> np.ndarray:
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
     for start in range(0, len(ids), _IN_CHUNK):
         yield ids[start : start + _IN_CHUNK]
+
+
+# -- statements the service runs on every request ---------------------------------------
+# Built once: making a statement (coercing each clause) cost more CPU than running it, and
+# a statement object kept keeps its cache key. ``:ids`` is an expanding IN list.
+def _ids() -> Any:
+    return bindparam("ids", expanding=True)
+
+
+# per asset, through the index on scans.asset_id (an IN list over all scans lets SQLite
+# choose the index on status, which every completed scan shares, and read them all)
+_LAST_SCANNED = (
+    select(func.max(Scan.finished_at))
+    .where(Scan.asset_id == Asset.id, Scan.status == COMPLETED)
+    .correlate(Asset)
+    .scalar_subquery()
+)
+_ASSET_ROWS = (
+    select(Asset.id, Asset.path, Asset.content_sha256, _LAST_SCANNED)
+    .where(Asset.id > bindparam("after"))
+    .order_by(Asset.id)
+    .limit(bindparam("limit"))
+)
+_ANY_ASSET_AFTER = select(Asset.id).where(Asset.id > bindparam("after")).limit(1)
+
+
+def _current_statement(asset_ids: bool) -> Any:
+    """The latest decision per (asset, rule set name), as the columns a CurrentDecision
+    holds (not whole rows: no slots); of the assets ``:ids`` if ``asset_ids``."""
+    d = DecisionRecord
+    latest = select(func.max(d.id)).group_by(d.asset_id, d.ruleset_name)
+    if asset_ids:
+        latest = latest.where(d.asset_id.in_(_ids()))
+    return (
+        select(d.id, d.asset_id, d.scan_id, d.ruleset_name, d.schedule, d.tags, d.review,
+               d.warnings, d.created_at, RuleSetRecord.version, RuleSetRecord.sha256)
+        .join(RuleSetRecord, RuleSetRecord.id == d.ruleset_id)
+        .where(d.id.in_(latest))
+    )  # fmt: skip
+
+
+_CURRENT_OF = _current_statement(asset_ids=True)
+_FIRED = (
+    select(ReasonRecord.decision_id, ReasonRecord.rule_id)
+    .where(ReasonRecord.decision_id.in_(_ids()), ReasonRecord.kind == "fired")
+    .order_by(ReasonRecord.decision_id, ReasonRecord.position)
+)
+_OVERRIDES = select(Override).where(Override.decision_id.in_(_ids())).order_by(Override.id)
+_OVERRIDDEN = select(DecisionRecord.asset_id, DecisionRecord.ruleset_name, DecisionRecord.id).join(
+    Override, Override.decision_id == DecisionRecord.id
+)
+_OVERRIDDEN_OF = _OVERRIDDEN.where(DecisionRecord.asset_id.in_(_ids()))
+_SCAN_SUMMARIES = (
+    select(Scan.id, Scan.status, Scan.finished_at, Scan.model_name, Scan.weights_sha256,
+           Scan.error)
+    .where(Scan.asset_id == bindparam("asset_id"))
+    .order_by(Scan.id)
+)  # fmt: skip
+_COMPLETED_SCANS_OF = (
+    select(Scan)
+    .where(Scan.asset_id == bindparam("asset_id"), Scan.status == COMPLETED)
+    .order_by(Scan.id.desc())
+)
+_FRAME_EMBEDDINGS = (
+    select(Frame.scan_id, Frame.crops, Frame.embedding)
+    .where(Frame.scan_id.in_(_ids()))
+    .order_by(Frame.scan_id, Frame.index)
+)
+_REPORTS = (
+    select(ReportRecord)
+    .where(ReportRecord.asset_id == bindparam("asset_id"))
+    .order_by(ReportRecord.id)
+)
 
 
 def _override_view(row: Override) -> OverrideView:
@@ -268,27 +363,33 @@ class Store:
 
     def asset_rows(
         self, *, after: int, limit: int, name_contains: str | None = None
-    ) -> list[tuple[Asset, datetime | None]]:
+    ) -> list[AssetRow]:
         """Assets by id after ``after`` (a cursor), each with when it was last scanned;
         ``name_contains``: any path it was seen at contains it (case-insensitive)."""
         if name_contains and "\x00" in name_contains:
             return []  # no path holds a NUL (and it would end a LIKE pattern early)
-        query = select(Asset).where(Asset.id > after).order_by(Asset.id).limit(limit)
+        query = _ASSET_ROWS
         if name_contains:
-            seen = select(AssetPath.asset_id).where(
-                func.lower(AssetPath.path).contains(name_contains.lower(), autoescape=True)
-            )
-            query = query.where(Asset.id.in_(seen))
+            query = query.where(Asset.id.in_(self._seen_at(name_contains)))
         with self._transaction() as s:
-            assets = list(s.scalars(query))
-            scanned = dict(  # for this page only: the scans of the rest are never read
-                s.execute(
-                    select(Scan.asset_id, func.max(Scan.finished_at))
-                    .where(Scan.asset_id.in_([a.id for a in assets]), Scan.status == COMPLETED)
-                    .group_by(Scan.asset_id)
-                ).all()
-            ) if assets else {}  # fmt: skip
-        return [(asset, scanned.get(asset.id)) for asset in assets]
+            return [AssetRow(*row) for row in s.execute(query, {"after": after, "limit": limit})]
+
+    def any_asset_after(self, after: int, name_contains: str | None = None) -> bool:
+        """Whether ``asset_rows`` would find any asset after ``after``."""
+        if name_contains and "\x00" in name_contains:
+            return False
+        query = _ANY_ASSET_AFTER
+        if name_contains:
+            query = query.where(Asset.id.in_(self._seen_at(name_contains)))
+        with self._transaction() as s:
+            return s.scalar(query, {"after": after}) is not None
+
+    @staticmethod
+    def _seen_at(name_contains: str) -> Any:
+        """Assets seen at a path that contains this text (case-insensitive)."""
+        return select(AssetPath.asset_id).where(
+            func.lower(AssetPath.path).contains(name_contains.lower(), autoescape=True)
+        )
 
     def asset(self, asset_id: int) -> Asset | None:
         with self._transaction() as s:
@@ -426,12 +527,13 @@ class Store:
     def asset_scans(self, asset_id: int) -> list[StoredScan]:
         """Every completed scan of an asset, the newest first."""
         with self._transaction() as s:
-            rows = s.scalars(
-                select(Scan)
-                .where(Scan.asset_id == asset_id, Scan.status == COMPLETED)
-                .order_by(Scan.id.desc())
-            )
+            rows = s.scalars(_COMPLETED_SCANS_OF, {"asset_id": asset_id})
             return [self._stored_scan(row) for row in rows]
+
+    def scan_summaries(self, asset_id: int) -> list[ScanSummary]:
+        """Every scan of an asset, whatever its status, the oldest first."""
+        with self._transaction() as s:
+            return [ScanSummary(*row) for row in s.execute(_SCAN_SUMMARIES, {"asset_id": asset_id})]
 
     @staticmethod
     def _stored_scan(row: Scan) -> StoredScan:
@@ -458,12 +560,7 @@ class Store:
         result: dict[int, list[np.ndarray]] = {i: [] for i in scan_ids}
         with self._transaction() as s:
             for chunk in _chunks(list(scan_ids)):
-                query = (
-                    select(Frame.scan_id, Frame.crops, Frame.embedding)
-                    .where(Frame.scan_id.in_(chunk))
-                    .order_by(Frame.scan_id, Frame.index)
-                )
-                for scan_id, crops, data in s.execute(query):
+                for scan_id, crops, data in s.execute(_FRAME_EMBEDDINGS, {"ids": chunk}):
                     result[scan_id].append(embedding_from_bytes(data, crops))
         return result
 
@@ -661,66 +758,56 @@ class Store:
     ) -> dict[tuple[int, str], CurrentDecision]:
         """The latest decision per (asset, rule set name), with its overrides."""
         with self._transaction() as s:
-            latest = select(func.max(DecisionRecord.id)).group_by(
-                DecisionRecord.asset_id, DecisionRecord.ruleset_name
-            )
-            if asset_ids is not None:
-                latest = latest.where(DecisionRecord.asset_id.in_(list(asset_ids)))
-            query = (
-                select(DecisionRecord, RuleSetRecord.version, RuleSetRecord.sha256)
-                .join(RuleSetRecord, RuleSetRecord.id == DecisionRecord.ruleset_id)
-                .where(DecisionRecord.id.in_(latest))
-            )
-            rows = [(d, version, sha) for d, version, sha in s.execute(query)]
-            ids = [row[0].id for row in rows]
+            if asset_ids is None:
+                rows = s.execute(_current_statement(asset_ids=False)).all()
+            else:
+                rows = s.execute(_CURRENT_OF, {"ids": list(asset_ids)}).all()
+            ids = [row[0] for row in rows]
             fired: dict[int, list[str]] = {i: [] for i in ids}
             overrides: dict[int, list[OverrideView]] = {i: [] for i in ids}
             for chunk in _chunks(ids):
-                for decision_id, rule_id in s.execute(
-                    select(ReasonRecord.decision_id, ReasonRecord.rule_id)
-                    .where(ReasonRecord.decision_id.in_(chunk), ReasonRecord.kind == "fired")
-                    .order_by(ReasonRecord.decision_id, ReasonRecord.position)
-                ):
+                for decision_id, rule_id in s.execute(_FIRED, {"ids": chunk}):
                     fired[decision_id].append(rule_id)
-                for override in s.scalars(
-                    select(Override).where(Override.decision_id.in_(chunk)).order_by(Override.id)
-                ):
+                for override in s.scalars(_OVERRIDES, {"ids": chunk}):
                     overrides[override.decision_id].append(_override_view(override))
-            earlier = self._earlier_override_counts(s, rows)
-        return {
-            (d.asset_id, d.ruleset_name): CurrentDecision(
-                id=d.id,
-                asset_id=d.asset_id,
-                scan_id=d.scan_id,
-                ruleset_name=d.ruleset_name,
+            earlier = self._earlier_override_counts(s, ids, asset_ids)
+        return {  # rows unpacked by position: a Row's attributes by name are slow
+            (asset_id, name): CurrentDecision(
+                id=id_,
+                asset_id=asset_id,
+                scan_id=scan_id,
+                ruleset_name=name,
                 ruleset_version=version,
                 ruleset_sha256=sha,
-                schedule=d.schedule,
-                tags=tuple(d.tags),
-                review=d.review,
-                warnings=tuple(d.warnings),
-                fired=tuple(fired[d.id]),
-                created_at=d.created_at,
-                overrides=tuple(overrides[d.id]),
-                overrides_before=earlier.get((d.asset_id, d.ruleset_name), 0),
+                schedule=schedule,
+                tags=tuple(tags),
+                review=review,
+                warnings=tuple(warnings),
+                fired=tuple(fired[id_]),
+                created_at=created_at,
+                overrides=tuple(overrides[id_]),
+                overrides_before=earlier.get((asset_id, name), 0),
             )
-            for d, version, sha in rows
-        }
+            for (id_, asset_id, scan_id, name, schedule, tags, review, warnings, created_at,
+                 version, sha) in rows
+        }  # fmt: skip
 
     @staticmethod
     def _earlier_override_counts(
-        s: Session, rows: Sequence[tuple[DecisionRecord, str, str]]
+        s: Session, latest_ids: Sequence[int], asset_ids: Sequence[int] | None
     ) -> dict[tuple[int, str], int]:
-        """Overrides left on decisions that a later decision superseded, per pair
-        (overrides are rare: one query over all of them is cheap)."""
-        latest_ids = {row[0].id for row in rows}
+        """Overrides left on decisions that a later decision superseded, per pair, for
+        these assets (None: all); overrides are rare, so this reads few rows."""
+        latest = set(latest_ids)
         counts: dict[tuple[int, str], int] = {}
-        query = select(
-            DecisionRecord.asset_id, DecisionRecord.ruleset_name, DecisionRecord.id
-        ).join(Override, Override.decision_id == DecisionRecord.id)
-        for asset_id, name, decision_id in s.execute(query):
-            if decision_id not in latest_ids:
-                counts[(asset_id, name)] = counts.get((asset_id, name), 0) + 1
+        runs = (
+            [(_OVERRIDDEN, {})] if asset_ids is None
+            else [(_OVERRIDDEN_OF, {"ids": chunk}) for chunk in _chunks(list(asset_ids))]
+        )  # fmt: skip
+        for query, params in runs:
+            for asset_id, name, decision_id in s.execute(query, params):
+                if decision_id not in latest:
+                    counts[(asset_id, name)] = counts.get((asset_id, name), 0) + 1
         return counts
 
     # -- review --------------------------------------------------------------------------
@@ -771,8 +858,7 @@ class Store:
 
     def reports(self, asset_id: int) -> list[ReportRecord]:
         with self._transaction() as s:
-            query = select(ReportRecord).where(ReportRecord.asset_id == asset_id)
-            return list(s.scalars(query.order_by(ReportRecord.id)))
+            return list(s.scalars(_REPORTS, {"asset_id": asset_id}))
 
     # -- inspecting ----------------------------------------------------------------------
     def decision(self, decision_id: int) -> DecisionRecord | None:

@@ -71,7 +71,7 @@ def asset(asset_id: int, request: Request, caller: Reader) -> dict[str, Any]:
     if found is None:
         raise Problem(404, "no-such-asset", f"no asset {asset_id}")
     current = store.current_decisions([asset_id])
-    _, scans, _ = store.asset_history(asset_id)
+    scans = store.scan_summaries(asset_id)
     reports = store.reports(asset_id)
     rulings = {name: d.ruled() for (_, name), d in current.items()}
     return {
