@@ -1,0 +1,86 @@
+"""Which frames a ``scenes`` sampling scan embeds: the middle of every scene, so a short
+shot between two cuts is never skipped however low the rate, and a long static shot is
+not embedded again and again; one more frame per ``gap`` seconds of a long shot.
+
+The sampler decodes every frame once and cannot look ahead, and a scene's middle is
+known only at its end (detectors may report a cut a few frames after it). So frames are
+kept as candidates while a scene runs, converted to the model's input as they go by, at
+most ``1/fps`` apart (the fps cap) and always the first one after a cut; when the scene
+ends, the candidate nearest each target time is chosen and the rest dropped. A long
+scene's candidates are thinned (every other one dropped, the spacing doubled) so that a
+ten-minute shot holds a bounded number of pictures in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+_EPS = 1e-9
+CAPACITY = 64  # candidates held per scene before thinning (each a model-input picture)
+
+
+@dataclass
+class _Candidate:
+    time: float
+    payload: Any
+
+
+class SceneChooser:
+    def __init__(self, start: float, spacing: float, gap: float, capacity: int = CAPACITY):
+        if spacing <= 0 or gap <= 0:
+            raise ValueError("scene sampling needs a positive spacing and gap")
+        self.scene_start = start
+        self.spacing = spacing
+        self.gap = gap
+        self.capacity = capacity
+        self._step = spacing
+        self._candidates: list[_Candidate] = []
+        self._fresh = True  # no candidate since the last cut
+
+    def wants(self, time: float) -> bool:
+        """Whether the frame at ``time`` should be kept (converted) as a candidate."""
+        if self._fresh or not self._candidates:
+            return True
+        return time - self._candidates[-1].time >= self._step - _EPS
+
+    def keep(self, time: float, payload: Any) -> None:
+        self._candidates.append(_Candidate(time, payload))
+        self._fresh = False
+        if len(self._candidates) > 2 * self.capacity:
+            first, rest = self._candidates[0], self._candidates[1:]
+            self._candidates = [first, *rest[1::2]]
+            self._step *= 2
+
+    def cut(self, at: float) -> list[Any]:
+        """The scene ending at ``at`` is over: its chosen frames, in time order; frames
+        kept from ``at`` on belong to the next scene."""
+        inside = [c for c in self._candidates if c.time < at - _EPS]
+        self._candidates = [c for c in self._candidates if c.time >= at - _EPS]
+        chosen = choose(inside, self.scene_start, at, self.gap)
+        self.scene_start = at
+        self._step = self.spacing
+        self._fresh = not self._candidates
+        return chosen
+
+    def finish(self, end: float) -> list[Any]:
+        """The last scene, ending at the end of the window."""
+        chosen = choose(self._candidates, self.scene_start, max(end, self.scene_start), self.gap)
+        self._candidates = []
+        return chosen
+
+
+def choose(candidates: list[_Candidate], start: float, end: float, gap: float) -> list[Any]:
+    """The candidate nearest the middle of the scene, or of each of its ``gap``-long
+    parts when it is longer than ``gap``; each at most once, in time order."""
+    if not candidates:
+        return []
+    parts = max(1, math.ceil((end - start) / gap - _EPS))
+    span = (end - start) / parts
+    picked: dict[int, None] = {}
+    for part in range(parts):
+        target = start + (part + 0.5) * span
+        nearest = min(range(len(candidates)), key=lambda i: abs(candidates[i].time - target))
+        picked[nearest] = None
+    return [candidates[i].payload for i in sorted(picked)]
