@@ -4,8 +4,10 @@ not embedded again and again; one more frame per ``gap`` seconds of a long shot.
 
 The sampler decodes every frame once and cannot look ahead, and a scene's middle is
 known only at its end (detectors may report a cut a few frames after it). So frames are
-kept as candidates while a scene runs, converted to the model's input as they go by, at
-most ``1/fps`` apart (the fps cap) and always the first one after a cut; when the scene
+kept as candidates while a scene runs, converted to the model's input as they go by: the
+first one after a cut, then a quarter of the scene's age apart (so a 0.8 s flash cut
+has candidates near its middle), and never more than ``1/fps`` apart once the scene is
+older (the fps cap: a static shot costs at most ``fps`` conversions a second); when the scene
 ends, the candidate nearest each target time is chosen and the rest dropped. A long
 scene's candidates are thinned (every other one dropped, the spacing doubled) so that a
 ten-minute shot holds a bounded number of pictures in memory.
@@ -43,7 +45,8 @@ class SceneChooser:
         """Whether the frame at ``time`` should be kept (converted) as a candidate."""
         if self._fresh or not self._candidates:
             return True
-        return time - self._candidates[-1].time >= self._step - _EPS
+        step = min(self._step, (time - self.scene_start) / 4)  # dense while the scene is young
+        return time - self._candidates[-1].time >= step - _EPS
 
     def keep(self, time: float, payload: Any) -> None:
         self._candidates.append(_Candidate(time, payload))

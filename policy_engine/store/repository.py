@@ -360,8 +360,12 @@ class Store:
         timings: dict[str, Any],
         decoding: dict[str, Any],
         photosensitivity: dict[str, Any] | None = None,
+        scenes: Any = None,  # store.scenes.ScanScenes
     ) -> None:
-        """Frames and the scan's completion in one transaction: all or nothing."""
+        """Frames (and scenes) and the scan's completion in one transaction: all or
+        nothing, so a scan's frames are searchable from the moment it completes."""
+        from policy_engine.store.scenes import scene_rows
+
         times = np.asarray(frames.times, dtype=np.float64)
         with self._transaction() as s:
             scan = s.get_one(Scan, scan_id)
@@ -376,6 +380,9 @@ class Store:
             scan.timings = timings
             scan.decoding = decoding
             scan.photosensitivity = photosensitivity
+            scan.scenes = scenes.summary if scenes is not None else None
+            if scenes is not None:
+                s.add_all(scene_rows(scan_id, scenes))
             s.add_all(
                 Frame(
                     scan_id=scan_id,
