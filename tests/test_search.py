@@ -346,3 +346,60 @@ def test_search_over_http(service) -> None:
     assert client.get("/api/v1/search", params={"q": QUERY}).status_code == 401
     broken = client.post("/api/v1/search/image", content=b"not a picture", headers=auth)
     assert broken.status_code == 422 and broken.json()["errors"][0]["field"] == "body"
+
+
+# -- real scans: an image cut from a stored video; scenes ------------------------------------------
+@pytest.fixture
+def scanned(store: Store, tiny_clip_dir: Path, tmp_path: Path):
+    """A moving pattern and the shots of test_scenes, scanned at 2 fps with scenes."""
+    from policy_engine.analysis.scenes import SceneSettings
+    from policy_engine.config import SHIPPED_RULES
+    from policy_engine.media.synthetic import write_color_segments, write_moving_pattern
+    from policy_engine.media.video import SamplingSpec
+    from policy_engine.pipeline import AnalysisOptions
+    from policy_engine.pipeline.scan import Scanner
+    from policy_engine.policy.loader import load_catalogue
+
+    moving = write_moving_pattern(tmp_path / "moving.mp4", seconds=6.0, size=(320, 180))
+    shots = write_color_segments(
+        tmp_path / "shots.mp4", [(3.0, (220, 20, 20)), (3.0, (20, 200, 20)), (2.0, (20, 20, 220))]
+    )
+    rulesets, _ = load_catalogue([SHIPPED_RULES])
+    models = ModelProvider(str(tiny_clip_dir), device="cpu", dtype="fp32")
+    options = AnalysisOptions(sampling=SamplingSpec(fps=2.0), scenes=SceneSettings())
+    scanner = Scanner(store, rulesets, models, options)
+    outcomes = {path.stem: scanner.scan_file(path) for path in (moving, shots)}
+    settings = replace(
+        Settings(), db=store.url, model=str(tiny_clip_dir), device="cpu",
+        search_cache=str(tmp_path / "search-cache"),
+    )  # fmt: skip
+    return store, settings, outcomes, moving
+
+
+def test_an_image_cut_from_a_stored_video_finds_that_video_at_that_time_first(scanned) -> None:
+    """Holds with random weights: the picture is the stored frame, framed the same way."""
+    import io
+
+    import av
+
+    store, settings, outcomes, moving = scanned
+    with av.open(str(moving)) as container:
+        frame = next(f for f in container.decode(video=0) if abs(f.time - 3.0) < 1e-6)
+        buffer = io.BytesIO()
+        frame.to_image().save(buffer, "PNG")
+    top = _search(store, settings, image=buffer.getvalue(), limit=3).hits[0]
+    assert top.asset_id == outcomes["moving"].asset_id and top.time == pytest.approx(3.0)
+    assert top.score > 0.99
+    combined = _search(store, settings, image=buffer.getvalue(), text="a red picture", limit=3)
+    assert len(combined.hits) == 3  # the normalised weighted sum of both queries
+
+
+def test_scenes_are_searched_as_scenes(scanned) -> None:
+    store, settings, outcomes, _ = scanned
+    shots = outcomes["shots"]
+    result = _search(store, settings, like=(shots.scan_id, 8), kind="scenes", limit=3)
+    top = result.hits[0]  # frame 8 (4.0 s) is in the green shot, 3-6 s
+    assert (top.scan_id, top.scene) == (shots.scan_id, 1) and top.score > 0.999
+    assert (top.time, top.end) == (pytest.approx(3.0, abs=0.05), pytest.approx(6.0, abs=0.05))
+    assert 6 <= top.frame < 12  # its keyframe
+    assert {h.kind for h in result.hits} == {"scenes"}
