@@ -258,3 +258,45 @@ def test_a_scan_stores_its_scenes_embeddings_and_per_scene_coverage(
 
 def green_range(scene) -> tuple[int, int]:
     return scene.first_frame, scene.first_frame + scene.frame_count
+
+
+def test_the_report_and_the_asset_page_list_scenes_with_a_keyframe_each(
+    tmp_path: Path, shots: Path, tiny_clip_dir: Path
+) -> None:
+    """Through the command line (scan with a report) and HTTP (the asset's scenes)."""
+    import json
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from policy_engine.cli import app
+    from policy_engine.config import Settings
+    from policy_engine.service.app import create_app
+    from policy_engine.store import Store
+    from policy_engine.store.accounts import Accounts
+
+    db = f"sqlite:///{tmp_path / 'engine.sqlite'}"
+    scanned = CliRunner().invoke(
+        app, ["--db", db, "scan", str(shots), "--model", str(tiny_clip_dir), "--device", "cpu",
+              "--reports", str(tmp_path / "reports"), "--json"],
+    )  # fmt: skip
+    assert scanned.exit_code == 0, scanned.output
+    (outcome,) = json.loads(scanned.stdout)
+    html = Path(outcome["report"]).read_text()
+    section = html[html.index('aria-label="scenes"') : html.index('aria-label="evidence"')]
+    assert "4 scenes (content detector, threshold 27.0" in section
+    assert section.count('<img class="small" src="data:image/jpeg;base64,') == 4
+    assert "00:00:03.800" in section and "00:00:43.800" in section
+    store = Store.open(db)
+    token = Accounts(store).create_token("mam", "viewer", by="test")
+    store.close()
+    settings = replace(Settings(), db=db, model=str(tiny_clip_dir), device="cpu")
+    with TestClient(create_app(settings)) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        page = client.get(f"/api/v1/assets/{outcome['asset_id']}", headers=auth).json()
+        listed = client.get(page["scenes"], headers=auth).json()
+        picture = client.get(listed["scenes"][2]["thumbnail"], headers=auth)
+    assert page["scans"][0]["scenes"]["cuts"] == 3
+    assert [round(s["start"], 1) for s in listed["scenes"]] == [0.0, 3.0, 3.8, 43.8]
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
