@@ -403,3 +403,22 @@ def test_scenes_are_searched_as_scenes(scanned) -> None:
     assert (top.time, top.end) == (pytest.approx(3.0, abs=0.05), pytest.approx(6.0, abs=0.05))
     assert 6 <= top.frame < 12  # its keyframe
     assert {h.kind for h in result.hits} == {"scenes"}
+
+
+def test_a_scan_batch_extends_the_persisted_hnsw_index_as_it_completes(
+    tmp_path: Path, tiny_clip_dir: Path
+) -> None:
+    pytest.importorskip("usearch", reason="the HNSW back end needs usearch")
+    from policy_engine.media.synthetic import write_color_segments
+
+    video = write_color_segments(tmp_path / "v.mp4", [(2.0, (200, 30, 30)), (2.0, (30, 30, 200))])
+    db, cache = f"sqlite:///{tmp_path / 'engine.sqlite'}", tmp_path / "cache"
+    env = {"POLICY_ENGINE_SEARCH_BACKEND": "hnsw", "POLICY_ENGINE_SEARCH_CACHE": str(cache)}
+    scanned = runner.invoke(
+        app, ["--db", db, "scan", str(video), "--model", str(tiny_clip_dir), "--device", "cpu",
+              "--reports", str(tmp_path / "reports"), "--json"], env=env,
+    )  # fmt: skip
+    assert scanned.exit_code == 0, scanned.output
+    (frames_state,) = cache.glob("frames-*.usearch.json")
+    assert json.loads(frames_state.read_text())["rows"] == 8  # 4 s at 2 fps, already indexed
+    assert list(cache.glob("scenes-*.usearch"))

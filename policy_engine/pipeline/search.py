@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from policy_engine.analysis.scenes import unit_rows
-from policy_engine.errors import ConfigError
+from policy_engine.errors import ConfigError, PolicyEngineError
 from policy_engine.policy.evaluate import combine
 from policy_engine.search import open_index
 from policy_engine.store.search import FRAMES, KINDS, SCENES, CurrentScan, SearchRows
@@ -110,6 +110,28 @@ def search(store: Any, models: Any, settings: Any, request: SearchRequest) -> Se
         other_weights=others,
         index=index.describe(),
     )
+
+
+def update_indexes(store: Any, settings: Any, outcomes: Any) -> list[str]:
+    """After a batch of scans: add the new rows to the persisted HNSW or pgvector index
+    now, so that the next search need not (the exact cache catches up at query time).
+    Returns problems in words; an index that cannot be updated never fails the batch."""
+    if settings.search_backend not in ("hnsw", "pgvector"):
+        return []
+    scanned = [o.scan_id for o in outcomes if o.status == "scanned" and o.scan_id is not None]
+    if not scanned:
+        return []
+    problems = []
+    weights = {store.scan(scan_id).weights_sha256 for scan_id in scanned}
+    for weight in sorted(weights):
+        for kind in KINDS:
+            try:
+                open_index(store, settings.search_backend, kind, weight, settings.search_cache)
+            except (PolicyEngineError, OSError) as exc:
+                problems.append(
+                    f"the {settings.search_backend} {kind} index was not updated: {exc}"
+                )
+    return problems
 
 
 # -- the query -----------------------------------------------------------------------------
