@@ -422,3 +422,19 @@ def test_a_scan_batch_extends_the_persisted_hnsw_index_as_it_completes(
     (frames_state,) = cache.glob("frames-*.usearch.json")
     assert json.loads(frames_state.read_text())["rows"] == 8  # 4 s at 2 fps, already indexed
     assert list(cache.glob("scenes-*.usearch"))
+
+
+def test_readiness_names_the_search_back_end_and_why_pgvector_is_unavailable(
+    store: Store, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from policy_engine.service.app import create_app
+    from policy_engine.store.vectors import PgVectors
+
+    settings = replace(Settings(), db=store.url, search_backend="pgvector")
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz").json()
+    why = PgVectors(store).unavailable()
+    assert ready["status"] == "ready"
+    assert ready["search"] == ("pgvector" if why is None else f"pgvector unavailable: {why}")

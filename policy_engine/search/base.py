@@ -35,8 +35,13 @@ class VectorIndex(Protocol):
 
 
 def allowed_rows(scans: np.ndarray, allowed_scans: np.ndarray) -> np.ndarray:
-    """Boolean mask of the rows that belong to an allowed scan."""
-    return np.isin(scans, allowed_scans, assume_unique=False)
+    """Boolean mask of the rows that belong to an allowed scan: one gather through a
+    table indexed by scan id (a few ms for a million rows, where ``np.isin`` sorts)."""
+    if not len(scans):
+        return np.zeros(0, dtype=bool)
+    table = np.zeros(int(max(scans.max(), allowed_scans.max(initial=0))) + 1, dtype=bool)
+    table[allowed_scans] = True
+    return table[scans]
 
 
 def similarities(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:

@@ -23,8 +23,9 @@ from policy_engine.search.base import Match, allowed_rows, best, similarities
 from policy_engine.search.cache import RowCache
 
 CONNECTIVITY = 16  # M: links per node
-EXPANSION_ADD = 128  # efConstruction
-EXPANSION_SEARCH = 96  # ef: recall@10 >= 0.95 at 1M synthetic rows (benchmarks/bench_search.py)
+# efConstruction: 128 built 3.6x slower on two cores for no recall gain on clustered data
+EXPANSION_ADD = 64
+EXPANSION_SEARCH = 128  # ef (benchmarks/bench_search.py: recall@10 against exact search)
 EXACT_BELOW = 20_000  # allowed rows this few are searched exactly
 
 
