@@ -162,7 +162,7 @@ def bench_size(size: int, queries: int, folder: Path) -> None:
         print(f"{kind:>19}: exact {percentiles(exact_s)}")
         print(f"{'':>19}  HNSW  {percentiles(graph_s)}   recall@10 vs exact {recall:.3f}")
     asked = asked["text-like"]
-    for share, kept in (("1 asset", scans[:1]), ("1% of assets", scans[:: 100])):
+    for share, kept in (("1 asset", scans[:1]), ("1% of assets", scans[::100])):
         for name, index in (("exact", exact), ("HNSW", graph)):
             hits, seconds = latencies(index, asked[:20], kept, limit=20)
             full = all(len(h) == 20 for h in hits)
@@ -172,8 +172,10 @@ def bench_size(size: int, queries: int, folder: Path) -> None:
     _, appended = timed(cache.refresh)
     state_rows = graph._loaded
     _, added = timed(graph.refresh)
-    print(f"incremental: 1,000 more frames        cache {appended:6.2f} s   "
-          f"HNSW add + save {added:6.2f} s ({state_rows:,} -> {graph._loaded:,} rows)")
+    print(
+        f"incremental: 1,000 more frames        cache {appended:6.2f} s   "
+        f"HNSW add + save {added:6.2f} s ({state_rows:,} -> {graph._loaded:,} rows)"
+    )
     print(f"peak RSS so far {rss_gib():.2f} GiB", flush=True)
     graph.index = None
 

@@ -300,3 +300,24 @@ def test_the_report_and_the_asset_page_list_scenes_with_a_keyframe_each(
     assert page["scans"][0]["scenes"]["cuts"] == 3
     assert [round(s["start"], 1) for s in listed["scenes"]] == [0.0, 3.0, 3.8, 43.8]
     assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
+
+
+def test_scenes_sampling_keeps_coverage_time_weighted(shots: Path, tiny_clip_dir: Path) -> None:
+    """Seven samples instead of 92, the same shares: each stands for its time."""
+    from policy_engine.models.clip import ClipEmbedder
+    from policy_engine.pipeline import AnalysisOptions, analyze_video
+    from policy_engine.policy.defaults import DEFAULT_CATEGORIES
+
+    embedder = ClipEmbedder.load(str(tiny_clip_dir), device="cpu", dtype="fp32")
+    shares = {}
+    for mode in (SamplingMode.FPS, SamplingMode.SCENES):
+        options = AnalysisOptions(sampling=SamplingSpec(mode=mode, fps=2.0), scenes=SceneSettings())
+        result = analyze_video(shots, DEFAULT_CATEGORIES, embedder, options)
+        shares[mode] = (
+            {n: c.share for n, c in result.coverage.categories.items()},
+            len(result.times),
+        )
+    (by_clock, clocked), (by_scene, sampled) = shares[SamplingMode.FPS], shares[SamplingMode.SCENES]
+    assert (clocked, sampled) == (92, 7)
+    for name, share in by_clock.items():
+        assert by_scene[name] == pytest.approx(share, abs=0.02), name

@@ -5,8 +5,10 @@ Revises: 0012
 Create Date: 2026-11-29
 
 ``scans.scenes`` (ADD COLUMN, not a batch rebuild: rebuilding the table would drop
-SQLite's triggers that freeze completed scans) records how cuts were found; it is
-written with the scan's completion, in the same transaction. ``scenes`` and
+SQLite's triggers that freeze completed scans) records how cuts were found, and
+``scans.frame_spans`` where each frame's span starts under ``scenes`` sampling (a
+scene's middle frame stands for the scene from its cut); both are written with the
+scan's completion, in the same transaction. ``scenes`` and
 ``scene_shares`` are new tables, append-only like frames and score sets (reports list
 scenes; search answers from them), with the triggers of migration 0004.
 """
@@ -54,6 +56,7 @@ def _append_only(table: str, postgres: bool) -> None:
 def upgrade() -> None:
     """Upgrade schema."""
     op.add_column("scans", sa.Column("scenes", sa.JSON(), nullable=True))
+    op.add_column("scans", sa.Column("frame_spans", sa.LargeBinary(), nullable=True))
     op.create_table(
         "scenes",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -81,9 +84,7 @@ def upgrade() -> None:
             ["scan_id"], ["scans.id"], name=op.f("fk_scene_shares_scan_id_scans")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_scene_shares")),
-        sa.UniqueConstraint(
-            "scan_id", "categories_sha256", name=op.f("uq_scene_shares_scan_id")
-        ),
+        sa.UniqueConstraint("scan_id", "categories_sha256", name=op.f("uq_scene_shares_scan_id")),
     )
     postgres = op.get_context().dialect.name == "postgresql"
     for table in APPEND_ONLY:
@@ -94,4 +95,5 @@ def downgrade() -> None:
     """Downgrade schema."""
     op.drop_table("scene_shares")  # drops their triggers with them
     op.drop_table("scenes")
+    op.drop_column("scans", "frame_spans")
     op.drop_column("scans", "scenes")

@@ -136,13 +136,14 @@ def scene_shares(
     *,
     start: float,
     end: float,
+    begins: np.ndarray | None = None,
 ) -> np.ndarray:
     """(S, K): the share of each scene's running time labelled with each category, each
     sample standing for the time until the next, as for the window's coverage."""
     shares = np.zeros((len(scenes), categories), dtype=np.float32)
     if not len(times):
         return shares
-    begins, finishes = frame_spans(np.asarray(times, dtype=np.float64), start, end)
+    begins, finishes = frame_spans(np.asarray(times, dtype=np.float64), start, end, begins)
     labels = np.asarray(labels, dtype=np.int64)
     for row, scene in enumerate(scenes):
         inside = np.minimum(finishes, scene.end) - np.maximum(begins, scene.start)

@@ -56,7 +56,7 @@ class SceneChooser:
             self._candidates = [first, *rest[1::2]]
             self._step *= 2
 
-    def cut(self, at: float) -> list[Any]:
+    def cut(self, at: float) -> list[tuple[Any, float]]:
         """The scene ending at ``at`` is over: its chosen frames, in time order; frames
         kept from ``at`` on belong to the next scene."""
         inside = [c for c in self._candidates if c.time < at - _EPS]
@@ -67,23 +67,26 @@ class SceneChooser:
         self._fresh = not self._candidates
         return chosen
 
-    def finish(self, end: float) -> list[Any]:
+    def finish(self, end: float) -> list[tuple[Any, float]]:
         """The last scene, ending at the end of the window."""
         chosen = choose(self._candidates, self.scene_start, max(end, self.scene_start), self.gap)
         self._candidates = []
         return chosen
 
 
-def choose(candidates: list[_Candidate], start: float, end: float, gap: float) -> list[Any]:
+def choose(
+    candidates: list[_Candidate], start: float, end: float, gap: float
+) -> list[tuple[Any, float]]:
     """The candidate nearest the middle of the scene, or of each of its ``gap``-long
-    parts when it is longer than ``gap``; each at most once, in time order."""
+    parts when it is longer than ``gap``; each at most once, in time order, with the start
+    of the time it stands for (its part's start: coverage weights it by its part)."""
     if not candidates:
         return []
     parts = max(1, math.ceil((end - start) / gap - _EPS))
     span = (end - start) / parts
-    picked: dict[int, None] = {}
+    picked: dict[int, float] = {}
     for part in range(parts):
         target = start + (part + 0.5) * span
         nearest = min(range(len(candidates)), key=lambda i: abs(candidates[i].time - target))
-        picked[nearest] = None
-    return [candidates[i].payload for i in sorted(picked)]
+        picked.setdefault(nearest, start + part * span)
+    return [(candidates[i].payload, picked[i]) for i in sorted(picked)]

@@ -107,6 +107,9 @@ class SampledFrame:
     pts: int | None
     pixels: np.ndarray  # (crops, size, size, 3) uint8, ready for the model
     thumbnail: bytes | None = None  # JPEG of the whole picture, display orientation
+    # scenes sampling: where the time this frame stands for starts (its scene's cut, or its
+    # part of a long scene), so coverage stays time-weighted; None: at its own time
+    stands_from: float | None = None
 
 
 class CutSource(Protocol):
@@ -404,11 +407,12 @@ class FrameSampler:
         thumbnail = self._thumbnail(frame) if self.thumbnail_size else None
         return SampledFrame(-1, time, frame.pts, self._convert(frame), thumbnail)
 
-    def _numbered(self, chosen: list[SampledFrame]) -> Iterator[SampledFrame]:
-        for sampled in chosen:
+    def _numbered(self, chosen: list[tuple[SampledFrame, float]]) -> Iterator[SampledFrame]:
+        for sampled, stands_from in chosen:
             if not self._room_for_more():
                 self.summary.stopped_early = True
                 return
+            sampled.stands_from = stands_from
             sampled.index = self.summary.sampled_frames
             self.summary.sampled_frames += 1
             yield sampled

@@ -84,6 +84,8 @@ class AnalysisResult:
     scenes: list[Scene] = field(default_factory=list)  # empty when not detected
     scene_detection: dict[str, Any] | None = None  # how (detector, threshold, cuts)
     scenes_skipped: str | None = None  # why scenes were not detected, when asked for
+    # scenes sampling: where each frame's span starts (its scene's cut); None: its time
+    span_starts: np.ndarray | None = None
 
     def to_dict(self, *, frames: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -209,6 +211,7 @@ def analyze_video(
     # Before decoding, window_end is the declared end: the progress bar's total.
     window = max(0.0, sampler.window_end - options.sampling.start)
     times: list[float] = []
+    stands_from: list[float | None] = []
     embeddings: list[np.ndarray] = []
     thumbnails: list[bytes | None] = []
     pending: list[SampledFrame] = []
@@ -227,6 +230,7 @@ def analyze_video(
             crops = len(frame.pixels)
             embeddings.append(vectors[offset : offset + crops])
             times.append(frame.time)
+            stands_from.append(frame.stands_from)
             thumbnails.append(frame.thumbnail)
             offset += crops
         if progress is not None:
@@ -250,9 +254,11 @@ def analyze_video(
         _check_window(path, options.sampling.start, end)
     start = min(options.sampling.start, end)
     scores = score_frames(categories, times, embeddings, text_embeddings, embedder.logit_scale)
+    span_starts = _span_starts(times, stands_from)
     coverage = coverage_from_scores(
-        scores, start=start, end=end, interval_seconds=options.interval_seconds
-    )
+        scores, start=start, end=end, interval_seconds=options.interval_seconds,
+        begins=span_starts,
+    )  # fmt: skip
     pse = flashes.result(end_time=end) if flashes is not None else None
     total = time.perf_counter() - started
     summary = sampler.summary
@@ -278,7 +284,15 @@ def analyze_video(
         scenes=scenes_of(cuts.cuts, np.asarray(times), start, end) if cuts is not None else [],
         scene_detection=cuts.summary() if cuts is not None else None,
         scenes_skipped=scenes_skipped,
+        span_starts=span_starts,
     )
+
+
+def _span_starts(times: list[float], stands_from: list[float | None]) -> np.ndarray | None:
+    """Where each sample's span starts, when the sampler said (scenes sampling)."""
+    if not any(s is not None for s in stands_from):
+        return None
+    return np.array([t if s is None else s for t, s in zip(times, stands_from)])
 
 
 def _photosensitivity_check(
@@ -325,6 +339,7 @@ def rescore(
         start=result.coverage.start,
         end=result.coverage.end,
         interval_seconds=result.coverage.interval_seconds,
+        begins=result.span_starts,
     )
     return scores, coverage
 

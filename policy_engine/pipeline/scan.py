@@ -203,7 +203,7 @@ def shares_of(analysis: AnalysisResult, scores: Any) -> np.ndarray:
     """(S, K) time-weighted shares of each scene per category, for one category set."""
     return scene_shares(
         analysis.times, scores.labels, len(scores.categories), analysis.scenes,
-        start=analysis.coverage.start, end=analysis.coverage.end,
+        start=analysis.coverage.start, end=analysis.coverage.end, begins=analysis.span_starts,
     )  # fmt: skip
 
 
@@ -378,6 +378,7 @@ class Scanner:
                 thumbnails=analysis.thumbnails,
                 window_start=analysis.coverage.start,
                 window_end=analysis.coverage.end,
+                span_starts=analysis.span_starts,
             ),
             timings=analysis.timings,
             decoding=analysis.decoding,

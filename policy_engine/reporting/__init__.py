@@ -182,6 +182,7 @@ def _section(store: Store, current: CurrentDecision, scans: dict[int, Any]) -> R
                 start=scan.window_start,
                 end=scan.window_end,
                 interval_seconds=scan.interval_seconds,
+                begins=scan.span_starts,
             )
     frames = {e["frame"] for r in decision.reasons if r.kind == "fired" for e in r.evidence}
     thumbs = store.thumbnails(decision.scan_id, frames) if frames else {}
@@ -258,7 +259,10 @@ def _scene_shares(store: Store, scan: Any, section: RulesetSection, scenes: list
         return None
     labels = stored.reshape(len(times), count).argmax(axis=1)
     window = section.coverage
-    return scene_shares(times, labels, count, scenes, start=window.start, end=window.end)
+    begins = np.frombuffer(scan.frame_spans, dtype=np.float64) if scan.frame_spans else None
+    return scene_shares(
+        times, labels, count, scenes, start=window.start, end=window.end, begins=begins
+    )
 
 
 def _environment() -> Environment:

@@ -141,6 +141,9 @@ class Scan(Base):
     window_end: Mapped[float | None] = mapped_column(Float)
     frame_count: Mapped[int | None] = mapped_column(Integer)
     frame_times: Mapped[bytes | None] = mapped_column(LargeBinary)  # float64 seconds
+    # where each frame's span starts when not at its own time (``scenes`` sampling: at its
+    # scene's cut), float64 seconds; empty: each frame stands from its own time
+    frame_spans: Mapped[bytes | None] = mapped_column(LargeBinary)
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     decoding: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # the photosensitivity check (verdict, failing intervals, per-second series, settings);
