@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-pse lint rules-check clean
+.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-pse bench-search lint rules-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,9 @@ bench-service: install
 
 bench-pse: install
 	$(PY) benchmarks/bench_pse.py
+
+bench-search: install
+	$(PY) benchmarks/bench_search.py
 
 lint: install
 	$(VENV)/bin/ruff check policy_engine tests benchmarks migrations

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from policy_engine.analysis.photosensitivity import PseSettings
 from policy_engine.analysis.photosensitivity.settings import AREA_MODES
+from policy_engine.analysis.scenes import DETECTORS, SceneSettings
 from policy_engine.config import Settings
 from policy_engine.errors import ConfigError
 from policy_engine.media.framing import Framing
@@ -52,6 +53,23 @@ def analysis_options(
         framing=_choice(Framing, settings.framing, "--framing"),  # type: ignore[arg-type]
         interval_seconds=settings.interval,
         photosensitivity=pse_settings(settings) if settings.pse else None,
+        scenes=scene_settings(settings) if settings.scenes else None,
+    )
+
+
+def scene_settings(settings: Settings) -> SceneSettings:
+    """Scene detection's settings, checked."""
+    if settings.scene_detector not in DETECTORS:
+        raise ConfigError(
+            f"scene_detector {settings.scene_detector!r}: choose one of {' | '.join(DETECTORS)}"
+        )
+    if settings.scene_threshold < 0:
+        raise ConfigError(
+            f"scene_threshold must be positive (0: the detector's default), got"
+            f" {settings.scene_threshold}"
+        )
+    return SceneSettings(
+        detector=settings.scene_detector, threshold=settings.scene_threshold or None
     )
 
 

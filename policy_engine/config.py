@@ -39,7 +39,7 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     fps: float = 2.0
-    sampling: str = "fps"  # fps | all | keyframes
+    sampling: str = "fps"  # fps | all | keyframes | scenes
     framing: str = "letterbox"  # letterbox | tiles | center | squash
     batch_size: int = 32
     interval: float = 10.0  # seconds per dominant-label interval
@@ -47,6 +47,14 @@ class Settings:
     pse: bool = True
     pse_area: str = "regions"  # regions | frame (as IRIS) | wcag-field
     pse_display_peak: float = 200.0  # cd/m² of the display the luminance is judged for
+    # scene (shot) detection on every frame of each scan (PySceneDetect, same decode)
+    scenes: bool = True
+    scene_detector: str = "content"  # content | adaptive | threshold
+    scene_threshold: float = 0.0  # 0: the default (content 27, adaptive 3, threshold 12)
+    # search over stored embeddings: exact | hnsw | pgvector; the exact and hnsw caches live
+    # in search_cache (empty: beside a SQLite database, else ./policy-engine-search)
+    search_backend: str = "exact"
+    search_cache: str = ""
     rules: str = str(SHIPPED_RULES)  # rule file or folder of rule files
     db: str = DEFAULT_DB_URL  # SQLAlchemy URL: SQLite file or postgresql://…
     reports: str = "reports"  # folder the HTML reports are written to

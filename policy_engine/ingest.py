@@ -627,8 +627,14 @@ class _Pass:
 
     # -- the end --------------------------------------------------------------------------
     def _finish(self, run_id: int, status: str, error: str | None) -> PassResult:
+        from policy_engine.pipeline.search import update_indexes
         from policy_engine.reporting import write_run_summary
 
+        try:  # the run's scans into a persisted search index (hnsw, pgvector)
+            for problem in update_indexes(self.ingestor.store, self.settings, self.outcomes):
+                self._problem(problem)
+        except StoreError as exc:
+            log.error("could not update the search index: %s", exc)
         waiting = []
         try:
             waiting = [p for p, _ in self.queue.unsettled(self.folders)]

@@ -8,6 +8,7 @@ PURE = [
     "policy_engine.analysis.coverage",
     "policy_engine.analysis.ask",
     "policy_engine.analysis.photosensitivity",
+    "policy_engine.analysis.scenes",
     "policy_engine.accounts",
     "policy_engine.policy.loader",
     "policy_engine.policy.evaluate",

@@ -185,7 +185,7 @@ def test_unreadable_file(
     shutil.copy(colour_video, path)
     path.chmod(0)
     # root reads anything: make the permission check see what a service account would
-    monkeypatch.setattr("policy_engine.media.video.os.access", lambda *_: False)
+    monkeypatch.setattr("policy_engine.media.probe.os.access", lambda *_: False)
     with pytest.raises(MediaError, match="permission denied"):
         probe(path)
 

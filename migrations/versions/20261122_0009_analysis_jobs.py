@@ -33,12 +33,14 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ingest_file_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["ingest_file_id"], ["ingest_files.id"],
+            ["ingest_file_id"],
+            ["ingest_files.id"],
             name=op.f("fk_analysis_jobs_ingest_file_id_ingest_files"),
         ),  # fmt: skip
         sa.PrimaryKeyConstraint("id", name=op.f("pk_analysis_jobs")),
         sa.UniqueConstraint(
-            "created_by", "idempotency_key",
+            "created_by",
+            "idempotency_key",
             name=op.f("uq_analysis_jobs_created_by"),
         ),  # fmt: skip
     )

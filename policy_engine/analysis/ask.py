@@ -85,13 +85,14 @@ def answer(
     end: float,
     threshold: float = DEFAULT_THRESHOLD,
     contrast: Sequence[str] = CONTRAST_PROMPTS,
+    begins: np.ndarray | None = None,
 ) -> Answer:
     """Where the query holds at least ``threshold`` of the probability, as time."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
     times = np.asarray(times, dtype=np.float64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    begins, finishes = frame_spans(times, start, end)
+    begins, finishes = frame_spans(times, start, end, begins)
     shown = probabilities >= threshold
     sightings = _sightings(shown, probabilities, times, begins, finishes)
     total = float(sum(s.duration for s in sightings))

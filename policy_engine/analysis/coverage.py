@@ -85,11 +85,15 @@ class Coverage:
         }
 
 
-def frame_spans(times: np.ndarray, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
-    """The [begin, finish) span each (sorted) sample stands for, clipped to the window."""
+def frame_spans(
+    times: np.ndarray, start: float, end: float, begins: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The [begin, finish) span each (sorted) sample stands for, clipped to the window:
+    from its time, or from ``begins`` where the sampling says so (``scenes`` sampling: a
+    scene's middle frame stands for the scene from its cut), until the next one's."""
     if len(times) == 0:
         return np.zeros(0), np.zeros(0)
-    begins = np.clip(times, start, end)
+    begins = np.clip(times if begins is None else begins, start, end)
     begins[0] = start
     finishes = np.empty_like(begins)
     finishes[:-1] = begins[1:]
@@ -121,11 +125,13 @@ def compute_coverage(
     interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
     null_categories: Sequence[str] = (),
     probabilities: np.ndarray | None = None,
+    begins: np.ndarray | None = None,
 ) -> Coverage:
     """Coverage of each category over the window [start, end).
 
     ``labels`` are category indices per frame; ``probabilities`` (F, K), if given, yield
-    each category's peak probability and its time.
+    each category's peak probability and its time; ``begins``, where each frame's span
+    starts when that is not its own time (see ``frame_spans``).
     """
     if end < start:
         raise ValueError(f"window end {end} is before its start {start}")
@@ -138,7 +144,8 @@ def compute_coverage(
     order = np.argsort(times_arr, kind="stable")
     times_arr, labels_arr = times_arr[order], labels_arr[order]
     probs = probabilities[order] if probabilities is not None else None
-    begins, finishes = frame_spans(times_arr, start, end)
+    span_starts = np.asarray(begins, dtype=np.float64)[order] if begins is not None else None
+    begins, finishes = frame_spans(times_arr, start, end, span_starts)
     spans = finishes - begins
     running = end - start
 
@@ -183,6 +190,7 @@ def coverage_from_scores(
     start: float,
     end: float,
     interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
+    begins: np.ndarray | None = None,
 ) -> Coverage:
     return compute_coverage(
         scores.times,
@@ -193,6 +201,7 @@ def coverage_from_scores(
         interval_seconds=interval_seconds,
         null_categories=[c.name for c in scores.categories if c.null],
         probabilities=scores.probabilities,
+        begins=begins,
     )
 
 

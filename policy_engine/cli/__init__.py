@@ -24,6 +24,7 @@ from policy_engine.cli import (  # noqa: F401 - they register commands
     pse,
     records,
     rules,
+    search,
     serve,
 )
 from policy_engine.cli.common import app, err, out

@@ -100,7 +100,7 @@ FpsOpt = Annotated[
 ]
 SamplingOpt = Annotated[
     str | None,
-    typer.Option("--sampling", help="fps | all | keyframes \\[default: fps]"),
+    typer.Option("--sampling", help="fps | all | keyframes | scenes \\[default: fps]"),
 ]
 FramingOpt = Annotated[
     str | None,

@@ -270,6 +270,10 @@ def scan_files(
                 listener=listener,  # type: ignore[arg-type]
             )
             outcomes = scanner.scan(files)
+        from policy_engine.pipeline.search import update_indexes
+
+        for problem in update_indexes(store, settings, outcomes):
+            err.print(f"warning: {problem}", markup=False)
     finally:
         store.close()
     for outcome in outcomes:

@@ -1,4 +1,4 @@
-"""Probe a video and sample its frames by presentation time (PyAV).
+"""Sample a video's frames by presentation time (PyAV); probing is in media/probe.py.
 
 Why PyAV and not supervision/OpenCV: OpenCV's frame generator yields no timestamps and
 decodes every frame it skips anyway; PyAV gives each frame's pts and time base, FFmpeg's
@@ -17,14 +17,12 @@ from __future__ import annotations
 import heapq
 import io
 import math
-import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import numpy as np
@@ -32,6 +30,22 @@ from PIL import Image
 
 from policy_engine.errors import MediaError
 from policy_engine.media.framing import FramePlan, Framing, apply_plan, plan_framing
+from policy_engine.media.probe import (
+    VideoInfo,
+    _ffmpeg_message,
+    _open,
+    _origin_seconds,
+    _rate,
+    _video_stream,
+    probe,
+)
+from policy_engine.media.scene_sampling import SceneChooser
+from policy_engine.media.taps import PictureTap, TapFanOut, as_taps, convert, tap_size
+
+__all__ = [
+    "FrameSampler", "PictureTap", "SampledFrame", "SamplingMode", "SamplingSpec", "VideoInfo",
+    "probe",
+]  # fmt: skip
 
 # Decoders may emit frames up to this many frames "early" with respect to the (wrong)
 # timestamps of a decode-order container; H.264 reorder depth is at most 16.
@@ -45,6 +59,9 @@ class SamplingMode(str, Enum):
     FPS = "fps"  # one frame per 1/fps seconds of presentation time (nearest frame)
     ALL = "all"  # every decoded frame
     KEYFRAMES = "keyframes"  # decode keyframes only (fast; irregular times are fine)
+    # the middle of every scene (and one per scene_gap seconds of a long one), at most fps
+    # frames a second: needs a scene detector on the same decode (see scene_sampling.py)
+    SCENES = "scenes"
 
 
 @dataclass(frozen=True)
@@ -54,10 +71,14 @@ class SamplingSpec:
     start: float = 0.0
     end: float | None = None
     max_frames: int | None = None
+    scene_gap: float = 10.0  # scenes mode: a long scene gets one frame per this many seconds
 
     def __post_init__(self) -> None:
-        if self.mode is SamplingMode.FPS and not (self.fps > 0 and math.isfinite(self.fps)):
+        rated = self.mode in (SamplingMode.FPS, SamplingMode.SCENES)
+        if rated and not (self.fps > 0 and math.isfinite(self.fps)):
             raise ValueError(f"sampling fps must be a positive number, got {self.fps!r}")
+        if not (self.scene_gap > 0 and math.isfinite(self.scene_gap)):
+            raise ValueError(f"scene gap must be a positive number of seconds: {self.scene_gap}")
         if self.start < 0:
             raise ValueError(f"sampling start must be >= 0 s, got {self.start}")
         if self.end is not None and self.end <= self.start:
@@ -66,35 +87,17 @@ class SamplingSpec:
             raise ValueError(f"max frames must be at least 1, got {self.max_frames}")
 
     def describe(self) -> dict[str, Any]:
-        return {
+        rated = self.mode in (SamplingMode.FPS, SamplingMode.SCENES)
+        described = {
             "mode": self.mode.value,
-            "fps": self.fps if self.mode is SamplingMode.FPS else None,
+            "fps": self.fps if rated else None,
             "start": self.start,
             "end": self.end,
             "max_frames": self.max_frames,
         }
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    path: str
-    size_bytes: int
-    container: str
-    duration: float | None  # seconds, as declared by the container/stream
-    fps: float | None  # the stream's declared average frame rate (containers can be wrong)
-    guessed_fps: float | None  # FFmpeg's guess from the timestamps (r_frame_rate)
-    width: int
-    height: int
-    codec: str
-    rotation: int  # display rotation, degrees counter-clockwise
-    sample_aspect_ratio: float
-    has_audio: bool
-    frame_count: int | None  # as declared; None when the container does not say
-
-    @property
-    def display_size(self) -> tuple[int, int]:
-        w = round(self.width * self.sample_aspect_ratio)
-        return (self.height, w) if round(self.rotation / 90) % 2 else (w, self.height)
+        if self.mode is SamplingMode.SCENES:  # only here: other scans keep their reuse key
+            described["scene_gap"] = self.scene_gap
+        return described
 
 
 @dataclass
@@ -104,112 +107,24 @@ class SampledFrame:
     pts: int | None
     pixels: np.ndarray  # (crops, size, size, 3) uint8, ready for the model
     thumbnail: bytes | None = None  # JPEG of the whole picture, display orientation
+    # scenes sampling: where the time this frame stands for starts (its scene's cut, or its
+    # part of a long scene), so coverage stays time-weighted; None: at its own time
+    stands_from: float | None = None
 
 
-@dataclass(frozen=True)
-class PictureTap:
-    """Every decoded frame of the window, as an RGB picture (uint8, height x width x 3),
-    handed to ``receive(time, picture)`` by the same decode pass that samples: checks that
-    need every frame (photosensitivity) cost a small conversion, not a second decode.
+class CutSource(Protocol):
+    """A scene detector fed by the sampler's decode pass: its ``tap`` sees every frame;
+    ``take_cuts`` hands over the cut times found since it was last asked (a detector may
+    report a cut a few frames late); ``finish`` says the stream has ended."""
 
-    ``width`` is the picture's width (its height follows the display aspect ratio);
-    ``None`` keeps the stored size (for measurements that must match a reference tool
-    pixel for pixel). AREA scaling averages what it shrinks, so a region's mean colour
-    survives."""
+    @property
+    def tap(self) -> PictureTap: ...
 
-    receive: Callable[[float, np.ndarray], None]
-    width: int | None = 320
+    def start(self, info: VideoInfo) -> None: ...
 
+    def take_cuts(self) -> list[float]: ...
 
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise MediaError(path, "file not found")
-    if path.is_dir():
-        raise MediaError(path, "is a folder, not a video file")
-    if not os.access(path, os.R_OK):
-        raise MediaError(path, "cannot be read: permission denied")
-    if path.stat().st_size == 0:
-        raise MediaError(
-            path, "file is empty (0 bytes): probably still being copied or a failed transfer"
-        )
-
-
-def _open(path: Path) -> Any:
-    _check_readable(path)
-    try:
-        return av.open(str(path), metadata_errors="ignore")
-    except av.FFmpegError as exc:
-        raise MediaError(path, f"not a readable video file ({_ffmpeg_message(exc)})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MediaError(path, f"cannot be opened: {exc}") from exc
-
-
-def _ffmpeg_message(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return text.split(":", 1)[0] if "Errno" in text else text
-
-
-def _video_stream(container: Any, path: Path) -> Any:
-    if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["none"]
-        container.close()
-        raise MediaError(path, f"contains no video stream (streams found: {', '.join(kinds)})")
-    return container.streams.video[0]
-
-
-def _rate(value: Fraction | None) -> float | None:
-    return float(value) if value else None
-
-
-def _origin_seconds(container: Any) -> float:
-    """The container's start (seconds): times are measured from it, as players show them."""
-    start = container.start_time
-    return start / av.time_base if start not in (None, 0) else 0.0
-
-
-def _declared_duration(container: Any, stream: Any) -> float | None:
-    if container.duration:
-        return container.duration / av.time_base
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    return None
-
-
-def probe(path: str | Path) -> VideoInfo:
-    """Container-level facts about a video, without decoding it. Raises MediaError."""
-    path = Path(path)
-    container = _open(path)
-    try:
-        stream = _video_stream(container, path)
-        ctx = stream.codec_context
-        sar = ctx.sample_aspect_ratio
-        return VideoInfo(
-            path=str(path),
-            size_bytes=path.stat().st_size,
-            container=container.format.name,
-            duration=_declared_duration(container, stream),
-            fps=_rate(stream.average_rate) or _rate(stream.guessed_rate),
-            guessed_fps=_rate(stream.guessed_rate),
-            width=ctx.width,
-            height=ctx.height,
-            codec=ctx.name,
-            rotation=_first_frame_rotation(container, stream),
-            sample_aspect_ratio=float(sar) if sar else 1.0,
-            has_audio=bool(container.streams.audio),
-            frame_count=stream.frames or None,
-        )
-    finally:
-        container.close()
-
-
-def _first_frame_rotation(container: Any, stream: Any) -> int:
-    """Display rotation (the display matrix travels as frame side data: read one frame)."""
-    try:
-        for frame in container.decode(stream):
-            return int(frame.rotation or 0)
-    except av.FFmpegError:
-        pass  # an undecodable file is reported by the sampler, with its reason
-    return 0
+    def finish(self) -> list[float]: ...
 
 
 class _PtsReorder:
@@ -281,8 +196,12 @@ class FrameSampler:
         pad_value: tuple[int, int, int] = (0, 0, 0),
         decode_threads: int = 0,
         thumbnail_size: int = 0,
-        every_frame: PictureTap | None = None,
+        every_frame: PictureTap | Sequence[PictureTap] | None = None,
+        cuts: CutSource | None = None,
     ) -> None:
+        """``every_frame``: the taps that see every decoded frame of the window (each
+        picture converted once per size and format); ``cuts``: a scene detector fed the
+        same way, required by ``scenes`` sampling."""
         self.path = Path(path)
         self.spec = spec
         self.size = size
@@ -293,8 +212,13 @@ class FrameSampler:
         self.summary = SamplingSummary()
         self.info = probe(self.path)
         self._plans: dict[tuple[int, int, int], FramePlan] = {}
-        self.every_frame = every_frame
-        self._tap_size: dict[tuple[int, int], tuple[int, int]] = {}
+        if spec.mode is SamplingMode.SCENES and cuts is None:
+            raise ValueError("scenes sampling needs a scene detector (cuts)")
+        self.cuts = cuts
+        taps = as_taps(every_frame) + ((cuts.tap,) if cuts is not None else ())
+        self._taps = TapFanOut(taps, self.info.sample_aspect_ratio)
+        if cuts is not None:
+            cuts.start(self.info)
 
     # -- public -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[SampledFrame]:
@@ -302,7 +226,12 @@ class FrameSampler:
         try:
             stream = _video_stream(container, self.path)
             self._configure(stream)
-            yield from self._sample(container, stream)
+            if self.spec.mode is SamplingMode.SCENES:
+                yield from self._sample_scenes(container, stream)
+            else:
+                yield from self._sample(container, stream)
+                if self.cuts is not None:
+                    self.cuts.finish()
         finally:
             container.close()
         self._check_complete()
@@ -418,8 +347,8 @@ class FrameSampler:
             if spec.end is not None and time >= spec.end:
                 break
             self._note_time(frame, time, stream)
-            if self.every_frame is not None and time >= spec.start - 1e-9:
-                self.every_frame.receive(time, self._picture(frame, self.every_frame.width))
+            if self._taps and time >= spec.start - 1e-9:
+                self._taps.feed(frame, time)
             if spec.mode is SamplingMode.FPS:
                 # For each target time passed, keep whichever neighbour is nearer.
                 while next_target <= time and self._room_for_more():
@@ -447,6 +376,46 @@ class FrameSampler:
             and next_target < self.window_end
         ):
             yield emit(*previous)
+
+    def _sample_scenes(self, container: Any, stream: Any) -> Iterator[SampledFrame]:
+        """The middle of each scene the cut source finds, from the same decode pass."""
+        spec, cuts = self.spec, self.cuts
+        assert cuts is not None
+        chooser = SceneChooser(spec.start, 1.0 / spec.fps, spec.scene_gap)
+        for frame, time in self._timed_frames(container, stream):
+            if time < spec.start - 1e-9:
+                continue
+            if spec.end is not None and time >= spec.end:
+                break
+            self._note_time(frame, time, stream)
+            self._taps.feed(frame, time)
+            for cut in cuts.take_cuts():
+                if cut > chooser.scene_start + 1e-9:
+                    yield from self._numbered(chooser.cut(cut))
+            if not self._room_for_more():
+                self.summary.stopped_early = True
+                return
+            if chooser.wants(time):
+                chooser.keep(time, self._sampled(frame, time))
+        for cut in cuts.finish():
+            if cut > chooser.scene_start + 1e-9:
+                yield from self._numbered(chooser.cut(cut))
+        yield from self._numbered(chooser.finish(self.window_end))
+
+    def _sampled(self, frame: Any, time: float) -> SampledFrame:
+        """A frame converted for the model (numbered when it is chosen)."""
+        thumbnail = self._thumbnail(frame) if self.thumbnail_size else None
+        return SampledFrame(-1, time, frame.pts, self._convert(frame), thumbnail)
+
+    def _numbered(self, chosen: list[tuple[SampledFrame, float]]) -> Iterator[SampledFrame]:
+        for sampled, stands_from in chosen:
+            if not self._room_for_more():
+                self.summary.stopped_early = True
+                return
+            sampled.stands_from = stands_from
+            sampled.index = self.summary.sampled_frames
+            self.summary.sampled_frames += 1
+            yield sampled
 
     def _note_time(self, frame: Any, time: float, stream: Any) -> None:
         s = self.summary
@@ -488,20 +457,11 @@ class FrameSampler:
 
     def _picture(self, frame: Any, width: int | None) -> np.ndarray:
         """The frame as RGB, ``width`` wide at its display aspect ratio (None: as stored)."""
-        if width is None:
-            return frame.to_ndarray(format="rgb24")  # type: ignore[no-any-return]
-        key = (frame.width, frame.height)
-        size = self._tap_size.get(key)
-        if size is None:
-            display_width = frame.width * self.info.sample_aspect_ratio
-            scaled = min(width, frame.width)
-            size = self._tap_size[key] = (
-                scaled,
-                max(1, round(scaled * frame.height / display_width)),
-            )
-        return frame.to_ndarray(  # type: ignore[no-any-return]
-            width=size[0], height=size[1], format="rgb24", interpolation="AREA"
-        )
+        size = None
+        if width is not None:
+            sar = self.info.sample_aspect_ratio
+            size = tap_size((frame.width, frame.height), sar, width, long_side=False)
+        return convert(frame, size)
 
     def _thumbnail(self, frame: Any) -> bytes:
         """The whole picture, long side ``thumbnail_size``, as a JPEG (evidence for

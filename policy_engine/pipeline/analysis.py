@@ -25,6 +25,7 @@ from policy_engine.analysis.photosensitivity import (
     PseResult,
     PseSettings,
 )
+from policy_engine.analysis.scenes import Scene, SceneSettings, scenes_of
 from policy_engine.analysis.scoring import (
     Category,
     FrameScores,
@@ -34,6 +35,7 @@ from policy_engine.analysis.scoring import (
 )
 from policy_engine.errors import EmptyWindowError
 from policy_engine.media.framing import Framing
+from policy_engine.media.scenes import SceneCuts
 from policy_engine.media.video import (
     FrameSampler,
     PictureTap,
@@ -59,6 +61,9 @@ class AnalysisOptions:
     # the photosensitivity check on every frame of the same decode; None: not checked
     photosensitivity: PseSettings | None = None
     pse_width: int | None = 320  # width of the pictures it measures; None: as stored
+    # scene detection (PySceneDetect) on every frame of the same decode; None: not run
+    # (``scenes`` sampling runs it with the defaults when this is None)
+    scenes: SceneSettings | None = None
 
 
 @dataclass
@@ -76,6 +81,11 @@ class AnalysisResult:
     software_version: str = __version__
     photosensitivity: PseResult | None = None
     photosensitivity_skipped: str | None = None  # why it was not checked, when asked for
+    scenes: list[Scene] = field(default_factory=list)  # empty when not detected
+    scene_detection: dict[str, Any] | None = None  # how (detector, threshold, cuts)
+    scenes_skipped: str | None = None  # why scenes were not detected, when asked for
+    # scenes sampling: where each frame's span starts (its scene's cut); None: its time
+    span_starts: np.ndarray | None = None
 
     def to_dict(self, *, frames: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -91,6 +101,15 @@ class AnalysisResult:
         }
         if self.photosensitivity_skipped:
             data["photosensitivity_skipped"] = self.photosensitivity_skipped
+        if self.scene_detection is not None:
+            data["scene_detection"] = self.scene_detection
+            data["scenes"] = [
+                {"start": sc.start, "end": sc.end, "frames": sc.frame_count,
+                 "keyframe": sc.keyframe}
+                for sc in self.scenes
+            ]  # fmt: skip
+        if self.scenes_skipped:
+            data["scenes_skipped"] = self.scenes_skipped
         if frames:
             names = self.scores.category_names
             data["frames"] = [
@@ -176,6 +195,7 @@ def analyze_video(
     text_embeddings = embedder.embed_texts(prompts)
 
     flashes, skipped = _photosensitivity_check(options)
+    cuts, scenes_skipped = _scene_detection(options)
     sampler = FrameSampler(
         path,
         options.sampling,
@@ -186,10 +206,12 @@ def analyze_video(
         every_frame=(
             PictureTap(flashes.add_frame, options.pse_width) if flashes is not None else None
         ),
+        cuts=cuts,
     )
     # Before decoding, window_end is the declared end: the progress bar's total.
     window = max(0.0, sampler.window_end - options.sampling.start)
     times: list[float] = []
+    stands_from: list[float | None] = []
     embeddings: list[np.ndarray] = []
     thumbnails: list[bytes | None] = []
     pending: list[SampledFrame] = []
@@ -208,6 +230,7 @@ def analyze_video(
             crops = len(frame.pixels)
             embeddings.append(vectors[offset : offset + crops])
             times.append(frame.time)
+            stands_from.append(frame.stands_from)
             thumbnails.append(frame.thumbnail)
             offset += crops
         if progress is not None:
@@ -231,9 +254,11 @@ def analyze_video(
         _check_window(path, options.sampling.start, end)
     start = min(options.sampling.start, end)
     scores = score_frames(categories, times, embeddings, text_embeddings, embedder.logit_scale)
+    span_starts = _span_starts(times, stands_from)
     coverage = coverage_from_scores(
-        scores, start=start, end=end, interval_seconds=options.interval_seconds
-    )
+        scores, start=start, end=end, interval_seconds=options.interval_seconds,
+        begins=span_starts,
+    )  # fmt: skip
     pse = flashes.result(end_time=end) if flashes is not None else None
     total = time.perf_counter() - started
     summary = sampler.summary
@@ -256,7 +281,18 @@ def analyze_video(
         },
         photosensitivity=pse,
         photosensitivity_skipped=skipped,
+        scenes=scenes_of(cuts.cuts, np.asarray(times), start, end) if cuts is not None else [],
+        scene_detection=cuts.summary() if cuts is not None else None,
+        scenes_skipped=scenes_skipped,
+        span_starts=span_starts,
     )
+
+
+def _span_starts(times: list[float], stands_from: list[float | None]) -> np.ndarray | None:
+    """Where each sample's span starts, when the sampler said (scenes sampling)."""
+    if not any(s is not None for s in stands_from):
+        return None
+    return np.array([t if s is None else s for t, s in zip(times, stands_from)])
 
 
 def _photosensitivity_check(
@@ -269,6 +305,19 @@ def _photosensitivity_check(
         # flashes live between key frames: measuring only those would pass anything
         return None, "keyframes sampling decodes key frames only; flashes need every frame"
     return PhotosensitivityAnalyzer(options.photosensitivity), None
+
+
+def _scene_detection(options: AnalysisOptions) -> tuple[SceneCuts | None, str | None]:
+    """The scene detector the options ask for (``scenes`` sampling needs one), or why
+    there is none."""
+    settings = options.scenes
+    if settings is None and options.sampling.mode is SamplingMode.SCENES:
+        settings = SceneSettings()
+    if settings is None:
+        return None, None
+    if options.sampling.mode is SamplingMode.KEYFRAMES:
+        return None, "keyframes sampling decodes key frames only; cuts need every frame"
+    return SceneCuts(settings), None
 
 
 def rescore(
@@ -290,6 +339,7 @@ def rescore(
         start=result.coverage.start,
         end=result.coverage.end,
         interval_seconds=result.coverage.interval_seconds,
+        begins=result.span_starts,
     )
     return scores, coverage
 

@@ -62,6 +62,7 @@ def ask(
         end=scan.window_end,
         threshold=threshold,
         contrast=CONTRAST_PROMPTS,
+        begins=scan.span_starts,
     )
     return AskResult(asset_id, scan.path, scan.id, scan.model_name, weights, found, others)
 

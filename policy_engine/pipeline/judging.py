@@ -133,6 +133,7 @@ def judge(
                 start=scan.window_start,
                 end=scan.window_end,
                 interval_seconds=scan.interval_seconds,
+                begins=scan.span_starts,
             )
             decision = evaluate(ruleset, coverage, scores[scan.id], checks=stored_checks(scan))
             judging.judgements.append(Judgement(scan, ruleset, _of_the_part(decision, scan)))

@@ -20,7 +20,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from policy_engine import __version__
+from policy_engine.analysis.scenes import frame_vectors, scene_embeddings, scene_shares
 from policy_engine.analysis.scoring import categories_key, category_records
 from policy_engine.errors import MediaError, PolicyEngineError, StoreError
 from policy_engine.hashing import file_sha256, text_sha256
@@ -39,6 +42,7 @@ from policy_engine.policy.evaluate import Decision, combine
 from policy_engine.policy.model import RuleSet
 from policy_engine.store import NewDecision, ScanFrames, ScanModel, Store
 from policy_engine.store.repository import RUNNING
+from policy_engine.store.scenes import ScanScenes, Scenes
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +183,28 @@ def sampling_record(options: AnalysisOptions) -> tuple[dict[str, Any], str]:
             **options.photosensitivity.to_dict(),
             "width": options.pse_width,
         }
+    if options.scenes is not None:  # scenes are stored with the scan: part of what it holds
+        frames["scenes"] = options.scenes.to_dict()
     key = text_sha256(json.dumps(frames, sort_keys=True))
     return {**frames, "interval": options.interval_seconds}, key
+
+
+def scan_scenes(analysis: AnalysisResult) -> ScanScenes | None:
+    """What a scan stores of its scenes: how they were found, spans, embeddings."""
+    if analysis.scene_detection is None:
+        return None
+    vectors = frame_vectors(analysis.embeddings)
+    return ScanScenes(
+        analysis.scene_detection, analysis.scenes, scene_embeddings(vectors, analysis.scenes)
+    )
+
+
+def shares_of(analysis: AnalysisResult, scores: Any) -> np.ndarray:
+    """(S, K) time-weighted shares of each scene per category, for one category set."""
+    return scene_shares(
+        analysis.times, scores.labels, len(scores.categories), analysis.scenes,
+        start=analysis.coverage.start, end=analysis.coverage.end, begins=analysis.span_starts,
+    )  # fmt: skip
 
 
 def _os_reason(exc: OSError) -> str:
@@ -354,23 +378,24 @@ class Scanner:
                 thumbnails=analysis.thumbnails,
                 window_start=analysis.coverage.start,
                 window_end=analysis.coverage.end,
+                span_starts=analysis.span_starts,
             ),
             timings=analysis.timings,
             decoding=analysis.decoding,
             photosensitivity=pse_summary(analysis.photosensitivity),
+            scenes=scan_scenes(analysis),
         )
         # Score every rule set's categories now, from full-precision embeddings; judging
-        # (now and at every re-evaluation) reads these back.
+        # (now and at every re-evaluation) reads these back. Each scene's coverage too.
         for ruleset in self.rulesets:
             if tuple(ruleset.categories) == tuple(analysis.scores.categories):
-                probabilities = analysis.scores.probabilities
+                scores = analysis.scores
             else:
-                probabilities = rescore(analysis, ruleset.categories, embedder)[0].probabilities
-            self.store.save_score_sets(
-                categories_key(ruleset.categories),
-                category_records(ruleset.categories),
-                {scan_id: probabilities},
-            )
+                scores = rescore(analysis, ruleset.categories, embedder)[0]
+            key, records = categories_key(ruleset.categories), category_records(ruleset.categories)
+            self.store.save_score_sets(key, records, {scan_id: scores.probabilities})
+            if analysis.scene_detection is not None:
+                Scenes(self.store).save_shares(key, records, {scan_id: shares_of(analysis, scores)})
 
     def _decide(self, result: ScanOutcome) -> None:
         """Judge the stored scan; a new scan always gets new decisions, a reused one only

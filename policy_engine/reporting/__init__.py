@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from policy_engine import __version__
@@ -33,6 +34,7 @@ from policy_engine.policy.model import RuleSet
 from policy_engine.policy.overrides import Ruling, engine_ruling, review_steps
 from policy_engine.policy.territory import Slot, earliest_slot
 from policy_engine.reporting.flashes import FlashSection, flash_section
+from policy_engine.reporting.scenes import SceneSection, scene_section
 
 if TYPE_CHECKING:
     from policy_engine.store import CurrentDecision, Store
@@ -116,6 +118,7 @@ class AssetReport:
     generated: str
     version: str = __version__
     flashes: FlashSection | None = None  # the photosensitivity check of that scan
+    scenes: SceneSection | None = None  # that scan's scenes, each with a keyframe
 
     @property
     def name(self) -> str:
@@ -179,6 +182,7 @@ def _section(store: Store, current: CurrentDecision, scans: dict[int, Any]) -> R
                 start=scan.window_start,
                 end=scan.window_end,
                 interval_seconds=scan.interval_seconds,
+                begins=scan.span_starts,
             )
     frames = {e["frame"] for r in decision.reasons if r.kind == "fired" for e in r.evidence}
     thumbs = store.thumbnails(decision.scan_id, frames) if frames else {}
@@ -214,7 +218,51 @@ def build_asset_report(store: Store, asset_id: int) -> AssetReport:
             judged.photosensitivity, judged.times,
             lambda frames: store.thumbnails(judged.id, frames),
         ) if judged is not None else None,
+        scenes=_scenes(store, scan, sections) if judged is not None else None,
     )  # fmt: skip
+
+
+def _scenes(store: Store, scan: Any, sections: list[RulesetSection]) -> SceneSection | None:
+    """The judged scan's scenes with each rule set's per-scene coverage."""
+    from policy_engine.store.scenes import Scenes
+
+    if scan is None or scan.scenes is None:
+        return None
+    scenes = Scenes(store).of_scan(scan.id)
+    shares = {
+        section.decision.ruleset_name: (
+            section.ruleset.categories,
+            _scene_shares(store, scan, section, scenes),
+        )
+        for section in sections
+        if section.ruleset is not None
+    }
+    return scene_section(
+        scan.scenes, scenes, lambda frames: store.thumbnails(scan.id, frames), shares
+    )
+
+
+def _scene_shares(store: Store, scan: Any, section: RulesetSection, scenes: list[Any]) -> Any:
+    """Stored with the scan; for a rule set that came later, from its stored scores."""
+    from policy_engine.analysis.scenes import scene_shares
+    from policy_engine.store.scenes import Scenes
+
+    assert section.ruleset is not None
+    key = categories_key(section.ruleset.categories)
+    values = Scenes(store).shares(scan.id, key)
+    if values is not None or section.coverage is None:
+        return values
+    stored = store.score_sets([scan.id], key).get(scan.id)
+    times = np.frombuffer(scan.frame_times or b"", dtype=np.float64)
+    count = len(section.ruleset.categories)
+    if stored is None or stored.size != len(times) * count:
+        return None
+    labels = stored.reshape(len(times), count).argmax(axis=1)
+    window = section.coverage
+    begins = np.frombuffer(scan.frame_spans, dtype=np.float64) if scan.frame_spans else None
+    return scene_shares(
+        times, labels, count, scenes, start=window.start, end=window.end, begins=begins
+    )
 
 
 def _environment() -> Environment:

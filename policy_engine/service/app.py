@@ -27,10 +27,11 @@ from policy_engine.service.routes import (
     decisions,
     health,
     rulesets,
+    search,
     session,
 )
 
-ROUTERS = (health, session, assets, decisions, rulesets, accounts, analyses)
+ROUTERS = (health, session, assets, decisions, rulesets, accounts, analyses, search)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -54,7 +54,7 @@ _STATUS_OF = ((ConfigError, 422, "invalid"), (ModelError, 503, "model-unavailabl
 
 
 MAX_BODY_BYTES = 64 * 1024  # a JSON request body; uploads have their own cap
-UPLOAD_PATHS = frozenset({"/api/v1/analyses/upload"})
+UPLOAD_PATHS = frozenset({"/api/v1/analyses/upload", "/api/v1/search/image"})  # own caps
 
 
 class BodyCap:

@@ -67,6 +67,7 @@ class ScanFrames:
     thumbnails: Sequence[bytes | None]
     window_start: float
     window_end: float
+    span_starts: np.ndarray | None = None  # where each frame's span starts (scenes sampling)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class StoredScan:
     finished_at: datetime
     part: str | None = None  # how the scan was limited (a window, a frame cap), if it was
     photosensitivity: dict[str, Any] | None = None  # the check's summary, if it was run
+    span_starts: np.ndarray | None = None  # where frames' spans start, if not at their time
 
 
 def _part_of_video(sampling: dict[str, Any]) -> str | None:
@@ -461,8 +463,12 @@ class Store:
         timings: dict[str, Any],
         decoding: dict[str, Any],
         photosensitivity: dict[str, Any] | None = None,
+        scenes: Any = None,  # store.scenes.ScanScenes
     ) -> None:
-        """Frames and the scan's completion in one transaction: all or nothing."""
+        """Frames (and scenes) and the scan's completion in one transaction: all or
+        nothing, so a scan's frames are searchable from the moment it completes."""
+        from policy_engine.store.scenes import scene_rows
+
         times = np.asarray(frames.times, dtype=np.float64)
         with self._transaction() as s:
             scan = s.get_one(Scan, scan_id)
@@ -474,9 +480,14 @@ class Store:
             scan.window_end = frames.window_end
             scan.frame_count = len(times)
             scan.frame_times = times.tobytes()
+            if frames.span_starts is not None:
+                scan.frame_spans = np.asarray(frames.span_starts, dtype=np.float64).tobytes()
             scan.timings = timings
             scan.decoding = decoding
             scan.photosensitivity = photosensitivity
+            scan.scenes = scenes.summary if scenes is not None else None
+            if scenes is not None:
+                s.add_all(scene_rows(scan_id, scenes))
             s.add_all(
                 Frame(
                     scan_id=scan_id,
@@ -553,6 +564,9 @@ class Store:
             finished_at=row.finished_at,
             part=_part_of_video(row.sampling or {}),
             photosensitivity=row.photosensitivity,
+            span_starts=(
+                np.frombuffer(row.frame_spans, dtype=np.float64) if row.frame_spans else None
+            ),
         )
 
     def frame_embeddings(self, scan_ids: Sequence[int]) -> dict[int, list[np.ndarray]]:

@@ -141,11 +141,16 @@ class Scan(Base):
     window_end: Mapped[float | None] = mapped_column(Float)
     frame_count: Mapped[int | None] = mapped_column(Integer)
     frame_times: Mapped[bytes | None] = mapped_column(LargeBinary)  # float64 seconds
+    # where each frame's span starts when not at its own time (``scenes`` sampling: at its
+    # scene's cut), float64 seconds; empty: each frame stands from its own time
+    frame_spans: Mapped[bytes | None] = mapped_column(LargeBinary)
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     decoding: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # the photosensitivity check (verdict, failing intervals, per-second series, settings);
     # empty when it was not run
     photosensitivity: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # how cuts were found (detector, threshold, frames seen, cuts); empty when not detected
+    scenes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # the ingest worker that ran it (empty for `policy-engine scan`): a worker that dies
     # leaves its running scans to be marked failed by the one that notices
     worker_id: Mapped[str | None] = mapped_column(String(120), index=True)
@@ -182,6 +187,41 @@ class ScoreSet(Base):
     categories_sha256: Mapped[str] = mapped_column(String(HASH))
     categories: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     probabilities: Mapped[bytes] = mapped_column(LargeBinary)  # (F, K) float32
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SceneRecord(Base):
+    """One scene (a shot between cuts) of a scan: its span, the sampled frames inside
+    (``first_frame`` .. + ``frame_count``), the frame nearest its middle, and the
+    normalised mean of its frames' embeddings (float16; empty for a scan without frames).
+    Append-only."""
+
+    __tablename__ = "scenes"
+    __table_args__ = (UniqueConstraint("scan_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    index: Mapped[int] = mapped_column(Integer)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    first_frame: Mapped[int] = mapped_column(Integer)
+    frame_count: Mapped[int] = mapped_column(Integer)
+    keyframe: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)  # (D,) float16
+
+
+class SceneShares(Base):
+    """Per-scene coverage of one scan under one category set (as score sets): the
+    time-weighted share of each scene labelled with each category. Append-only."""
+
+    __tablename__ = "scene_shares"
+    __table_args__ = (UniqueConstraint("scan_id", "categories_sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    categories_sha256: Mapped[str] = mapped_column(String(HASH))
+    categories: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    shares: Mapped[bytes] = mapped_column(LargeBinary)  # (S, K) float32
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -513,10 +553,11 @@ FROZEN_COLUMNS: dict[type[Base], tuple[str, ...]] = {
     Asset: ("content_sha256", "size_bytes"),
 }
 
-# The ORM refuses what the database triggers refuse (migrations 0001 and 0004), so a
+# The ORM refuses what the database triggers refuse (migrations 0001, 0004, 0013), so a
 # bug in the engine reads as this error before it reaches the database.
 for _model in (
     DecisionRecord, ReasonRecord, Override, Frame, ScoreSet, ReportRecord, RuleSetInForce,
+    SceneRecord, SceneShares,
 ):  # fmt: skip
     event.listen(_model, "before_update", _refuse("updating one"))
     event.listen(_model, "before_delete", _refuse("deleting one"))

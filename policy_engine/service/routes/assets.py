@@ -90,9 +90,11 @@ def asset(asset_id: int, request: Request, caller: Reader) -> dict[str, Any]:
         "scans": [
             {"id": sc.id, "status": sc.status, "finished_at": sc.finished_at,
              "model": sc.model_name, "weights_sha256": sc.weights_sha256,
-             "error": sc.error, "photosensitivity": _flashes(sc.photosensitivity)}
+             "error": sc.error, "photosensitivity": _flashes(sc.photosensitivity),
+             "scenes": sc.scenes}
             for sc in scans
         ],
+        "scenes": f"/api/v1/assets/{asset_id}/scenes",
         "report": {"path": reports[-1].path, "sha256": reports[-1].sha256}
         if reports else None,
     }  # fmt: skip
@@ -126,6 +128,30 @@ def ask(
         "other_weights": list(result.other_weights),
         **result.answer.to_dict(),
     }
+
+
+@router.get("/{asset_id}/scenes")
+def scenes(asset_id: int, request: Request, caller: Reader) -> dict[str, Any]:
+    """The scenes of the asset's latest completed scan: span, frames sampled inside, the
+    keyframe's (blurred) picture, and more like each scene."""
+    from policy_engine.store.scenes import Scenes
+
+    store = resources(request).store()
+    if store.asset(asset_id) is None:
+        raise Problem(404, "no-such-asset", f"no asset {asset_id}")
+    scan_id = next((s.id for s in store.asset_scans(asset_id)), None)  # the newest first
+    found = Scenes(store).of_scan(scan_id) if scan_id is not None else []
+    detection = store.scan(scan_id).scenes if scan_id is not None else None
+    return {
+        "asset_id": asset_id, "scan_id": scan_id, "detection": detection,
+        "scenes": [
+            {"index": sc.index, "start": sc.start, "end": sc.end, "frames": sc.frame_count,
+             "keyframe": sc.keyframe,
+             "thumbnail": f"/api/v1/scans/{sc.scan_id}/frames/{sc.keyframe}/thumbnail",
+             "similar": f"/api/v1/scans/{sc.scan_id}/frames/{sc.keyframe}/similar?kind=scenes"}
+            for sc in found
+        ],
+    }  # fmt: skip
 
 
 def _flashes(stored: dict[str, Any] | None) -> dict[str, Any] | None:

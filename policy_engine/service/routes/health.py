@@ -30,4 +30,13 @@ def readyz(request: Request) -> dict[str, str]:
         raise Problem(503, "not-ready", str(exc)) from None
     if current != head:
         raise Problem(503, "not-ready", f"database schema {current}, this software {head}")
-    return {"status": "ready", "schema": current}
+    ready = {"status": "ready", "schema": current}
+    backend = resources(request).settings.search_backend
+    if backend == "pgvector":  # detected here, at start-up; only search depends on it
+        from policy_engine.store.vectors import PgVectors
+
+        why = PgVectors(store).unavailable()
+        ready["search"] = f"pgvector unavailable: {why}" if why else "pgvector"
+    else:
+        ready["search"] = backend
+    return ready
