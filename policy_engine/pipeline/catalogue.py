@@ -46,11 +46,14 @@ def list_assets(
     items: list[dict[str, Any]] = []
     read, last = 0, after
     rulesets: dict[str, Any] = {}  # parsed rule sets by hash, for the territory filter
+    more: bool | None = None  # an asset after the last one read
     while len(items) < limit and read < budget:
         # without filters on derived data every row read is kept: read no more than needed
         derived = any(v is not None for k, v in vars(wanted).items() if k != "name")
         batch = min(BATCH if derived else limit - len(items), budget - read)
-        rows = store.asset_rows(after=last, limit=batch, name_contains=wanted.name)
+        # one row more than the batch, unread: whether there is a next page
+        rows = store.asset_rows(after=last, limit=batch + 1, name_contains=wanted.name)
+        more, rows = len(rows) > batch, rows[:batch]
         if not rows:
             return CataloguePage(items, None)
         current = store.current_decisions([asset.id for asset in rows])
@@ -59,15 +62,17 @@ def list_assets(
         by_asset: dict[int, list[Any]] = {}
         for (asset_id, _), decision in current.items():
             by_asset.setdefault(asset_id, []).append(decision)
-        for asset in rows:
+        for position, asset in enumerate(rows, 1):
             read, last = read + 1, asset.id
             decisions = by_asset.get(asset.id, [])
             item = _item(asset, decisions)
             if _matches(item, decisions, wanted) and _airs(decisions, wanted, rulesets):
                 items.append(item)
                 if len(items) == limit:
+                    more = more or position < len(rows)
                     break
-    more = store.any_asset_after(last, wanted.name)
+    if more is None:  # nothing read (no budget)
+        more = store.any_asset_after(last, wanted.name)
     return CataloguePage(items, last if more else None)
 
 

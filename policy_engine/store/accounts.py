@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from policy_engine import accounts
@@ -18,6 +18,11 @@ from policy_engine.store.repository import StoreFacet
 from policy_engine.store.schema import ApiToken, LoginAttempt, User, WebSession, utcnow
 
 LAST_USE_RESOLUTION = timedelta(minutes=1)
+# read on every request with a token: built once, the columns only
+_TOKEN_BY_LOOKUP = select(
+    ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.secret_sha256, ApiToken.revoked_at,
+    ApiToken.last_used_at,
+).where(ApiToken.lookup == bindparam("lookup"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -179,17 +184,18 @@ class Accounts(StoreFacet):
         if lookup is None:
             return None
         with self._transaction() as s:
-            row = s.scalar(select(ApiToken).where(ApiToken.lookup == lookup))
-            if row is None or row.revoked_at is not None:
+            row = s.execute(_TOKEN_BY_LOOKUP, {"lookup": lookup}).first()
+            if row is None:
                 return None
-            if not accounts.token_matches(secret, row.secret_sha256):
+            token_id, name, role, digest, revoked_at, last_used_at = row
+            if revoked_at is not None or not accounts.token_matches(secret, digest):
                 return None
             now = utcnow()
             # a write per request would serialise every request on SQLite: the time of
             # last use is kept to the minute, so most requests only read
-            if row.last_used_at is None or now - row.last_used_at > LAST_USE_RESOLUTION:
-                row.last_used_at = now
-            return Account("token", row.name, row.role)
+            if last_used_at is None or now - last_used_at > LAST_USE_RESOLUTION:
+                s.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+            return Account("token", name, role)
 
     def enabled_user(self, name: str) -> Account | None:
         """The user ``name`` if it exists and is enabled (single sign-on by a proxy that

@@ -237,11 +237,12 @@ _FIRED = (
     .where(ReasonRecord.decision_id.in_(_ids()), ReasonRecord.kind == "fired")
     .order_by(ReasonRecord.decision_id, ReasonRecord.position)
 )
-_OVERRIDES = select(Override).where(Override.decision_id.in_(_ids())).order_by(Override.id)
-_OVERRIDDEN = select(DecisionRecord.asset_id, DecisionRecord.ruleset_name, DecisionRecord.id).join(
-    Override, Override.decision_id == DecisionRecord.id
+_OVERRIDES = (
+    select(Override, DecisionRecord.asset_id, DecisionRecord.ruleset_name)
+    .join(DecisionRecord, DecisionRecord.id == Override.decision_id)
+    .order_by(Override.id)
 )
-_OVERRIDDEN_OF = _OVERRIDDEN.where(DecisionRecord.asset_id.in_(_ids()))
+_OVERRIDES_OF = _OVERRIDES.where(DecisionRecord.asset_id.in_(_ids()))
 _SCAN_SUMMARIES = (
     select(Scan.id, Scan.status, Scan.finished_at, Scan.model_name, Scan.weights_sha256,
            Scan.error)
@@ -778,13 +779,18 @@ class Store:
                 rows = s.execute(_CURRENT_OF, {"ids": list(asset_ids)}).all()
             ids = [row[0] for row in rows]
             fired: dict[int, list[str]] = {i: [] for i in ids}
-            overrides: dict[int, list[OverrideView]] = {i: [] for i in ids}
             for chunk in _chunks(ids):
                 for decision_id, rule_id in s.execute(_FIRED, {"ids": chunk}):
                     fired[decision_id].append(rule_id)
-                for override in s.scalars(_OVERRIDES, {"ids": chunk}):
+            # every override of these assets, in one read: those on a latest decision
+            # are shown with it, those left on superseded ones are counted per pair
+            overrides: dict[int, list[OverrideView]] = {i: [] for i in ids}
+            earlier: dict[tuple[int, str], int] = {}
+            for override, asset_id, name in self._overrides_of(s, asset_ids):
+                if override.decision_id in overrides:
                     overrides[override.decision_id].append(_override_view(override))
-            earlier = self._earlier_override_counts(s, ids, asset_ids)
+                else:
+                    earlier[(asset_id, name)] = earlier.get((asset_id, name), 0) + 1
         return {  # rows unpacked by position: a Row's attributes by name are slow
             (asset_id, name): CurrentDecision(
                 id=id_,
@@ -807,22 +813,16 @@ class Store:
         }  # fmt: skip
 
     @staticmethod
-    def _earlier_override_counts(
-        s: Session, latest_ids: Sequence[int], asset_ids: Sequence[int] | None
-    ) -> dict[tuple[int, str], int]:
-        """Overrides left on decisions that a later decision superseded, per pair, for
-        these assets (None: all); overrides are rare, so this reads few rows."""
-        latest = set(latest_ids)
-        counts: dict[tuple[int, str], int] = {}
-        runs = (
-            [(_OVERRIDDEN, {})] if asset_ids is None
-            else [(_OVERRIDDEN_OF, {"ids": chunk}) for chunk in _chunks(list(asset_ids))]
-        )  # fmt: skip
-        for query, params in runs:
-            for asset_id, name, decision_id in s.execute(query, params):
-                if decision_id not in latest:
-                    counts[(asset_id, name)] = counts.get((asset_id, name), 0) + 1
-        return counts
+    def _overrides_of(
+        s: Session, asset_ids: Sequence[int] | None
+    ) -> Iterator[tuple[Override, int, str]]:
+        """Every override on any decision about these assets (None: all), oldest first,
+        with the decision's asset and rule set name (overrides are rare: few rows)."""
+        if asset_ids is None:
+            yield from s.execute(_OVERRIDES)
+            return
+        for chunk in _chunks(list(asset_ids)):
+            yield from s.execute(_OVERRIDES_OF, {"ids": chunk})
 
     # -- review --------------------------------------------------------------------------
     def add_override(

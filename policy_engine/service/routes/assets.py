@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+# Imported with the app, not by a worker's first request: the pipeline brings torch in
+# (seconds), which would stall every request queued behind that first one.
 from policy_engine.analysis.ask import DEFAULT_THRESHOLD
+from policy_engine.pipeline.ask import ask as ask_store
+from policy_engine.pipeline.catalogue import AssetFilter, list_assets
+from policy_engine.policy.evaluate import combine
 from policy_engine.service.deps import PRINTABLE, Reader, utc
 from policy_engine.service.problems import Problem
 from policy_engine.service.resources import resources
@@ -43,8 +49,6 @@ def assets(
 ) -> dict[str, Any]:
     """The catalogue: assets with their verdict in force, filtered, by pages. Follow
     `next_cursor` until it is null (a page may hold fewer items than `limit`)."""
-    from policy_engine.pipeline.catalogue import AssetFilter, list_assets
-
     if (territory is None) != (airs_at is None):
         raise Problem(422, "invalid", "territory and airs_at go together",
                       errors=[{"field": "airs_at" if airs_at is None else "territory",
@@ -62,10 +66,6 @@ def assets(
 def asset(asset_id: int, request: Request, caller: Reader) -> dict[str, Any]:
     """One asset: where it was seen, its verdict in force, each rule set's current
     decision (rules fired, rulings with who made them), its scans and its report."""
-    from dataclasses import asdict
-
-    from policy_engine.policy.evaluate import combine
-
     store = resources(request).store()
     found = store.asset(asset_id)
     if found is None:
@@ -113,8 +113,6 @@ def ask(
 ) -> dict[str, Any]:
     """Does the asset show ``q``, when first, for how long: from stored frame
     embeddings with the text model alone (no video is opened)."""
-    from policy_engine.pipeline.ask import ask as ask_store
-
     engine = resources(request)
     store = engine.store()
     if store.asset(asset_id) is None:
