@@ -321,3 +321,27 @@ def test_scenes_sampling_keeps_coverage_time_weighted(shots: Path, tiny_clip_dir
     assert (clocked, sampled) == (92, 7)
     for name, share in by_clock.items():
         assert by_scene[name] == pytest.approx(share, abs=0.02), name
+
+
+def test_a_scenes_sampled_scan_is_judged_again_on_the_same_spans(
+    store, shots: Path, tiny_clip_dir: Path
+) -> None:
+    """Re-evaluation reads where each frame's span starts, as the scan measured it."""
+    from policy_engine.config import SHIPPED_RULES
+    from policy_engine.models.provider import ModelProvider
+    from policy_engine.pipeline import AnalysisOptions
+    from policy_engine.pipeline.judging import judge
+    from policy_engine.pipeline.scan import Scanner
+    from policy_engine.policy.loader import load_catalogue
+
+    rulesets, _ = load_catalogue([SHIPPED_RULES])
+    models = ModelProvider(str(tiny_clip_dir), device="cpu", dtype="fp32")
+    spec = SamplingSpec(mode=SamplingMode.SCENES, fps=2.0)
+    outcome = Scanner(store, rulesets, models, AnalysisOptions(sampling=spec)).scan_file(shots)
+    (stored,) = store.completed_scans(scan_ids=[outcome.scan_id])
+    assert len(stored.times) == 7
+    assert stored.span_starts == pytest.approx([0.0, 3.0, 3.8, 13.8, 23.8, 33.8, 43.8], abs=0.05)
+    again = judge(store, [stored], rulesets, models)
+    assert [j.decision.to_dict() for j in again.judgements] == [
+        d.to_dict() for _, d in outcome.decisions
+    ]

@@ -438,3 +438,17 @@ def test_readiness_names_the_search_back_end_and_why_pgvector_is_unavailable(
     why = PgVectors(store).unavailable()
     assert ready["status"] == "ready"
     assert ready["search"] == ("pgvector" if why is None else f"pgvector unavailable: {why}")
+
+
+def test_the_verdict_filter_keeps_assets_with_that_verdict_in_force(scanned) -> None:
+    from policy_engine.policy.evaluate import combine
+
+    store, settings, outcomes, _ = scanned
+    levels = {}
+    for outcome in outcomes.values():
+        decisions = store.current_decisions([outcome.asset_id]).values()
+        levels[outcome.asset_id] = combine([d.ruled() for d in decisions])["schedule"]
+    for level in set(levels.values()):
+        hits = _search(store, settings, text=QUERY, verdict=level, limit=10).hits
+        assert len(hits) == 10 and {levels[h.asset_id] for h in hits} == {level}
+    assert _search(store, settings, text=QUERY, verdict="no-such-level").hits == []

@@ -191,10 +191,13 @@ def _filtered(store: Any, current: list[CurrentScan], request: SearchRequest) ->
         and (request.since is None or s.finished_at >= request.since)
     ]
     if request.verdict is not None:
-        decisions = store.current_decisions([s.asset_id for s in kept]) if kept else {}
         rulings: dict[int, list[Any]] = {}
-        for (asset_id, _), decision in decisions.items():
-            rulings.setdefault(asset_id, []).append(decision.ruled())
+        assets = [s.asset_id for s in kept]
+        for first in range(0, len(assets), 500):  # IN lists well under every database's limit
+            for (asset_id, _), decision in store.current_decisions(
+                assets[first : first + 500]
+            ).items():
+                rulings.setdefault(asset_id, []).append(decision.ruled())
         kept = [
             s for s in kept
             if s.asset_id in rulings and combine(rulings[s.asset_id])["schedule"] == request.verdict
