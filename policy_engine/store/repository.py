@@ -474,6 +474,16 @@ class Store:
             )
             return {i: data for i, data in s.execute(query) if data is not None}
 
+    def frames_with_thumbnails(self, scan_id: int, indexes: Iterable[int]) -> list[int]:
+        """Which of these frames have a picture (without reading the pictures)."""
+        with self._transaction() as s:
+            query = select(Frame.index).where(
+                Frame.scan_id == scan_id,
+                Frame.index.in_(sorted(set(indexes))),
+                Frame.thumbnail.is_not(None),
+            )
+            return sorted(s.scalars(query))
+
     # -- score sets ----------------------------------------------------------------------
     def score_sets(self, scan_ids: Sequence[int], categories_sha256: str) -> dict[int, np.ndarray]:
         """Stored (F, K) float32 probabilities for these scans under this category set."""
@@ -757,6 +767,20 @@ class Store:
             s.add(row)
             s.flush()
             return row.id
+
+    def confirmed_overrides(self, decision_ids: Sequence[int]) -> dict[int, str]:
+        """Four-eyes mode: override id -> the second reviewer who confirmed it."""
+        from policy_engine.store.schema import OverrideConfirmation
+
+        if not decision_ids:
+            return {}
+        with self._transaction() as s:
+            rows = s.execute(
+                select(OverrideConfirmation.override_id, OverrideConfirmation.actor)
+                .join(Override, Override.id == OverrideConfirmation.override_id)
+                .where(Override.decision_id.in_(list(decision_ids)))
+            )
+            return {override_id: actor for override_id, actor in rows}
 
     def record_report(
         self, asset_id: int, decision_ids: Sequence[int], path: str, sha256: str
