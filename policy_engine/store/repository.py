@@ -267,13 +267,20 @@ class Store:
             return list(s.scalars(select(Asset).where(or_(*conditions)).order_by(Asset.id)))
 
     def asset_rows(
-        self, *, after: int, limit: int, name_contains: str | None = None
-    ) -> list[tuple[Asset, datetime | None]]:
-        """Assets by id after ``after`` (a cursor), each with when it was last scanned;
-        ``name_contains``: any path it was seen at contains it (case-insensitive)."""
+        self, *, after: int, limit: int, name_contains: str | None = None,
+        newest_first: bool = False,
+    ) -> list[tuple[Asset, datetime | None]]:  # fmt: skip
+        """Assets by id after ``after`` (a cursor; 0: from the start), each with when it
+        was last scanned; ``name_contains``: any path it was seen at contains it
+        (case-insensitive). ``newest_first``: by descending id (the newest first seen)."""
         if name_contains and "\x00" in name_contains:
             return []  # no path holds a NUL (and it would end a LIKE pattern early)
-        query = select(Asset).where(Asset.id > after).order_by(Asset.id).limit(limit)
+        if newest_first:
+            query = select(Asset).order_by(Asset.id.desc()).limit(limit)
+            if after:
+                query = query.where(Asset.id < after)
+        else:
+            query = select(Asset).where(Asset.id > after).order_by(Asset.id).limit(limit)
         if name_contains:
             seen = select(AssetPath.asset_id).where(
                 func.lower(AssetPath.path).contains(name_contains.lower(), autoescape=True)
