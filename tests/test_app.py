@@ -189,3 +189,235 @@ def test_the_catalogue_pages_by_cursor_links(client) -> None:
         url = found.group(1).replace("&amp;", "&")
         assert "verdict=not-for-broadcast" in url  # the filter goes with the cursor
     assert seen == [f"promo-{i}.mp4" for i in range(6, 0, -1)]
+
+
+# -- the asset page -----------------------------------------------------------------------
+def _overrides(store: Store) -> int:
+    return sum(len(d.overrides) for d in store.current_decisions().values())
+
+
+def _with_file(store: Store, tmp_path: Path, name: str = "promo-3") -> tuple[Path, bytes]:
+    """Give a seeded asset a file that exists (the asset keeps its synthetic path too)."""
+    from policy_engine.hashing import text_sha256
+
+    data = bytes(range(256)) * 40  # 10 240 bytes
+    path = tmp_path / f"{name}.mp4"
+    path.write_bytes(data)
+    store.record_asset(str(path), text_sha256(f"synthetic asset {name}"), len(data), None)
+    return path, data
+
+
+def test_the_video_is_served_with_range_requests_to_every_role(client, tmp_path: Path) -> None:
+    client, store, ids = client
+    asset_id = ids[3][0]
+    path, data = _with_file(store, tmp_path)
+    assert client.get(f"/assets/{asset_id}/video", follow_redirects=False).status_code == 303
+    log_in(client, "bob")  # a viewer
+    whole = client.get(f"/assets/{asset_id}/video")
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["accept-ranges"] == "bytes" and whole.headers["content-type"] == "video/mp4"
+    part = client.get(f"/assets/{asset_id}/video", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == data[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+    tail = client.get(f"/assets/{asset_id}/video", headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == data[-10:]
+    beyond = client.get(f"/assets/{asset_id}/video", headers={"Range": "bytes=999999-"})
+    assert beyond.status_code == 416
+    page = client.get(f"/assets/{asset_id}").text
+    assert f'<video id="player" controls preload="metadata" src="/assets/{asset_id}/video">' in page
+    path.unlink()  # the file is gone: a clear notice, and 404 for the file
+    gone = client.get(f"/assets/{asset_id}")
+    assert gone.status_code == 200 and "The file is gone" in gone.text and "<video" not in gone.text
+    assert client.get(f"/assets/{asset_id}/video").status_code == 404
+    assert client.get("/assets/99999").status_code == 404
+
+
+def test_the_page_shows_what_the_report_shows_with_blurred_evidence(client) -> None:
+    from policy_engine.reporting import build_asset_report, render_asset_report
+
+    client, store, ids = client
+    asset_id = ids[4][0]
+    log_in(client, "bob")
+    page = client.get(f"/assets/{asset_id}").text
+    report = render_asset_report(build_asset_report(store, asset_id))
+    for section in ("verdict", "reasons", "timeline", "evidence", "coverage", "provenance",
+                    "history"):  # fmt: skip
+        block = re.search(rf'<section class="[^"]*" aria-label="[^"]*" id="{section}">', page)
+        assert block and block.group(0) in report, section  # the same partial drew both
+    assert "UK: earliest not permitted (Europe/London) · decided by house" in page
+    assert 'data-seek="' in page and 'class="playhead"' in page  # live: seeking, a playhead
+    assert "unblurred" not in page.replace("Show the evidence unblurred", "")  # a viewer: no
+    assert "unblurred=true" not in client.get(f"/assets/{asset_id}?unblurred=1").text
+    log_in(client, "alice")  # a reviewer may ask for the evidence unblurred
+    assert "Show the evidence unblurred" in client.get(f"/assets/{asset_id}").text
+
+
+def _form(client: TestClient, asset_id: int, **fields: str):
+    page = client.get(f"/assets/{asset_id}").text
+    data = {"csrf_token": csrf_of(page), **fields}
+    return client.post(f"/assets/{asset_id}/overrule", data=data, follow_redirects=False)
+
+
+RULING = {"schedule": "unrestricted", "tags": "", "reason": "context",
+          "justification": "Stylised, brief"}  # fmt: skip
+
+
+def test_a_reviewer_overrules_and_the_verdict_changes_everywhere(client, app_setup) -> None:
+    from test_audit_trail import _verdict_in
+
+    client, store, ids = client
+    asset_id, decision_id = ids[5]
+    log_in(client, "alice")
+    done = _form(client, asset_id, decision_id=str(decision_id), **RULING)
+    assert done.status_code == 303 and done.headers["location"] == f"/assets/{asset_id}?done=overruled"
+    page = client.get(done.headers["location"]).text
+    assert re.search(r'id="verdict">\s*<div class="level">Unrestricted', page)
+    assert "Your ruling is recorded" in page and "alice" in page and "Stylised, brief" in page
+    assert "promo-5.mp4" in rows(client.get("/?verdict=unrestricted").text)  # the catalogue
+    report = Path(store.reports(asset_id)[-1].path)  # the static report, rewritten
+    assert _verdict_in(report) == "Unrestricted: may air at any time"
+    (override,) = store.current_decisions([asset_id])[(asset_id, "house")].overrides
+    assert (override.reviewer, override.actor, override.via, override.reason_code) == (
+        "alice", "user:alice", "app", "context"
+    )
+    assert override.tags == ()  # the tag set was emptied on purpose
+
+
+def test_refusals_write_nothing(client) -> None:
+    client, store, ids = client
+    asset_id, decision_id = ids[5]
+    log_in(client, "bob")  # a viewer: no form, and a forged POST is refused
+    page = client.get(f"/assets/{asset_id}").text
+    assert "/overrule" not in page and "Record the ruling" not in page
+    forged = client.post(
+        f"/assets/{asset_id}/overrule",
+        data={"csrf_token": csrf_of(page), "decision_id": str(decision_id), **RULING},
+    )  # fmt: skip
+    assert forged.status_code == 403 and "may not overrule" in forged.text
+    log_in(client, "alice")
+    for data in (
+        {"decision_id": str(decision_id), **RULING},  # no CSRF token
+        {"csrf_token": "forged", "decision_id": str(decision_id), **RULING},
+    ):
+        assert client.post(f"/assets/{asset_id}/overrule", data=data).status_code == 403
+    assert _form(client, asset_id, decision_id=str(decision_id), **{**RULING, "reason": "contxt"}
+                 ).status_code == 422  # fmt: skip
+    assert _form(client, asset_id, decision_id=str(decision_id),
+                 **{**RULING, "justification": " "}).status_code == 422  # fmt: skip
+    assert _form(client, asset_id, decision_id=str(ids[0][1]), **RULING).status_code == 409
+    assert _form(client, asset_id, decision_id=str(decision_id),
+                 **{**RULING, "schedule": "nonsense"}).status_code == 422  # fmt: skip
+    json_body = client.post(f"/assets/{asset_id}/overrule", json={"decision_id": decision_id})
+    assert json_body.status_code == 415
+    assert _overrides(store) == 0
+
+
+def test_a_claim_keeps_another_reviewer_from_ruling(client) -> None:
+    client, store, ids = client
+    asset_id, decision_id = ids[2]
+    csrf = log_in(client, "carol")
+    claimed = client.post(f"/assets/{asset_id}/claim", data={"csrf_token": csrf},
+                          follow_redirects=False)  # fmt: skip
+    assert claimed.status_code == 303 and "Release my claim" in client.get(f"/assets/{asset_id}").text
+    log_in(client, "alice")
+    page = client.get(f"/assets/{asset_id}").text
+    assert "Claimed by carol" in page
+    refused = _form(client, asset_id, decision_id=str(decision_id), **RULING)
+    assert refused.status_code == 409 and "carol has claimed" in refused.text
+    assert _overrides(store) == 0
+    log_in(client, "carol")
+    assert _form(client, asset_id, decision_id=str(decision_id), **RULING).status_code == 303
+    from policy_engine.store.review import Reviews
+
+    assert Reviews(store).claims([asset_id]) == {}  # ruling gives the claim back
+
+
+def test_four_eyes_a_change_of_level_waits_for_a_second_reviewer(app_setup) -> None:
+    from test_audit_trail import _verdict_in
+
+    store, ids, settings = app_setup
+    asset_id, decision_id = ids[6]
+    with TestClient(create_app(replace(settings, four_eyes=True))) as client:
+        log_in(client, "alice")
+        proposed = _form(client, asset_id, decision_id=str(decision_id), **RULING)
+        assert proposed.headers["location"] == f"/assets/{asset_id}?done=proposed"
+        page = client.get(f"/assets/{asset_id}").text
+        assert re.search(r'id="verdict">\s*<div class="level">Not for broadcast', page)
+        assert "Awaiting a second reviewer" in page and "Confirm the change" not in page
+        (proposal,) = re.findall(rf'action="/assets/{asset_id}/proposals/(\d+)"', client.get(
+            f"/assets/{asset_id}").text) or [None]  # fmt: skip
+        assert proposal is None  # the author is offered no confirm button …
+        from policy_engine.store.review import Reviews
+
+        (pending,) = Reviews(store).proposals(asset_ids=[asset_id])
+        own = client.post(
+            f"/assets/{asset_id}/proposals/{pending.id}",
+            data={"csrf_token": csrf_of(page), "answer": "confirm"},
+        )  # fmt: skip
+        assert own.status_code == 403 and _overrides(store) == 0  # … nor may confirm by hand
+        assert "awaiting second reviewer" in client.get("/?name=promo-6").text
+        log_in(client, "bob")  # a viewer may not confirm either
+        page = client.get(f"/assets/{asset_id}").text
+        viewer = client.post(
+            f"/assets/{asset_id}/proposals/{pending.id}",
+            data={"csrf_token": csrf_of(page), "answer": "confirm"},
+        )  # fmt: skip
+        assert viewer.status_code == 403 and _overrides(store) == 0
+        log_in(client, "carol")
+        page = client.get(f"/assets/{asset_id}").text
+        assert "Confirm the change" in page
+        confirmed = client.post(
+            f"/assets/{asset_id}/proposals/{pending.id}",
+            data={"csrf_token": csrf_of(page), "answer": "confirm"}, follow_redirects=False,
+        )  # fmt: skip
+        assert confirmed.headers["location"] == f"/assets/{asset_id}?done=confirmed"
+        page = client.get(f"/assets/{asset_id}").text
+        assert re.search(r'id="verdict">\s*<div class="level">Unrestricted', page)
+        assert "confirmed by user:carol (four eyes)" in page
+        assert _verdict_in(Path(store.reports(asset_id)[-1].path)).startswith("Unrestricted")
+        again = client.post(
+            f"/assets/{asset_id}/proposals/{pending.id}",
+            data={"csrf_token": csrf_of(page), "answer": "confirm"},
+        )  # fmt: skip
+        assert again.status_code == 409 and _overrides(store) == 1
+        # a change of tags alone is not a change of level: in force at once
+        tags_only = _form(client, asset_id, decision_id=str(decision_id), schedule="",
+                          tags="Fiction", reason="context", justification="tag it")  # fmt: skip
+        assert tags_only.headers["location"].endswith("done=overruled")
+
+
+def test_the_exports_of_an_asset(client) -> None:
+    client, store, ids = client
+    asset_id, decision_id = ids[1]
+    log_in(client, "bob")
+    record = client.get(f"/assets/{asset_id}/decision-record.json")
+    assert record.status_code == 200 and "attachment" in record.headers["content-disposition"]
+    body = record.json()
+    assert body["verdict"]["schedule"] == "not-for-broadcast"
+    assert body["decisions"][0]["id"] == decision_id and body["decisions"][0]["reasons"]
+    report = client.get(f"/assets/{asset_id}/report.html")
+    assert report.status_code == 200 and report.headers["content-disposition"].endswith('.html"')
+    assert "<style>" in report.text and 'src="/' not in report.text  # self-contained
+    assert "sandbox" in report.headers["content-security-policy"]
+
+
+def test_four_eyes_through_the_api(app_setup) -> None:
+    store, ids, settings = app_setup
+    asset_id, decision_id = ids[6]
+    accounts = Accounts(store)
+    desk = {"Authorization": f"Bearer {accounts.create_token('desk', 'reviewer', by='t')}"}
+    other = {"Authorization": f"Bearer {accounts.create_token('qc', 'reviewer', by='t')}"}
+    with TestClient(create_app(replace(settings, four_eyes=True))) as client:
+        ruling = {"reason": "context", "justification": "fiction", "schedule": "unrestricted"}
+        asked = client.post(f"/api/v1/decisions/{decision_id}/overrides", json=ruling, headers=desk)
+        assert asked.status_code == 202 and asked.json()["status"] == "awaiting-confirmation"
+        proposal = asked.json()["proposal_id"]
+        assert client.get(f"/api/v1/assets/{asset_id}", headers=desk).json()["verdict"][
+            "schedule"] == "not-for-broadcast"  # fmt: skip
+        own = client.post(f"/api/v1/proposals/{proposal}/confirm", json={}, headers=desk)
+        assert own.status_code == 403 and _overrides(store) == 0
+        done = client.post(f"/api/v1/proposals/{proposal}/confirm", json={}, headers=other)
+        assert done.status_code == 200 and done.json()["after"]["schedule"] == "unrestricted"
+        again = client.post(f"/api/v1/proposals/{proposal}/reject", json={}, headers=other)
+        assert again.status_code == 409 and _overrides(store) == 1
+        assert client.post("/api/v1/proposals/999/confirm", json={}, headers=other).status_code == 404

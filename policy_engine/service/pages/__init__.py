@@ -1,6 +1,6 @@
 """The review app: server-rendered HTML pages (Jinja2, the report's own partials) beside
 the JSON API, one module per page; the little JavaScript there is lives in static/."""
 
-from policy_engine.service.pages import catalogue, login, static
+from policy_engine.service.pages import asset, catalogue, login, static
 
-PAGES = (static, login, catalogue)
+PAGES = (static, login, catalogue, asset)
