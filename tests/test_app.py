@@ -421,3 +421,96 @@ def test_four_eyes_through_the_api(app_setup) -> None:
         again = client.post(f"/api/v1/proposals/{proposal}/reject", json={}, headers=other)
         assert again.status_code == 409 and _overrides(store) == 1
         assert client.post("/api/v1/proposals/999/confirm", json={}, headers=other).status_code == 404
+
+
+# -- the queue, the audit log, rule sets ----------------------------------------------------
+def test_the_queue_lists_what_needs_review_oldest_first_and_claims(client) -> None:
+    client, store, ids = client
+    csrf = log_in(client, "alice")
+    page = client.get("/queue").text
+    needing = page[page.index('id="needs-review"'):page.index('id="near-misses"')]
+    assert rows_of(needing) == [f"promo-{i}.mp4" for i in range(1, 7)]  # oldest first
+    claimed = client.post(f"/assets/{ids[1][0]}/claim",
+                          data={"csrf_token": csrf, "back": "queue"}, follow_redirects=False)  # fmt: skip
+    assert claimed.headers["location"] == "/queue"
+    assert "(yours until" in client.get("/queue").text
+    log_in(client, "carol")
+    assert "claimed by alice" in client.get("/queue").text
+    log_in(client, "bob")  # a viewer sees the queue, without claim buttons
+    viewer_page = client.get("/queue").text
+    assert "promo-1.mp4" in viewer_page and "Claim</button>" not in viewer_page
+
+
+def rows_of(html: str) -> list[str]:
+    return re.findall(r'<td class="path"><a href="/assets/\d+">([^<]+)</a>', html)
+
+
+def test_the_sample_shows_a_configured_share_of_cleared_verdicts(app_setup) -> None:
+    store, ids, settings = app_setup
+    with TestClient(create_app(replace(settings, review_sample=1.0))) as client:
+        log_in(client, "bob")
+        page = client.get("/queue").text
+        assert "promo-0.mp4" in rows_of(page[page.index('id="sample"'):])
+    with TestClient(create_app(replace(settings, review_sample=0.0))) as client:
+        log_in(client, "bob")
+        assert "Nothing sampled now." in client.get("/queue").text
+
+
+def test_the_audit_log_filters_and_exports_csv(client) -> None:
+    import csv
+    import io
+
+    client, store, ids = client
+    asset_id, decision_id = ids[4]
+    log_in(client, "alice")
+    _form(client, asset_id, decision_id=str(decision_id),
+          **{**RULING, "justification": "=HYPERLINK(\"http://x\")"})  # fmt: skip
+    page = client.get("/audit").text
+    assert 'data-kind="override"' in page and 'data-kind="login"' in page
+    only = client.get(f"/audit?kind=override&asset={asset_id}").text
+    assert 'data-kind="login"' not in only and "user:alice" in only
+    assert 'data-kind="override"' not in client.get("/audit?actor=carol").text
+    assert client.get("/audit?kind=nonsense").status_code == 422
+    exported = client.get(f"/audit.csv?asset={asset_id}")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    table = list(csv.reader(io.StringIO(exported.text)))
+    assert table[0] == ["at", "kind", "actor", "via", "asset_id", "decision_id", "what"]
+    (row,) = table[1:]
+    assert row[1:6] == ["override", "user:alice", "app", str(asset_id), str(decision_id)]
+    assert "'=HYPERLINK" not in row[6] and "=HYPERLINK" in row[6]  # not at a cell's start
+    assert client.get("/audit.csv?actor=%3D1").status_code == 200
+
+
+def test_rule_sets_are_for_editors_with_versions_diff_and_a_dry_run(client) -> None:
+    client, store, ids = client
+    from policy_engine.policy.loader import parse_ruleset
+
+    store.record_rules_in_force({"/rules/house.yaml": parse_ruleset(RULES, "house.yaml")})
+    edited = RULES.replace("version: 1", "version: 2").replace("coverage_above: 5%",
+                                                                "coverage_above: 35%")  # fmt: skip
+    store.record_rules_in_force({"/rules/house.yaml": parse_ruleset(edited, "house.yaml")})
+    log_in(client, "alice")  # a reviewer: not an editor
+    assert client.get("/rulesets").status_code == 403
+    assert "/rulesets" not in client.get("/").text.split("<main")[0]  # not in the menu
+    csrf = log_in(client, "eve")
+    listing = client.get("/rulesets").text
+    assert "house" in listing and parse_ruleset(edited, "h").sha256 in listing
+    versions = client.get("/rulesets/house").text
+    assert "Version 2" in versions and "Version 1" in versions
+    old, new = parse_ruleset(RULES, "h").sha256, parse_ruleset(edited, "h").sha256
+    diff = client.get(f"/rulesets/house/diff?old={old}&new={new}").text
+    assert '<span class="del">-    when: {category: violence, coverage_above: 5%}' in diff
+    assert '<span class="add">+    when: {category: violence, coverage_above: 35%}' in diff
+    assert client.get("/rulesets/nothing").status_code == 404
+    form = client.get("/rulesets/dry-run?start=house").text
+    assert "coverage_above: 35%" in form  # begins from the latest text
+    tried = client.post("/rulesets/dry-run", data={"csrf_token": csrf, "text": edited})
+    assert tried.status_code == 200
+    changed = re.findall(r'<td><a href="/assets/\d+">(promo-\d)\.mp4</a></td>', tried.text)
+    assert changed == ["promo-1", "promo-2", "promo-3"]  # 10-30 % violence: now cleared
+    why = tried.text[tried.text.index('id="changes"'):]
+    assert "<td>unrestricted</td>" in why and "no longer fires violence" in why
+    broken = client.post("/rulesets/dry-run", data={"csrf_token": csrf, "text": "rules: [\n"})
+    assert broken.status_code == 422 and "line " in broken.text
+    assert client.post("/rulesets/dry-run", data={"text": edited}).status_code == 403  # no CSRF
+    assert _overrides(store) == 0 and len(store.current_decisions()) == 7  # nothing written

@@ -136,6 +136,7 @@ def environment() -> Environment:
     env.globals["version"] = __version__
     env.filters["basename"] = lambda v: str(v).replace("\\", "/").rsplit("/", 1)[-1]
     env.filters["person"] = lambda v: str(v).split(":", 1)[-1]  # user:alice -> alice
+    env.filters["urlpart"] = lambda v: quote(str(v), safe="")
     return env
 
 
