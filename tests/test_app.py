@@ -153,7 +153,7 @@ def test_every_page_has_a_strict_content_security_policy(client) -> None:
     page = client.get("/").text
     assert "<script>" not in page and " style=" not in page and "on" + "click" not in page
     for asset in re.findall(r'(?:src|href)="([^"]+)"', page):
-        assert asset.startswith(("/", "#", "?")), asset  # nothing from elsewhere
+        assert asset.startswith(("/", "#", "?", "data:")), asset  # nothing from elsewhere
     assert client.get("/static/report.css").text.startswith(":root")  # the report's own
     assert client.get("/static/nothing.js").status_code == 404
 
@@ -514,3 +514,38 @@ def test_rule_sets_are_for_editors_with_versions_diff_and_a_dry_run(client) -> N
     assert broken.status_code == 422 and "line " in broken.text
     assert client.post("/rulesets/dry-run", data={"text": edited}).status_code == 403  # no CSRF
     assert _overrides(store) == 0 and len(store.current_decisions()) == 7  # nothing written
+
+
+def test_every_role_boundary_refuses_and_writes_nothing(client) -> None:
+    """Each change as each role: only those allowed get through the role check (a
+    refusal is 403 and writes nothing); the others reach the form's own checks."""
+    from policy_engine.store.review import Reviews
+
+    client, store, ids = client
+    asset_id, decision_id = ids[3]
+    changes = {  # path, form, the roles that may
+        "overrule": (f"/assets/{asset_id}/overrule",
+                     {"decision_id": str(decision_id), **RULING}, {"alice", "carol"}),
+        "claim": (f"/assets/{asset_id}/claim", {}, {"alice", "carol"}),
+        "answer": (f"/assets/{asset_id}/proposals/999", {"answer": "confirm"},
+                   {"alice", "carol"}),
+        "dry-run": ("/rulesets/dry-run", {"text": RULES}, {"eve"}),
+    }  # fmt: skip
+    for name in PASSWORDS:
+        csrf = log_in(client, name)
+        for what, (path, form, allowed) in changes.items():
+            if name in allowed:
+                continue
+            refused = client.post(path, data={"csrf_token": csrf, **form})
+            assert refused.status_code == 403, (name, what)
+            assert "may not" in refused.text
+        for page in ("/rulesets", "/rulesets/house", "/rulesets/dry-run"):
+            assert (client.get(page).status_code == 403) == (name != "eve"), (name, page)
+    assert _overrides(store) == 0 and Reviews(store).claims([asset_id]) == {}
+    assert Reviews(store).proposals() == []
+    client.cookies.clear()
+    for path in ("/", "/queue", "/audit", "/audit.csv", f"/assets/{asset_id}",
+                 f"/assets/{asset_id}/video", f"/assets/{asset_id}/report.html", "/rulesets"):
+        assert client.get(path, follow_redirects=False).status_code == 303, path  # fmt: skip
+    anonymous = client.post(f"/assets/{asset_id}/overrule", data=RULING, follow_redirects=False)
+    assert anonymous.status_code == 303 and _overrides(store) == 0
