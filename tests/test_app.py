@@ -306,6 +306,8 @@ def test_refusals_write_nothing(client) -> None:
                  **{**RULING, "justification": " "}).status_code == 422  # fmt: skip
     assert _form(client, asset_id, decision_id=str(ids[0][1]), **RULING).status_code == 409
     assert _form(client, asset_id, decision_id=str(decision_id),
+                 **{**RULING, "tags": "x" * 101}).status_code == 422  # fmt: skip
+    assert _form(client, asset_id, decision_id=str(decision_id),
                  **{**RULING, "schedule": "nonsense"}).status_code == 422  # fmt: skip
     json_body = client.post(f"/assets/{asset_id}/overrule", json={"decision_id": decision_id})
     assert json_body.status_code == 415

@@ -147,6 +147,8 @@ def overrule(asset_id: int, request: Request, who: Reviewer, form: Form) -> Redi
     _claimed_by_another(request, who, asset_id)
     in_force = current[decision_id].ruled()
     tags = _tag_list(form.get("tags", ""))
+    if any(len(tag) > 100 for tag in tags):
+        raise PageError(422, "The ruling was not recorded", "a tag may be 100 characters long")
     try:
         result = rule_on(
             store, decision_id, four_eyes=engine.settings.four_eyes, reviewer=who.name,
