@@ -96,6 +96,12 @@ class Settings:
         "model-error", "context", "stylised-or-fictional", "brief-or-incidental",
         "editorial-judgement", "other",
     )  # fmt: skip
+    # the review app: a change of level needs a second reviewer's confirmation (four
+    # eyes); how long a reviewer's claim on an asset lasts; the share of the engine's
+    # unrestricted verdicts sampled into the review queue for quality control
+    four_eyes: bool = False
+    review_claim_minutes: float = 30.0
+    review_sample: float = 0.02
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def source_of(self, name: str) -> str:

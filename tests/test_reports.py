@@ -71,7 +71,9 @@ def test_the_report_shows_verdict_reasons_evidence_coverage_and_provenance(scann
     # The verdict in words (colour is never the only carrier), with slots and warnings.
     level_words = {"post-watershed": "Post-watershed only", "unrestricted": "Unrestricted"}
     assert level_words[report.verdict["schedule"]] in html
-    assert "UK (house): earliest" in html and "Europe/London" in html
+    # One earliest slot per territory, combined over the rule sets, naming who decided it.
+    assert re.search(r"UK: earliest [^<]*\(Europe/London\) · decided by house<", html)
+    assert html.count("UK: earliest") == 1
     # Every fired rule with its measured value against the threshold, and its evidence.
     for reason in report.sections[0].fired:
         assert f"<code>{reason.rule_id}</code>" in html

@@ -53,3 +53,34 @@ def test_unrestricted_always_and_not_for_broadcast_never() -> None:
     assert not slot_permitted("not-for-broadcast", LEVELS, UK, datetime(2026, 11, 21, 23, 0))
     with pytest.raises(ValueError, match="unknown schedule level"):
         slot_permitted("adults-only", LEVELS, UK, noon)
+
+
+# -- one earliest slot per territory over several rule sets ---------------------------------
+def test_the_combined_slot_is_what_every_rule_set_permits_and_names_who_decided() -> None:
+    from policy_engine.policy.model import DEFAULT_LEVELS, Territory
+    from policy_engine.policy.territory import DEFAULT_TERRITORIES, combined_slots
+
+    uk, us = DEFAULT_TERRITORIES
+    late_uk = Territory("UK", "Europe/London", {"post-watershed": (22 * 60, 5 * 60 + 30)})
+    levels = DEFAULT_LEVELS
+
+    def slots(*rulings):
+        return {s.territory: s for s in combined_slots(rulings)}
+
+    agree = slots(("tags", "unrestricted", levels, (uk,)), ("trailers", "unrestricted", levels, (uk, us)))
+    assert (agree["UK"].earliest, agree["UK"].decided_by) == ("any time", ("tags", "trailers"))
+    assert agree["US"].decided_by == ("trailers",)
+    stricter = slots(("tags", "unrestricted", levels, (uk,)), ("trailers", "post-watershed", levels, (uk,)))
+    assert (stricter["UK"].earliest, stricter["UK"].window) == ("21:00", "21:00-05:30")
+    assert stricter["UK"].decided_by == ("trailers",)
+    banned = slots(("a", "post-watershed", levels, (uk,)), ("b", "not-for-broadcast", levels, (uk,)))
+    assert (banned["UK"].earliest, banned["UK"].decided_by) == ("not permitted", ("b",))
+    later = slots(("a", "post-watershed", levels, (uk,)), ("b", "post-watershed", levels, (late_uk,)))
+    assert (later["UK"].earliest, later["UK"].window, later["UK"].decided_by) == (
+        "22:00", "22:00-05:30", ("b",)
+    )
+    overlap = Territory("UK", "Europe/London", {"post-watershed": (20 * 60, 4 * 60)})
+    partly = slots(("a", "post-watershed", levels, (uk,)), ("c", "post-watershed", levels, (overlap,)))
+    assert (partly["UK"].earliest, partly["UK"].window, partly["UK"].decided_by) == (
+        "21:00", "21:00-04:00", ("a",)
+    )

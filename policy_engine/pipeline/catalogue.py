@@ -41,50 +41,63 @@ class CataloguePage:
 
 
 def list_assets(
-    store: Store, wanted: AssetFilter, *, after: int = 0, limit: int = 50, budget: int = 2000
-) -> CataloguePage:
+    store: Store, wanted: AssetFilter, *, after: int = 0, limit: int = 50, budget: int = 2000,
+    newest_first: bool = False,
+) -> CataloguePage:  # fmt: skip
+    """A page of the catalogue after the cursor ``after`` (an asset id; 0: the start), in
+    order of asset id (``newest_first``: descending). Each item has its verdict in force
+    and one earliest slot per territory over its rule sets."""
     items: list[dict[str, Any]] = []
     read, last = 0, after
-    rulesets: dict[str, Any] = {}  # parsed rule sets by hash, for the territory filter
+    rulesets: dict[str, Any] = {}  # parsed rule sets by hash, for slots and the filter
+    order = {"name_contains": wanted.name, "newest_first": newest_first}
     more: bool | None = None  # an asset after the last one read
     while len(items) < limit and read < budget:
         # without filters on derived data every row read is kept: read no more than needed
         derived = any(v is not None for k, v in vars(wanted).items() if k != "name")
         batch = min(BATCH if derived else limit - len(items), budget - read)
         # one row more than the batch, unread: whether there is a next page
-        rows = store.asset_rows(after=last, limit=batch + 1, name_contains=wanted.name)
+        rows = store.asset_rows(after=last, limit=batch + 1, **order)
         more, rows = len(rows) > batch, rows[:batch]
         if not rows:
             return CataloguePage(items, None)
         current = store.current_decisions([asset.id for asset in rows])
-        if wanted.territory is not None:
-            _parse_rulesets(store, current.values(), rulesets)
+        _parse_rulesets(store, current.values(), rulesets)
         by_asset: dict[int, list[Any]] = {}
         for (asset_id, _), decision in current.items():
             by_asset.setdefault(asset_id, []).append(decision)
         for position, asset in enumerate(rows, 1):
             read, last = read + 1, asset.id
             decisions = by_asset.get(asset.id, [])
-            item = _item(asset, decisions)
+            item = _item(asset, decisions, rulesets)
             if _matches(item, decisions, wanted) and _airs(decisions, wanted, rulesets):
                 items.append(item)
                 if len(items) == limit:
                     more = more or position < len(rows)
                     break
     if more is None:  # nothing read (no budget)
-        more = store.any_asset_after(last, wanted.name)
+        more = store.any_asset_after(last, wanted.name, newest_first)
     return CataloguePage(items, last if more else None)
 
 
-def _item(asset: AssetRow, decisions: list[Any]) -> dict[str, Any]:
+def _item(asset: AssetRow, decisions: list[Any], rulesets: dict[str, Any]) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from policy_engine.policy.territory import combined_slots
+
     rulings = [d.ruled() for d in decisions]
     verdict = combine(rulings) if rulings else None
+    slots = combined_slots([
+        (d.ruleset_name, d.ruled().schedule, parsed.levels, parsed.territories)
+        for d in decisions if (parsed := rulesets.get(d.ruleset_sha256)) is not None
+    ])  # fmt: skip
     return {
         "id": asset.id,
         "path": asset.path,
         "content_sha256": asset.content_sha256,
         "verdict": verdict,
         "rulesets": sorted(d.ruleset_name for d in decisions),
+        "slots": [asdict(slot) for slot in slots],
         "last_scanned": asset.last_scanned,
     }
 
@@ -104,15 +117,23 @@ def _matches(item: dict[str, Any], decisions: list[Any], wanted: AssetFilter) ->
     return all(checks)
 
 
+# Rule sets parsed once per process: a text is immutable under its hash.
+_PARSED: dict[str, Any] = {}
+
+
 def _parse_rulesets(store: Store, decisions: Any, parsed: dict[str, Any]) -> None:
+    from policy_engine.hashing import text_matches
     from policy_engine.policy.loader import parse_ruleset
 
-    missing = {d.ruleset_sha256 for d in decisions} - set(parsed)
-    for sha, (text, path) in store.ruleset_texts(missing).items():
+    wanted = {d.ruleset_sha256 for d in decisions} - set(parsed)
+    parsed.update({sha: _PARSED[sha] for sha in wanted if sha in _PARSED})
+    for sha, (text, path) in store.ruleset_texts(wanted - set(parsed)).items():
         try:
             parsed[sha] = parse_ruleset(text, path)
         except Exception:  # noqa: BLE001 - a text this software no longer reads: no slots
             parsed[sha] = None
+        if text_matches(text, sha) and len(_PARSED) < 1000:  # never cache an edited text
+            _PARSED[sha] = parsed[sha]
 
 
 def _airs(decisions: list[Any], wanted: AssetFilter, rulesets: dict[str, Any]) -> bool:

@@ -104,6 +104,31 @@ def _tags_after(
     return result
 
 
+def _ruled_decision(
+    store: Store, decision_id: int, schedule: str | None, reason_code: str | None,
+    allowed_reasons: Sequence[str],
+) -> Any:  # fmt: skip
+    """The decision a ruling is on, once the ruling's reason and level are checked."""
+    if reason_code is not None and allowed_reasons and reason_code not in allowed_reasons:
+        from policy_engine.policy.choices import did_you_mean
+
+        raise ConfigError(
+            f"reason {reason_code!r} is not one of the configured override reasons"
+            f"{did_you_mean(reason_code, allowed_reasons)}: {', '.join(allowed_reasons)}"
+        )
+    decision = store.decision(decision_id)
+    if decision is None:
+        raise ConfigError(f"no decision {decision_id}; `policy-engine history ASSET` lists them")
+    if schedule is not None:
+        levels = parse_ruleset(decision.ruleset.text, decision.ruleset.path).levels
+        if schedule not in levels:
+            raise ConfigError(
+                f"--schedule {schedule!r}: rule set {decision.ruleset.name} has levels"
+                f" {' < '.join(levels)}"
+            )
+    return decision
+
+
 def record_override(
     store: Store,
     decision_id: int,
@@ -124,23 +149,7 @@ def record_override(
     decision with its earlier overrides applied) and changes only what it names: the
     level, the whole tag set (``tags``), or tags added and removed. The asset's report
     and the index are rewritten."""
-    if reason_code is not None and allowed_reasons and reason_code not in allowed_reasons:
-        from policy_engine.policy.choices import did_you_mean
-
-        raise ConfigError(
-            f"reason {reason_code!r} is not one of the configured override reasons"
-            f"{did_you_mean(reason_code, allowed_reasons)}: {', '.join(allowed_reasons)}"
-        )
-    decision = store.decision(decision_id)
-    if decision is None:
-        raise ConfigError(f"no decision {decision_id}; `policy-engine history ASSET` lists them")
-    if schedule is not None:
-        levels = parse_ruleset(decision.ruleset.text, decision.ruleset.path).levels
-        if schedule not in levels:
-            raise ConfigError(
-                f"--schedule {schedule!r}: rule set {decision.ruleset.name} has levels"
-                f" {' < '.join(levels)}"
-            )
+    decision = _ruled_decision(store, decision_id, schedule, reason_code, allowed_reasons)
     before = ruling_in_force(decision)
     stated = _tags_after(before.tags, tags, add_tags, remove_tags)
     override_id = store.add_override(
@@ -160,6 +169,122 @@ def record_override(
         asset_id=decision.asset_id,
         before=before,
         after=before.overruled(schedule, stated),
+        reports=pages.written,
+        report_problems=pages.problems,
+    )
+
+
+# -- four eyes ------------------------------------------------------------------------------
+class SecondReviewerNeeded(ConfigError):
+    """Four-eyes mode: the reviewer who proposed a change may not confirm it."""
+
+
+class Superseded(ConfigError):
+    """The decision a proposal is on is no longer the one in force."""
+
+
+@dataclass(frozen=True)
+class ProposalResult:
+    """A change of level waiting for a second reviewer (four-eyes mode): nothing is in
+    force yet."""
+
+    proposal_id: int
+    decision_id: int
+    asset_id: int
+    before: Ruling  # in force, and staying so until confirmed
+    proposed: Ruling
+
+
+def rule_on(
+    store: Store,
+    decision_id: int,
+    *,
+    four_eyes: bool,
+    reviewer: str,
+    justification: str,
+    reports_dir: Path,
+    actor: str,
+    via: str,
+    reason_code: str | None,
+    allowed_reasons: Sequence[str] = (),
+    schedule: str | None = None,
+    tags: Sequence[str] | None = None,
+    add_tags: Sequence[str] = (),
+    remove_tags: Sequence[str] = (),
+) -> OverrideResult | ProposalResult:
+    """A reviewer's ruling as the service takes it: at once, or, in four-eyes mode when
+    it changes the level, as a proposal that a second reviewer must confirm."""
+    decision = _ruled_decision(store, decision_id, schedule, reason_code, allowed_reasons)
+    before = ruling_in_force(decision)
+    if four_eyes and schedule is not None and schedule != before.schedule:
+        from policy_engine.store.review import Reviews
+
+        if not justification.strip():
+            raise ConfigError("an override needs a justification")
+        stated = _tags_after(before.tags, tags, add_tags, remove_tags)
+        proposal_id = Reviews(store).add_proposal(
+            decision_id, reviewer=reviewer, actor=actor, via=via, justification=justification,
+            reason_code=reason_code, schedule=schedule, tags=stated,
+        )  # fmt: skip
+        return ProposalResult(
+            proposal_id, decision_id, decision.asset_id, before,
+            before.overruled(schedule, stated),
+        )  # fmt: skip
+    return record_override(
+        store, decision_id, reviewer=reviewer, justification=justification,
+        reports_dir=reports_dir, schedule=schedule, tags=tags, add_tags=add_tags,
+        remove_tags=remove_tags, actor=actor, via=via, reason_code=reason_code,
+        allowed_reasons=allowed_reasons,
+    )  # fmt: skip
+
+
+def answer_proposal(
+    store: Store,
+    proposal_id: int,
+    *,
+    confirm: bool,
+    reviewer: str,
+    actor: str,
+    via: str,
+    reports_dir: Path,
+    justification: str | None = None,
+) -> OverrideResult | None:
+    """A second reviewer confirms a proposal (it becomes the override, and the pages
+    that show the verdict are rewritten) or rejects it (nothing changes)."""
+    from policy_engine.store.review import CONFIRMED, REJECTED, AlreadyAnswered, Reviews
+
+    reviews = Reviews(store)
+    proposal = reviews.proposal(proposal_id)
+    if proposal is None:
+        raise ConfigError(f"no proposal {proposal_id}")
+    if proposal.outcome is not None:
+        raise AlreadyAnswered(f"proposal {proposal_id} was {proposal.outcome} already")
+    if proposal.actor == actor:
+        raise SecondReviewerNeeded(
+            "four eyes: a second reviewer must confirm or reject this change, not its author"
+        )
+    current = store.current_decisions([proposal.asset_id]).get(
+        (proposal.asset_id, proposal.ruleset_name)
+    )
+    if confirm and (current is None or current.id != proposal.decision_id):
+        raise Superseded(
+            f"proposal {proposal_id} is on decision {proposal.decision_id}, which a newer"
+            " decision has replaced: reject it and rule on the new decision"
+        )
+    before = current.ruled() if current is not None else None
+    override_id = reviews.answer_proposal(
+        proposal_id, outcome=CONFIRMED if confirm else REJECTED, reviewer=reviewer,
+        actor=actor, via=via, justification=justification,
+    )  # fmt: skip
+    if not confirm or override_id is None or before is None:
+        return None
+    pages = refresh_reports(store, [proposal.asset_id], reports_dir)
+    return OverrideResult(
+        override_id=override_id,
+        decision_id=proposal.decision_id,
+        asset_id=proposal.asset_id,
+        before=before,
+        after=before.overruled(proposal.schedule, proposal.tags),
         reports=pages.written,
         report_problems=pages.problems,
     )

@@ -14,7 +14,7 @@ import itertools
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from policy_engine.policy.evaluate import Measurement, combine
 from policy_engine.policy.loader import RuleSetError, parse_ruleset
 from policy_engine.policy.model import RuleSet
 from policy_engine.policy.overrides import Ruling, engine_ruling, review_steps
-from policy_engine.policy.territory import Slot, earliest_slot
+from policy_engine.policy.territory import CombinedSlot, Slot, combined_slots, earliest_slot
 from policy_engine.reporting.flashes import FlashSection, flash_section
 from policy_engine.reporting.scenes import SceneSection, scene_section
 
@@ -57,7 +57,7 @@ class Lane:
     name: str
     null: bool
     colour: str
-    segments: list[tuple[float, float, str]]  # (x %, width %, "start - end" title)
+    segments: list[tuple[float, float, str, float]]  # (x %, width %, title, start s)
 
 
 @dataclass
@@ -102,6 +102,17 @@ class RulesetSection:
     def near_misses(self) -> list[Any]:
         return [r for r in self.decision.reasons if r.kind != "fired"]
 
+    def evidence_of(self, reason: Any) -> list[dict[str, Any]]:
+        """A fired rule's evidence frames for the clauses that held only: in a rule of
+        ``any:`` the clauses that did not hold show nothing that made it fire."""
+        held = {m["category"] for m in reason.measurements if m.get("holds")}
+        return [e for e in reason.evidence if e["category"].split(":")[0] in held]
+
+    @property
+    def vocabulary(self) -> str | None:
+        """What the section's probabilities depend on (its categories and prompts)."""
+        return categories_key(self.ruleset.categories) if self.ruleset is not None else None
+
 
 def ruleset_text_intact(record: Any) -> bool:
     """A stored rule set's text against its content hash: False means the text was
@@ -119,6 +130,30 @@ class AssetReport:
     version: str = __version__
     flashes: FlashSection | None = None  # the photosensitivity check of that scan
     scenes: SceneSection | None = None  # that scan's scenes, each with a keyframe
+    # override id -> who confirmed it (four-eyes mode)
+    confirmations: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def slots(self) -> list[CombinedSlot]:
+        """One earliest slot per territory over every rule set, and who decided it."""
+        return combined_slots([
+            (s.decision.ruleset_name, s.current.ruled().schedule, s.ruleset.levels,
+             s.ruleset.territories)
+            for s in self.sections if s.ruleset is not None
+        ])  # fmt: skip
+
+    @property
+    def timelines(self) -> list[tuple[tuple[str, ...], RulesetSection]]:
+        """One timeline per vocabulary: rule sets with the same categories and prompts
+        measure the same numbers on the same frames, so they share one timeline."""
+        groups: dict[str, list[RulesetSection]] = {}
+        for section in self.sections:
+            if section.coverage is not None and section.vocabulary is not None:
+                groups.setdefault(section.vocabulary, []).append(section)
+        return [
+            (tuple(s.decision.ruleset_name for s in group), group[0])
+            for group in groups.values()
+        ]
 
     @property
     def name(self) -> str:
@@ -154,6 +189,7 @@ def _lanes(coverage: Coverage) -> list[Lane]:
                 100 * (s.start - coverage.start) / span,
                 max(0.15, 100 * s.duration / span),
                 f"{c.name}: {format_timecode(s.start)} - {format_timecode(s.end)}",
+                s.start,
             )
             for s in c.segments
         ]
@@ -161,7 +197,14 @@ def _lanes(coverage: Coverage) -> list[Lane]:
     return lanes
 
 
-def _section(store: Store, current: CurrentDecision, scans: dict[int, Any]) -> RulesetSection:
+# Where an evidence picture comes from: (scan id, frame index) -> an image source. The
+# static report inlines each as a data: URI; the app links to its (blurred) picture.
+ImageSource = Callable[[int, int], str]
+
+
+def _section(
+    store: Store, current: CurrentDecision, scans: dict[int, Any], image_src: ImageSource | None
+) -> RulesetSection:
     decision = store.decision(current.id)
     try:
         ruleset = parse_ruleset(
@@ -185,7 +228,14 @@ def _section(store: Store, current: CurrentDecision, scans: dict[int, Any]) -> R
                 begins=scan.span_starts,
             )
     frames = {e["frame"] for r in decision.reasons if r.kind == "fired" for e in r.evidence}
-    thumbs = store.thumbnails(decision.scan_id, frames) if frames else {}
+    if image_src is not None:
+        with_pictures = store.frames_with_thumbnails(decision.scan_id, frames) if frames else []
+        images = {i: image_src(decision.scan_id, i) for i in with_pictures}
+    else:
+        thumbs = store.thumbnails(decision.scan_id, frames) if frames else {}
+        images = {
+            i: "data:image/jpeg;base64," + base64.b64encode(b).decode() for i, b in thumbs.items()
+        }
     return RulesetSection(
         current=current,
         decision=decision,
@@ -193,18 +243,19 @@ def _section(store: Store, current: CurrentDecision, scans: dict[int, Any]) -> R
         coverage=coverage,
         lanes=_lanes(coverage) if coverage else [],
         ticks=_ticks(coverage.end - coverage.start) if coverage else [],
-        images={
-            i: "data:image/jpeg;base64," + base64.b64encode(b).decode() for i, b in thumbs.items()
-        },
+        images=images,
     )
 
 
-def build_asset_report(store: Store, asset_id: int) -> AssetReport:
-    """Everything the asset report shows, from the store."""
+def build_asset_report(
+    store: Store, asset_id: int, image_src: ImageSource | None = None
+) -> AssetReport:
+    """Everything the asset report shows, from the store. ``image_src``: pictures as
+    links (the app) rather than inlined (the self-contained report)."""
     asset, scans, _ = store.asset_history(asset_id)
     current = sorted(store.current_decisions([asset_id]).values(), key=lambda d: d.ruleset_name)
     stored = {s.id: s for s in store.completed_scans(scan_ids=[d.scan_id for d in current])}
-    sections = [_section(store, d, stored) for d in current]
+    sections = [_section(store, d, stored, image_src) for d in current]
     newest_scan = max((d.scan_id for d in current), default=None)
     scan = next((s for s in scans if s.id == newest_scan), scans[-1] if scans else None)
     judged = stored.get(newest_scan) if newest_scan is not None else None
@@ -217,9 +268,21 @@ def build_asset_report(store: Store, asset_id: int) -> AssetReport:
         flashes=flash_section(
             judged.photosensitivity, judged.times,
             lambda frames: store.thumbnails(judged.id, frames),
+            None if image_src is None else lambda frame: image_src(judged.id, frame),
         ) if judged is not None else None,
         scenes=_scenes(store, scan, sections) if judged is not None else None,
+        confirmations=store.confirmed_overrides([d.id for d in current]),
     )  # fmt: skip
+
+
+# How every page of the engine is rendered: autoescaped (file names, prompts, rule text
+# and reviewers' words come from outside), strict about missing values.
+ENVIRONMENT_OPTIONS: dict[str, Any] = {
+    "autoescape": select_autoescape(["html"], default=True),
+    "undefined": StrictUndefined,
+    "trim_blocks": True,
+    "lstrip_blocks": True,
+}
 
 
 def _scenes(store: Store, scan: Any, sections: list[RulesetSection]) -> SceneSection | None:
@@ -267,12 +330,13 @@ def _scene_shares(store: Store, scan: Any, section: RulesetSection, scenes: list
 
 def _environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("policy_engine.reporting", "templates"),
-        autoescape=select_autoescape(["html"], default=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
+        loader=PackageLoader("policy_engine.reporting", "templates"), **ENVIRONMENT_OPTIONS
     )
+    return configure_environment(env)
+
+
+def configure_environment(env: Environment) -> Environment:
+    """The filters and globals the report's templates use (the app's too)."""
     env.filters["timecode"] = lambda v: format_timecode(v) if v is not None else "-"
     env.filters["percent"] = lambda v: f"{100 * v:.1f}%"
     env.filters["measurement"] = lambda m: Measurement(**m).describe()
@@ -285,7 +349,7 @@ def _environment() -> Environment:
 
 
 def render_asset_report(report: AssetReport) -> str:
-    return _environment().get_template("asset.html").render(r=report)
+    return _environment().get_template("asset.html").render(r=report, live=False)
 
 
 def report_name(path: str, content_sha256: str | None) -> str:

@@ -41,6 +41,7 @@ def flash_section(
     stored: Mapping[str, Any] | None,
     frame_times: Sequence[float],
     thumbnails: Callable[[list[int]], dict[int, bytes]],
+    picture: Callable[[int], str] | None = None,
 ) -> FlashSection | None:
     """The section for a scan's stored check (None: the check was not run). Each
     interval is shown by the sampled frame nearest its start (``thumbnails`` reads them)."""
@@ -63,11 +64,12 @@ def flash_section(
     intervals = list(stored.get("intervals", []))
     nearest = _nearest_frames([i["start"] for i in intervals], frame_times)
     pictures = thumbnails(sorted(set(nearest))) if nearest else {}
-    images = {
-        n: "data:image/jpeg;base64," + base64.b64encode(pictures[frame]).decode()
+    images = {  # inlined, or (``picture``) a link to the frame's picture
+        n: picture(frame) if picture is not None
+        else "data:image/jpeg;base64," + base64.b64encode(pictures[frame]).decode()
         for n, frame in enumerate(nearest)
         if frame in pictures
-    }
+    }  # fmt: skip
     return FlashSection(
         verdict=stored["verdict"],
         style=VERDICT_STYLES.get(stored["verdict"], "other"),

@@ -1,4 +1,5 @@
-"""The FastAPI application: health, readiness, and the JSON API under ``/api/v1``.
+"""The FastAPI application: health, readiness, the JSON API under ``/api/v1``, and the
+review app's HTML pages (``pages/``) at ``/``.
 
 Endpoints (``routes/``, one module per resource) are plain functions that FastAPI runs in
 its thread pool, over the same store and pipeline functions the CLI calls; none speaks
@@ -19,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from policy_engine import __version__
 from policy_engine.config import Settings, load_settings
 from policy_engine.service import problems
+from policy_engine.service.pages import PAGES
+from policy_engine.service.pages import common as page_errors
 from policy_engine.service.resources import Resources
 from policy_engine.service.routes import (
     accounts,
@@ -53,12 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.engine = Resources(settings)
     problems.install(app)
+    page_errors.install(app)
+    page_errors.security_headers(app)
     if settings.allowed_hosts:  # a public bind: answer only for the names it is served as
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     _access_log(app)  # added last: the outermost, so refusals by the others are logged too
-    for module in ROUTERS:
+    for module in (*ROUTERS, *PAGES):
         app.include_router(module.router)
     return app
 

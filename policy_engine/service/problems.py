@@ -55,6 +55,8 @@ _STATUS_OF = ((ConfigError, 422, "invalid"), (ModelError, 503, "model-unavailabl
 
 MAX_BODY_BYTES = 64 * 1024  # a JSON request body; uploads have their own cap
 UPLOAD_PATHS = frozenset({"/api/v1/analyses/upload", "/api/v1/search/image"})  # own caps
+# a form carrying a whole rule file (urlencoded, so up to three times its size)
+LARGER_BODIES = {"/rulesets/dry-run": 512 * 1024}
 
 
 class BodyCap:
@@ -77,10 +79,9 @@ class BodyCap:
         if request.url.path in UPLOAD_PATHS:  # streamed to disk under their own cap
             return None
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            return problem_response(
-                413, "too-large", f"a request body may be at most {MAX_BODY_BYTES} bytes"
-            )
+        cap = LARGER_BODIES.get(request.url.path, MAX_BODY_BYTES)
+        if declared is not None and (not declared.isdigit() or int(declared) > cap):
+            return problem_response(413, "too-large", f"a request body may be at most {cap} bytes")
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
         if declared is None and chunked:  # its size cannot be known before reading it all
             return problem_response(411, "length-required", "send a Content-Length")

@@ -15,7 +15,14 @@ from policy_engine import accounts
 from policy_engine.errors import ConfigError, StoreError
 from policy_engine.store.database import retries_transient_errors
 from policy_engine.store.repository import StoreFacet
-from policy_engine.store.schema import ApiToken, LoginAttempt, User, WebSession, utcnow
+from policy_engine.store.schema import (
+    ApiToken,
+    LoginAttempt,
+    LoginEvent,
+    User,
+    WebSession,
+    utcnow,
+)
 
 LAST_USE_RESOLUTION = timedelta(minutes=1)
 # read on every request with a token: built once, the columns only
@@ -210,11 +217,16 @@ class Accounts(StoreFacet):
     def login(self, name: str, password: str, address: str) -> Login | None:
         """A new session for the user, or None for a wrong name or password (the same
         answer either way); TooManyAttempts once the limits are reached."""
-        self._check_limits(name, address)
+        try:
+            self._check_limits(name, address)
+        except TooManyAttempts:
+            self._log_event(name, address, "locked")
+            raise
         account = self.authenticate(name, password)
         if account is None:
             with self._transaction() as s:
                 s.add(LoginAttempt(user_name=name[:64], address=address[:64]))
+                s.add(LoginEvent(user_name=name[:64], address=address[:64], outcome="failed"))
             return None
         secret, digest = accounts.new_session_secret()
         csrf = secrets.token_urlsafe(24)
@@ -226,7 +238,13 @@ class Accounts(StoreFacet):
                     address=address[:64], expires_at=expires,
                 )
             )  # fmt: skip
+            s.add(LoginEvent(user_name=account.name, address=address[:64], outcome="login"))
         return Login(secret, csrf, expires, account)
+
+    def _log_event(self, name: str, address: str, outcome: str) -> None:
+        """A line of the audit log's logins (append-only)."""
+        with self._transaction() as s:
+            s.add(LoginEvent(user_name=name[:64], address=address[:64], outcome=outcome))
 
     def _check_limits(self, name: str, address: str) -> None:
         since = utcnow() - timedelta(minutes=accounts.LOGIN_WINDOW_MINUTES)
@@ -258,16 +276,18 @@ class Accounts(StoreFacet):
             return None
         return Account("user", user.name, user.role), session.csrf_token
 
-    def end_session(self, secret: str) -> None:
+    def end_session(self, secret: str, address: str = "unknown") -> None:
+        """Log out: the session ends on the server, and the audit log says so."""
         with self._transaction() as s:
-            s.execute(
-                update(WebSession)
-                .where(
+            row = s.scalar(
+                select(WebSession).where(
                     WebSession.secret_sha256 == accounts.token_sha256(secret),
                     WebSession.ended_at.is_(None),
                 )
-                .values(ended_at=utcnow())
             )
+            if row is not None:
+                row.ended_at = utcnow()
+                s.add(LoginEvent(user_name=row.user_name, address=address[:64], outcome="logout"))
 
     def end_sessions_of(self, name: str) -> None:
         with self._transaction() as s:

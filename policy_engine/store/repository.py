@@ -207,13 +207,18 @@ _LAST_SCANNED = (
     .correlate(Asset)
     .scalar_subquery()
 )
+_ASSET_COLUMNS = select(Asset.id, Asset.path, Asset.content_sha256, _LAST_SCANNED)
 _ASSET_ROWS = (
-    select(Asset.id, Asset.path, Asset.content_sha256, _LAST_SCANNED)
-    .where(Asset.id > bindparam("after"))
-    .order_by(Asset.id)
+    _ASSET_COLUMNS.where(Asset.id > bindparam("after")).order_by(Asset.id)
     .limit(bindparam("limit"))
-)
+)  # fmt: skip
+_ASSET_ROWS_NEWEST = (  # newest first: the cursor is the last id shown, counting down
+    _ASSET_COLUMNS.where(Asset.id < bindparam("after")).order_by(Asset.id.desc())
+    .limit(bindparam("limit"))
+)  # fmt: skip
 _ANY_ASSET_AFTER = select(Asset.id).where(Asset.id > bindparam("after")).limit(1)
+_ANY_ASSET_BEFORE = select(Asset.id).where(Asset.id < bindparam("after")).limit(1)
+_NO_ASSET_ABOVE = 2**62  # newest first from the start: below any id there is
 
 
 def _current_statement(asset_ids: bool) -> Any:
@@ -365,23 +370,29 @@ class Store:
             return list(s.scalars(select(Asset).where(or_(*conditions)).order_by(Asset.id)))
 
     def asset_rows(
-        self, *, after: int, limit: int, name_contains: str | None = None
-    ) -> list[AssetRow]:
-        """Assets by id after ``after`` (a cursor), each with when it was last scanned;
-        ``name_contains``: any path it was seen at contains it (case-insensitive)."""
+        self, *, after: int, limit: int, name_contains: str | None = None,
+        newest_first: bool = False,
+    ) -> list[AssetRow]:  # fmt: skip
+        """Assets by id after ``after`` (a cursor; 0: from the start), each with when it
+        was last scanned; ``name_contains``: any path it was seen at contains it
+        (case-insensitive). ``newest_first``: by descending id (the newest first seen)."""
         if name_contains and "\x00" in name_contains:
             return []  # no path holds a NUL (and it would end a LIKE pattern early)
-        query = _ASSET_ROWS
+        query = _ASSET_ROWS_NEWEST if newest_first else _ASSET_ROWS
+        after = after or (_NO_ASSET_ABOVE if newest_first else 0)
         if name_contains:
             query = query.where(Asset.id.in_(self._seen_at(name_contains)))
         with self._transaction() as s:
             return [AssetRow(*row) for row in s.execute(query, {"after": after, "limit": limit})]
 
-    def any_asset_after(self, after: int, name_contains: str | None = None) -> bool:
+    def any_asset_after(
+        self, after: int, name_contains: str | None = None, newest_first: bool = False
+    ) -> bool:
         """Whether ``asset_rows`` would find any asset after ``after``."""
         if name_contains and "\x00" in name_contains:
             return False
-        query = _ANY_ASSET_AFTER
+        query = _ANY_ASSET_BEFORE if newest_first else _ANY_ASSET_AFTER
+        after = after or (_NO_ASSET_ABOVE if newest_first else 0)
         if name_contains:
             query = query.where(Asset.id.in_(self._seen_at(name_contains)))
         with self._transaction() as s:
@@ -585,6 +596,16 @@ class Store:
                 Frame.scan_id == scan_id, Frame.index.in_(sorted(set(indexes)))
             )
             return {i: data for i, data in s.execute(query) if data is not None}
+
+    def frames_with_thumbnails(self, scan_id: int, indexes: Iterable[int]) -> list[int]:
+        """Which of these frames have a picture (without reading the pictures)."""
+        with self._transaction() as s:
+            query = select(Frame.index).where(
+                Frame.scan_id == scan_id,
+                Frame.index.in_(sorted(set(indexes))),
+                Frame.thumbnail.is_not(None),
+            )
+            return sorted(s.scalars(query))
 
     # -- score sets ----------------------------------------------------------------------
     def score_sets(self, scan_ids: Sequence[int], categories_sha256: str) -> dict[int, np.ndarray]:
@@ -858,6 +879,20 @@ class Store:
             s.add(row)
             s.flush()
             return row.id
+
+    def confirmed_overrides(self, decision_ids: Sequence[int]) -> dict[int, str]:
+        """Four-eyes mode: override id -> the second reviewer who confirmed it."""
+        from policy_engine.store.schema import OverrideConfirmation
+
+        if not decision_ids:
+            return {}
+        with self._transaction() as s:
+            rows = s.execute(
+                select(OverrideConfirmation.override_id, OverrideConfirmation.actor)
+                .join(Override, Override.id == OverrideConfirmation.override_id)
+                .where(Override.decision_id.in_(list(decision_ids)))
+            )
+            return {override_id: actor for override_id, actor in rows}
 
     def record_report(
         self, asset_id: int, decision_ids: Sequence[int], path: str, sha256: str

@@ -391,6 +391,71 @@ class ReportRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+# -- the review app ------------------------------------------------------------------------
+class ReviewClaim(Base):
+    """A reviewer's claim on an asset, so that two reviewers do not work on it at once;
+    it lapses at ``expires_at``. A lock, not a record: it is taken over and released in
+    place (what the reviewer then does is recorded as an override)."""
+
+    __tablename__ = "review_claims"
+
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))  # user:alice
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OverrideProposal(Base):
+    """Four-eyes mode: a ruling that changes a level, waiting for a second reviewer to
+    confirm it (only then is it an override). Append-only."""
+
+    __tablename__ = "override_proposals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200))
+    via: Mapped[str] = mapped_column(String(16))
+    reason_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    schedule: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    justification: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OverrideConfirmation(Base):
+    """The second reviewer's answer to a proposal: confirmed (with the override it made)
+    or rejected. One per proposal (two reviewers confirming at once make one override).
+    Append-only."""
+
+    __tablename__ = "override_confirmations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("override_proposals.id"), unique=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # confirmed | rejected
+    reviewer: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200))
+    via: Mapped[str] = mapped_column(String(16))
+    justification: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the override it made (no foreign key: overrides keep their own TRUNCATE guard, and a
+    # reference from here would answer a TRUNCATE of overrides before that guard does)
+    override_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LoginEvent(Base):
+    """Every login, refused login and logout, for the audit log. Append-only."""
+
+    __tablename__ = "login_events"
+    __table_args__ = (Index("ix_login_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # login | failed | locked | logout
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # -- nightly ingest ------------------------------------------------------------------------
 class IngestWorker(Base):
     """A running (or finished) ingest worker process. Claims name their worker; a claim
@@ -557,7 +622,7 @@ FROZEN_COLUMNS: dict[type[Base], tuple[str, ...]] = {
 # bug in the engine reads as this error before it reaches the database.
 for _model in (
     DecisionRecord, ReasonRecord, Override, Frame, ScoreSet, ReportRecord, RuleSetInForce,
-    SceneRecord, SceneShares,
+    SceneRecord, SceneShares, OverrideProposal, OverrideConfirmation, LoginEvent,
 ):  # fmt: skip
     event.listen(_model, "before_update", _refuse("updating one"))
     event.listen(_model, "before_delete", _refuse("deleting one"))

@@ -11,6 +11,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from policy_engine.accounts import OVERRULE
+from policy_engine.errors import ConfigError
 from policy_engine.service.deps import Reader, Reviewer, who
 from policy_engine.service.problems import Problem
 from policy_engine.service.resources import resources
@@ -79,21 +80,28 @@ def thumbnail(
 
 @router.post("/decisions/{decision_id}/overrides", status_code=201)
 def overrule(
-    decision_id: int, ruling: OverrideRequest, request: Request, caller: Reviewer
+    decision_id: int,
+    ruling: OverrideRequest,
+    request: Request,
+    response: Response,
+    caller: Reviewer,
 ) -> dict[str, Any]:
     """Overrule a decision as the authenticated reviewer; answers with the verdict
-    before and after. The asset's report and its index are rewritten."""
+    before and after. The asset's report and its index are rewritten. With the
+    `four_eyes` setting a change of level answers 202 with a proposal that a second
+    reviewer confirms (`POST /api/v1/proposals/{id}/confirm`) before it takes effect."""
     from dataclasses import asdict
 
-    from policy_engine.pipeline.review import record_override
+    from policy_engine.pipeline.review import ProposalResult, rule_on
 
     engine = resources(request)
     store = engine.store()
     if store.decision(decision_id) is None:
         raise Problem(404, "no-such-decision", f"no decision {decision_id}")
-    result = record_override(
+    result = rule_on(
         store,
         decision_id,
+        four_eyes=engine.settings.four_eyes,
         reviewer=caller.name,
         justification=ruling.justification,
         reports_dir=Path(engine.settings.reports),
@@ -106,6 +114,16 @@ def overrule(
         reason_code=ruling.reason,
         allowed_reasons=engine.settings.override_reasons,
     )
+    if isinstance(result, ProposalResult):
+        response.status_code = 202
+        return {
+            "proposal_id": result.proposal_id,
+            "status": "awaiting-confirmation",
+            "decision_id": result.decision_id,
+            "asset_id": result.asset_id,
+            "before": asdict(result.before),
+            "proposed": asdict(result.proposed),
+        }
     return {
         "override_id": result.override_id,
         "decision_id": result.decision_id,
@@ -113,6 +131,53 @@ def overrule(
         "before": asdict(result.before),
         "after": asdict(result.after),
         "report_problems": result.report_problems,
+    }
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    justification: str | None = Field(default=None, max_length=4000)
+
+
+@router.post("/proposals/{proposal_id}/{answer}")
+def answer_proposal(
+    proposal_id: int,
+    answer: Annotated[str, PathParam(pattern="^(confirm|reject)$")],
+    body: Answer,
+    request: Request,
+    caller: Reviewer,
+) -> dict[str, Any]:
+    """Four eyes: a second reviewer (not the proposal's author: 403) confirms a proposed
+    change of level, which then takes effect, or rejects it; 409 when it was answered
+    already or its decision has been replaced."""
+    from dataclasses import asdict
+
+    from policy_engine.pipeline.review import SecondReviewerNeeded, Superseded
+    from policy_engine.pipeline.review import answer_proposal as answer_it
+    from policy_engine.store.review import AlreadyAnswered
+
+    engine = resources(request)
+    try:
+        result = answer_it(
+            engine.store(), proposal_id, confirm=answer == "confirm", reviewer=caller.name,
+            actor=who(caller), via="api", reports_dir=Path(engine.settings.reports),
+            justification=body.justification,
+        )  # fmt: skip
+    except SecondReviewerNeeded as exc:
+        raise Problem(403, "second-reviewer-needed", str(exc)) from None
+    except (AlreadyAnswered, Superseded) as exc:
+        raise Problem(409, "conflict", str(exc)) from None
+    except ConfigError as exc:
+        raise Problem(404, "no-such-proposal", str(exc)) from None
+    if result is None:
+        return {"proposal_id": proposal_id, "status": "rejected"}
+    return {
+        "proposal_id": proposal_id,
+        "status": "confirmed",
+        "override_id": result.override_id,
+        "before": asdict(result.before),
+        "after": asdict(result.after),
     }
 
 

@@ -65,5 +65,6 @@ def log_out(
     """End the session on the server (the cookie alone is worthless afterwards)."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie is not None:
-        resources(request).accounts().end_session(cookie)
+        address = request.client.host if request.client else "unknown"
+        resources(request).accounts().end_session(cookie, address)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
