@@ -218,7 +218,7 @@ _ASSET_ROWS_NEWEST = (  # newest first: the cursor is the last id shown, countin
 )  # fmt: skip
 _ANY_ASSET_AFTER = select(Asset.id).where(Asset.id > bindparam("after")).limit(1)
 _ANY_ASSET_BEFORE = select(Asset.id).where(Asset.id < bindparam("after")).limit(1)
-_NO_ASSET_ABOVE = 2**62  # newest first from the start: below any id there is
+_NO_ASSET_ABOVE = 2**31 - 1  # newest first from the start: above every id (INTEGER)
 
 
 def _current_statement(asset_ids: bool) -> Any:
