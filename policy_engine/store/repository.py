@@ -124,6 +124,8 @@ class ScanSummary:
     model_name: str
     weights_sha256: str
     error: str | None
+    photosensitivity: dict[str, Any] | None  # the check's summary, if it was run
+    scenes: dict[str, Any] | None  # how scenes were detected, if they were
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,7 @@ _OVERRIDES = (
 _OVERRIDES_OF = _OVERRIDES.where(DecisionRecord.asset_id.in_(_ids()))
 _SCAN_SUMMARIES = (
     select(Scan.id, Scan.status, Scan.finished_at, Scan.model_name, Scan.weights_sha256,
-           Scan.error)
+           Scan.error, Scan.photosensitivity, Scan.scenes)
     .where(Scan.asset_id == bindparam("asset_id"))
     .order_by(Scan.id)
 )  # fmt: skip
