@@ -166,11 +166,13 @@ async def drive(base: str, token: str, urls: list[str], clients: int, seconds: f
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
-        await http.get(urls[0], headers=headers)  # warm-up: first use loads what it needs
+        # warm-up: first use loads what it needs (the text model for `ask`) in every
+        # server process, so one request per client at once (unmeasured)
+        await asyncio.gather(*(http.get(url, headers=headers) for url in urls[:clients]))
         stop = time.monotonic() + seconds
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(client(i, http) for i in range(clients)))
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     ordered = np.sort(np.asarray(latencies))
     return {
         "requests": len(ordered),
@@ -179,6 +181,7 @@ async def drive(base: str, token: str, urls: list[str], clients: int, seconds: f
         "p95": float(np.percentile(ordered, 95)),
         "errors": errors,
         "distinct_errors": distinct,
+        "client_cpu": cpu / elapsed,  # cores this process (the load generator) kept busy
     }
 
 
@@ -240,6 +243,7 @@ def main() -> None:
         }
         endpoints = {k: v for k, v in endpoints.items() if not args.only or k in args.only}
         failures: list[str] = []
+        generator: list[str] = []  # the load generator's own share of a core
         try:
             print(
                 f"{args.clients} clients, {args.seconds:g} s per endpoint, loopback,"
@@ -258,11 +262,13 @@ def main() -> None:
                 shown = f"{figures['requests']:9d}{figures['rps']:9.1f}"
                 shown += f"{figures['p50']:9.1f}{figures['p95']:9.1f}"
                 print(f"  {name:10}{shown} {figures['errors']:6d}  {verdict}", flush=True)
+                generator.append(f"{name} {figures['client_cpu']:.0%}")
                 for (status, body), (count, url) in figures["distinct_errors"].items():
                     failures.append(f"  {name}: {count} x {status} (first: GET {url})\n    {body}")
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
+        print(f"load generator (this process), share of one core: {', '.join(generator)}")
         if failures:
             print(f"error answers (up to {ERRORS_SHOWN} distinct per endpoint; status 0: none):")
             print("\n".join(failures))

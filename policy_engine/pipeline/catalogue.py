@@ -14,8 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from policy_engine.policy.evaluate import combine
-from policy_engine.store import Store
-from policy_engine.store.repository import AssetRow
+from policy_engine.store import AssetRow, Store
 
 BATCH = 200
 

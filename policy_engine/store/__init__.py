@@ -1,6 +1,7 @@
 """Persistence: the only package that speaks SQL (SQLAlchemy 2 + Alembic)."""
 
 from policy_engine.store.repository import (
+    AssetRow,
     CurrentDecision,
     NewDecision,
     ScanFrames,
@@ -9,4 +10,12 @@ from policy_engine.store.repository import (
     StoredScan,
 )
 
-__all__ = ["CurrentDecision", "NewDecision", "ScanFrames", "ScanModel", "Store", "StoredScan"]
+__all__ = [
+    "AssetRow",
+    "CurrentDecision",
+    "NewDecision",
+    "ScanFrames",
+    "ScanModel",
+    "Store",
+    "StoredScan",
+]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, func, or_, select
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -244,11 +244,14 @@ _FIRED = (
     .where(ReasonRecord.decision_id.in_(_ids()), ReasonRecord.kind == "fired")
     .order_by(ReasonRecord.decision_id, ReasonRecord.position)
 )
-_OVERRIDES = (
-    select(Override, DecisionRecord.asset_id, DecisionRecord.ruleset_name)
+_OVERRIDES = (  # the columns an OverrideView holds, with the decision's pair
+    select(
+        *(getattr(Override, f.name) for f in fields(OverrideView)),
+        Override.decision_id, DecisionRecord.asset_id, DecisionRecord.ruleset_name,
+    )
     .join(DecisionRecord, DecisionRecord.id == Override.decision_id)
     .order_by(Override.id)
-)
+)  # fmt: skip
 _OVERRIDES_OF = _OVERRIDES.where(DecisionRecord.asset_id.in_(_ids()))
 _SCAN_SUMMARIES = (
     select(Scan.id, Scan.status, Scan.finished_at, Scan.model_name, Scan.weights_sha256,
@@ -273,7 +276,8 @@ _REPORTS = (
 )
 
 
-def _override_view(row: Override) -> OverrideView:
+def _override_view(row: Any) -> OverrideView:
+    """An override row (or a row of ``_OVERRIDES``'s columns) as a value."""
     return OverrideView(
         id=row.id,
         reviewer=row.reviewer,
@@ -335,6 +339,14 @@ class Store:
                 raise
             database.commit(session, self.engine)
 
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for reading only, without an ORM session (a session costs more
+        than a small query, and these reads build their own values): for the
+        statements the service runs on every request."""
+        with database.database_errors(self.engine), self.engine.connect() as connection:
+            yield connection
+
     # -- assets --------------------------------------------------------------------------
     def record_asset(
         self, path: str, content_sha256: str, size_bytes: int, probe: dict[str, Any] | None
@@ -384,8 +396,8 @@ class Store:
         after = after or (_NO_ASSET_ABOVE if newest_first else 0)
         if name_contains:
             query = query.where(Asset.id.in_(self._seen_at(name_contains)))
-        with self._transaction() as s:
-            return [AssetRow(*row) for row in s.execute(query, {"after": after, "limit": limit})]
+        with self._reading() as c:
+            return [AssetRow(*row) for row in c.execute(query, {"after": after, "limit": limit})]
 
     def any_asset_after(
         self, after: int, name_contains: str | None = None, newest_first: bool = False
@@ -397,8 +409,8 @@ class Store:
         after = after or (_NO_ASSET_ABOVE if newest_first else 0)
         if name_contains:
             query = query.where(Asset.id.in_(self._seen_at(name_contains)))
-        with self._transaction() as s:
-            return s.scalar(query, {"after": after}) is not None
+        with self._reading() as c:
+            return c.scalar(query, {"after": after}) is not None
 
     @staticmethod
     def _seen_at(name_contains: str) -> Any:
@@ -557,8 +569,8 @@ class Store:
 
     def scan_summaries(self, asset_id: int) -> list[ScanSummary]:
         """Every scan of an asset, whatever its status, the oldest first."""
-        with self._transaction() as s:
-            return [ScanSummary(*row) for row in s.execute(_SCAN_SUMMARIES, {"asset_id": asset_id})]
+        with self._reading() as c:
+            return [ScanSummary(*row) for row in c.execute(_SCAN_SUMMARIES, {"asset_id": asset_id})]
 
     @staticmethod
     def _stored_scan(row: Scan) -> StoredScan:
@@ -586,9 +598,9 @@ class Store:
     def frame_embeddings(self, scan_ids: Sequence[int]) -> dict[int, list[np.ndarray]]:
         """Per scan, each frame's (crops, D) float32 embeddings, in frame order."""
         result: dict[int, list[np.ndarray]] = {i: [] for i in scan_ids}
-        with self._transaction() as s:
+        with self._reading() as c:
             for chunk in _chunks(list(scan_ids)):
-                for scan_id, crops, data in s.execute(_FRAME_EMBEDDINGS, {"ids": chunk}):
+                for scan_id, crops, data in c.execute(_FRAME_EMBEDDINGS, {"ids": chunk}):
                     result[scan_id].append(embedding_from_bytes(data, crops))
         return result
 
@@ -795,25 +807,26 @@ class Store:
         self, asset_ids: Sequence[int] | None = None
     ) -> dict[tuple[int, str], CurrentDecision]:
         """The latest decision per (asset, rule set name), with its overrides."""
-        with self._transaction() as s:
+        with self._reading() as c:
             if asset_ids is None:
-                rows = s.execute(_current_statement(asset_ids=False)).all()
+                rows = c.execute(_current_statement(asset_ids=False)).all()
             else:
-                rows = s.execute(_CURRENT_OF, {"ids": list(asset_ids)}).all()
+                rows = c.execute(_CURRENT_OF, {"ids": list(asset_ids)}).all()
             ids = [row[0] for row in rows]
             fired: dict[int, list[str]] = {i: [] for i in ids}
             for chunk in _chunks(ids):
-                for decision_id, rule_id in s.execute(_FIRED, {"ids": chunk}):
+                for decision_id, rule_id in c.execute(_FIRED, {"ids": chunk}):
                     fired[decision_id].append(rule_id)
             # every override of these assets, in one read: those on a latest decision
             # are shown with it, those left on superseded ones are counted per pair
             overrides: dict[int, list[OverrideView]] = {i: [] for i in ids}
             earlier: dict[tuple[int, str], int] = {}
-            for override, asset_id, name in self._overrides_of(s, asset_ids):
-                if override.decision_id in overrides:
-                    overrides[override.decision_id].append(_override_view(override))
+            for row in self._overrides_of(c, asset_ids):
+                if row.decision_id in overrides:
+                    overrides[row.decision_id].append(_override_view(row))
                 else:
-                    earlier[(asset_id, name)] = earlier.get((asset_id, name), 0) + 1
+                    pair = (row.asset_id, row.ruleset_name)
+                    earlier[pair] = earlier.get(pair, 0) + 1
         return {  # rows unpacked by position: a Row's attributes by name are slow
             (asset_id, name): CurrentDecision(
                 id=id_,
@@ -836,16 +849,14 @@ class Store:
         }  # fmt: skip
 
     @staticmethod
-    def _overrides_of(
-        s: Session, asset_ids: Sequence[int] | None
-    ) -> Iterator[tuple[Override, int, str]]:
+    def _overrides_of(c: Connection, asset_ids: Sequence[int] | None) -> Iterator[Any]:
         """Every override on any decision about these assets (None: all), oldest first,
         with the decision's asset and rule set name (overrides are rare: few rows)."""
         if asset_ids is None:
-            yield from s.execute(_OVERRIDES)
+            yield from c.execute(_OVERRIDES)
             return
         for chunk in _chunks(list(asset_ids)):
-            yield from s.execute(_OVERRIDES_OF, {"ids": chunk})
+            yield from c.execute(_OVERRIDES_OF, {"ids": chunk})
 
     # -- review --------------------------------------------------------------------------
     def add_override(
