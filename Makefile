@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-pse bench-search lint rules-check clean
+.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-app bench-pse bench-search lint rules-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ bench-ingest: install
 
 bench-service: install
 	$(PY) benchmarks/bench_service.py
+
+bench-app: install
+	$(PY) benchmarks/bench_app.py
 
 bench-pse: install
 	$(PY) benchmarks/bench_pse.py

@@ -68,8 +68,9 @@ def list_assets(
         for position, asset in enumerate(rows, 1):
             read, last = read + 1, asset.id
             decisions = by_asset.get(asset.id, [])
-            item = _item(asset, decisions, rulesets)
+            item = _item(asset, decisions)
             if _matches(item, decisions, wanted) and _airs(decisions, wanted, rulesets):
+                item["slots"] = _slots(decisions, rulesets)  # for the items kept only
                 items.append(item)
                 if len(items) == limit:
                     more = more or position < len(rows)
@@ -79,26 +80,31 @@ def list_assets(
     return CataloguePage(items, last if more else None)
 
 
-def _item(asset: AssetRow, decisions: list[Any], rulesets: dict[str, Any]) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    from policy_engine.policy.territory import combined_slots
-
+def _item(asset: AssetRow, decisions: list[Any]) -> dict[str, Any]:
     rulings = [d.ruled() for d in decisions]
     verdict = combine(rulings) if rulings else None
-    slots = combined_slots([
-        (d.ruleset_name, d.ruled().schedule, parsed.levels, parsed.territories)
-        for d in decisions if (parsed := rulesets.get(d.ruleset_sha256)) is not None
-    ])  # fmt: skip
     return {
         "id": asset.id,
         "path": asset.path,
         "content_sha256": asset.content_sha256,
         "verdict": verdict,
         "rulesets": sorted(d.ruleset_name for d in decisions),
-        "slots": [asdict(slot) for slot in slots],
+        "slots": [],
         "last_scanned": asset.last_scanned,
     }
+
+
+def _slots(decisions: list[Any], rulesets: dict[str, Any]) -> list[dict[str, Any]]:
+    """One earliest slot per territory over the asset's rule sets (see combined_slots)."""
+    from dataclasses import asdict
+
+    from policy_engine.policy.territory import combined_slots
+
+    slots = combined_slots([
+        (d.ruleset_name, d.ruled().schedule, parsed.levels, parsed.territories)
+        for d in decisions if (parsed := rulesets.get(d.ruleset_sha256)) is not None
+    ])  # fmt: skip
+    return [asdict(slot) for slot in slots]
 
 
 def _matches(item: dict[str, Any], decisions: list[Any], wanted: AssetFilter) -> bool:

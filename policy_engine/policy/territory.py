@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from policy_engine.policy.model import Territory
@@ -87,15 +88,22 @@ class CombinedSlot:
 _DAY = 24 * 60
 
 
-def _permitted_minutes(slot: Slot, territory: Territory, level: str) -> frozenset[int]:
-    if slot.earliest == ANY_TIME:
-        return frozenset(range(_DAY))
-    if slot.earliest == NOT_PERMITTED:
-        return frozenset()
-    start, end = territory.windows[level]
+_ALL_DAY, _NEVER = frozenset(range(_DAY)), frozenset[int]()
+
+
+@cache
+def _window_minutes(start: int, end: int) -> frozenset[int]:
     if start < end:
         return frozenset(range(start, end))
     return frozenset([*range(start, _DAY), *range(0, end)])
+
+
+def _permitted_minutes(slot: Slot, territory: Territory, level: str) -> frozenset[int]:
+    if slot.earliest == ANY_TIME:
+        return _ALL_DAY
+    if slot.earliest == NOT_PERMITTED:
+        return _NEVER
+    return _window_minutes(*territory.windows[level])
 
 
 def _as_window(minutes: frozenset[int]) -> tuple[int, int] | None:
@@ -135,7 +143,9 @@ def combined_slots(
     combined = []
     for territory, slots in by_territory.items():
         zone = zones[territory]
-        allowed = frozenset.intersection(*(minutes for _, _, minutes in slots))
+        allowed = slots[0][2]
+        for _, _, minutes in slots[1:]:
+            allowed = allowed & minutes
         if len(allowed) == _DAY:
             combined.append(CombinedSlot(territory, ANY_TIME, None, zone,
                                          tuple(sorted(n for n, _, _ in slots))))  # fmt: skip

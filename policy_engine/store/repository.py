@@ -423,6 +423,13 @@ class Store:
         with self._transaction() as s:
             return s.get(Asset, asset_id)
 
+    def assets_by_id(self, asset_ids: Sequence[int]) -> dict[int, Asset]:
+        with self._transaction() as s:
+            found: dict[int, Asset] = {}
+            for chunk in _chunks(list(asset_ids)):
+                found.update((a.id, a) for a in s.scalars(select(Asset).where(Asset.id.in_(chunk))))
+            return found
+
     def assets(self) -> list[Asset]:
         with self._transaction() as s:
             return list(s.scalars(select(Asset).order_by(Asset.id)))

@@ -46,9 +46,10 @@ def _rows(store: Any, ids: list[int]) -> dict[int, dict[str, Any]]:
     by_asset: dict[int, list[Any]] = {}
     for (asset_id, _), decision in current.items():
         by_asset.setdefault(asset_id, []).append(decision)
+    assets = store.assets_by_id(ids)
     rows = {}
     for asset_id in ids:
-        asset = store.asset(asset_id)
+        asset = assets.get(asset_id)
         decisions = by_asset.get(asset_id, [])
         rows[asset_id] = {
             "path": asset.path if asset else "?",
