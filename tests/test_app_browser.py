@@ -35,6 +35,16 @@ WAIT_MS = 60_000  # the machine may be loaded: generous waits, no timed assertio
 
 
 @pytest.fixture(scope="module")
+
+def wait_until(page, expression: str, timeout: float = 30.0) -> None:
+    """Poll ``expression`` in the page until it is true. Playwright's wait_for_function
+    compiles a string predicate with eval when it has to poll, which the app's
+    Content-Security-Policy (rightly) refuses; page.evaluate does not need eval."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"not true within {timeout:g} s: {expression}"
+        time.sleep(0.05)
+
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path, colour_video: Path):
     """A seeded SQLite database and `policy-engine serve` on a free loopback port."""
     if not Path(CHROMIUM).is_file():
@@ -188,29 +198,29 @@ def test_an_evidence_frame_or_a_segment_seeks_the_player(served, browser) -> Non
     base, _, outcome = served
     w = open_as(browser, base, "bob", f"/assets/{_asset_id(outcome)}")
     page = w.page
-    page.wait_for_function("document.getElementById('player').readyState >= 1")
+    wait_until(page, "document.getElementById('player').readyState >= 1")
     assert page.evaluate("document.getElementById('player').duration") == pytest.approx(10, abs=0.2)
     frame = page.locator("#evidence button.seek").nth(1)
     wanted = float(frame.get_attribute("data-seek"))
     frame.click()
-    page.wait_for_function(
+    wait_until(page,
         f"Math.abs(document.getElementById('player').currentTime - {wanted}) < 0.05"
     )
     head = page.locator("svg.timeline .playhead").first
-    page.wait_for_function("Number(document.querySelector('svg.timeline .playhead')"
+    wait_until(page, "Number(document.querySelector('svg.timeline .playhead')"
                            ".getAttribute('x1')) > 150")  # fmt: skip
     moved = float(head.get_attribute("x1"))
     assert moved == pytest.approx(150 + 850 * wanted / 10, abs=2)  # the playhead follows
     segment = page.locator("svg.timeline rect.seek").last
     start = float(segment.get_attribute("data-seek"))
     segment.click()
-    page.wait_for_function(
+    wait_until(page,
         f"Math.abs(document.getElementById('player').currentTime - {start}) < 0.05"
     )
     images = page.locator("#evidence img")
     assert images.count() > 0 and all("/thumbnail" in images.nth(i).get_attribute("src")
                                       for i in range(images.count()))  # fmt: skip
-    page.wait_for_function("[...document.querySelectorAll('#evidence img')]"
+    wait_until(page, "[...document.querySelectorAll('#evidence img')]"
                            ".every(i => i.complete && i.naturalWidth > 0)")  # fmt: skip
     w.shot("asset")
     w.accessible()
