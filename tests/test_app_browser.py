@@ -34,8 +34,6 @@ TRAILERS = RULES.replace("ruleset: house", "ruleset: trailers")
 WAIT_MS = 60_000  # the machine may be loaded: generous waits, no timed assertions
 
 
-@pytest.fixture(scope="module")
-
 def wait_until(page, expression: str, timeout: float = 30.0) -> None:
     """Poll ``expression`` in the page until it is true. Playwright's wait_for_function
     compiles a string predicate with eval when it has to poll, which the app's
@@ -45,6 +43,8 @@ def wait_until(page, expression: str, timeout: float = 30.0) -> None:
         assert time.monotonic() < deadline, f"not true within {timeout:g} s: {expression}"
         time.sleep(0.05)
 
+
+@pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path, colour_video: Path):
     """A seeded SQLite database and `policy-engine serve` on a free loopback port."""
     if not Path(CHROMIUM).is_file():
