@@ -207,7 +207,9 @@ def build_graph(cache: RowCache, cap: float):  # type: ignore[no-untyped-def]
     return graph
 
 
-def bench_scenes(seconds: float, rounds: int) -> None:
+def bench_scenes(
+    seconds: float, rounds: int, work: Path | None = None, model: Path | None = None
+) -> None:
     from bench_scan import CATEGORIES, WORK, build_clip, build_model
 
     from policy_engine.analysis.scenes import SceneSettings
@@ -215,9 +217,10 @@ def bench_scenes(seconds: float, rounds: int) -> None:
     from policy_engine.models.clip import ClipEmbedder
     from policy_engine.pipeline import AnalysisOptions, analyze_video
 
-    WORK.mkdir(exist_ok=True)
-    clip = build_clip(WORK / f"clip-{seconds:.0f}s-720p.mp4", seconds)
-    model = build_model(WORK / "vit-b32-random")
+    work = work or WORK
+    work.mkdir(exist_ok=True)
+    clip = build_clip(work / f"clip-{seconds:.0f}s-720p.mp4", seconds)
+    model = model or build_model(work / "vit-b32-random")
     embedder = ClipEmbedder.load(str(model), device="cpu", batch_size=32)
 
     def scan(scenes: bool) -> tuple[float, int]:
@@ -227,7 +230,7 @@ def bench_scenes(seconds: float, rounds: int) -> None:
         result, took = timed(lambda: analyze_video(clip, CATEGORIES, embedder, options))
         return took, len(result.scenes)
 
-    print(f"\n== scene detection on a 2 fps scan of 720p ({clip.name}, ViT-B/32"
+    print(f"\n== scene detection on a 2 fps scan of 720p ({clip.name}, model {model.name}"
           f" {embedder.identity.dtype}, {rounds} rounds) ==", flush=True)  # fmt: skip
     scan(False)  # warm-up: model, caches, the file in memory
     without, with_scenes, found = [], [], 0
@@ -257,13 +260,15 @@ def main() -> None:
     )
     parser.add_argument("--skip-scenes", action="store_true")
     parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument("--work", type=Path, help="where the clip and model go [.bench]")
+    parser.add_argument("--model", type=Path, help="a checkpoint instead of ViT-B/32 (random)")
     args = parser.parse_args()
     if not args.skip_search:
         with tempfile.TemporaryDirectory(prefix="bench-search-") as folder:
             for size in args.sizes:
                 bench_size(size, args.queries, Path(folder), args.hnsw_max_seconds)
     if not args.skip_scenes:
-        bench_scenes(args.seconds, args.rounds)
+        bench_scenes(args.seconds, args.rounds, args.work, args.model)
 
 
 if __name__ == "__main__":
