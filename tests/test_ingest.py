@@ -279,6 +279,28 @@ def test_retry_backoff_doubles_and_a_quarantined_file_can_be_released(tmp_path: 
     store.close()
 
 
+def test_a_file_becoming_due_while_the_backlog_is_read_is_not_lost_between_readings(
+    tmp_path: Path,
+) -> None:
+    """A pass ends when nothing is due, held or settling. Judged at two instants, a file
+    that settled between them was neither, and the pass ended with it due (seen under
+    load with two workers: one left at once and the other scanned everything)."""
+    store = Store.open(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    start = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+    readings = iter([start + timedelta(seconds=s) for s in (0.9, 1.1, 1.3, 1.5)])
+    clock = [start]
+    queue = IngestQueue(store, QueueTiming(1, 0, 60, 3, 0), now=lambda: clock[0])
+    queue.register()
+    queue.observe("/in", [Observation("/in/x.mp4", "/in", 5, 1)])
+    assert queue.claim_next(["/in"]) is None  # settling for 1 s
+    queue.now = lambda: next(readings)  # it settles while the backlog is being read
+    backlog = queue.backlog(["/in"])
+    assert backlog.due or backlog.settling, "the file is neither due nor settling"
+    queue.now = lambda: clock[0]
+    queue.stop()
+    store.close()
+
+
 # -- claims and leases ----------------------------------------------------------------------
 def test_two_workers_never_claim_the_same_file(postgres_url: str) -> None:
     stores = [Store.open(postgres_url) for _ in range(2)]

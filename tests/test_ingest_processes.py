@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 
 from policy_engine.media.synthetic import write_color_segments
 
@@ -104,6 +105,19 @@ def every_asset_has_one_completed_scan_and_one_decision_per_rule_set(db: str) ->
     return len(scans)
 
 
+def touch_all(folder: Path) -> None:
+    now = time.time()
+    for video in folder.iterdir():
+        os.utime(video, (now, now))
+
+
+def live_workers(db: str) -> int:
+    try:
+        return query(db, "select count(*) from ingest_workers where stopped_at is null")[0][0]
+    except DBAPIError:  # the first worker has not created the tables yet
+        return 0
+
+
 @pytest.fixture
 def videos(tmp_path: Path) -> Iterator[Path]:
     folder = tmp_path / "in"
@@ -177,15 +191,20 @@ def test_two_workers_on_postgresql_scan_each_asset_exactly_once(
         )
     shutil.copy(folder / "promo-00.mp4", folder / "promo-00 copy.mp4")  # same content twice
     shutil.copy(folder / "promo-07.mp4", folder / "zz-promo-07 again.mp4")
-    # every file "modified" now and a quiet period longer than the workers' start-up
-    # skew: neither may claim before the same moment, so both are claiming together
-    now = time.time()
-    for video in folder.iterdir():
-        os.utime(video, (now, now))
+    # the files are "still being written" until both workers are up (start-up takes
+    # seconds, far more under load), then quiet: both are claiming from the same moment
     env = worker_env(
-        tmp_path, tiny_clip_dir, POLICY_ENGINE_FPS="8", POLICY_ENGINE_QUIET_SECONDS="12"
+        tmp_path, tiny_clip_dir, POLICY_ENGINE_FPS="8", POLICY_ENGINE_QUIET_SECONDS="3"
     )
+    touch_all(folder)
     workers = [start_worker(postgres_url, folder, env) for _ in range(2)]
+    deadline = time.monotonic() + 180
+    while live_workers(postgres_url) < 2:
+        assert all(w.poll() is None for w in workers), workers[0].communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the workers did not start in 3 minutes"
+        touch_all(folder)
+        time.sleep(0.5)
+    touch_all(folder)
     logs = []
     for worker in workers:
         code, log = finish(worker)

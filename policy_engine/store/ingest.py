@@ -589,7 +589,10 @@ class IngestQueue(StoreFacet):
     def backlog(self, folders: Iterable[str], *, skip: Iterable[int] = ()) -> Backlog:
         """Why a pass might not be over although nothing could be claimed just now. Read
         without locks, so rows locked for a moment by another worker are counted as due:
-        ``claim_next`` skips locked rows and cannot tell them from none."""
+        ``claim_next`` skips locked rows and cannot tell them from none.
+
+        "Due" and "settling" are judged at one instant: a file that became due between
+        two readings would be counted by neither, and the pass would end with it due."""
         folders, skip = list(folders), list(skip)
         now = self.now()
         with self._transaction() as s:
@@ -602,27 +605,32 @@ class IngestQueue(StoreFacet):
                     IngestFile.folder.in_(folders),
                 )
             )
-        return Backlog(int(due or 0), int(held or 0), self.unsettled(folders))
+            settling = self._unsettled(s, folders, now)
+        return Backlog(int(due or 0), int(held or 0), settling)
 
     def unsettled(self, folders: Iterable[str]) -> list[tuple[str, datetime]]:
         """Files waiting to settle (or to be tried again after giving way to a copy) and
         when each may be ready."""
-        now = self.now()
         with self._transaction() as s:
-            rows = list(
-                s.execute(
-                    select(
-                        IngestFile.path,
-                        IngestFile.stable_since,
-                        IngestFile.mtime_ns,
-                        IngestFile.next_attempt_at,
-                    ).where(
-                        IngestFile.state == WAITING,
-                        IngestFile.folder.in_(list(folders)),
-                        ~self._due(now),
-                    )
+            return self._unsettled(s, list(folders), self.now())
+
+    def _unsettled(
+        self, s: Session, folders: list[str], now: datetime
+    ) -> list[tuple[str, datetime]]:
+        rows = list(
+            s.execute(
+                select(
+                    IngestFile.path,
+                    IngestFile.stable_since,
+                    IngestFile.mtime_ns,
+                    IngestFile.next_attempt_at,
+                ).where(
+                    IngestFile.state == WAITING,
+                    IngestFile.folder.in_(folders),
+                    ~self._due(now),
                 )
             )
+        )
         settle, quiet = self.timing.settle_seconds, self.timing.quiet_seconds
         return [
             (
