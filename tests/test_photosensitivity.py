@@ -254,6 +254,20 @@ def test_eight_pairs_of_stripes_over_half_the_screen_for_a_second_fail(across: b
     assert interval.area == pytest.approx(0.5, abs=0.08)
 
 
+def test_fine_stripes_are_seen_on_the_scans_160_pixel_wide_pictures() -> None:
+    """Scans measure 160x90 pictures. Stripes three pixels wide there (twelve pairs over
+    half the screen, some fifty across the whole) are a pattern; read as pixel pairs,
+    as wider pictures are, they would be a pixel and a half wide and go unseen."""
+    height, width, stripe = 90, 160, 3
+    plain = picture(grey(0.475), height, width)
+    pattern = plain.copy()
+    for k in range(12):
+        pattern[:, 2 * k * stripe : (2 * k + 1) * stripe] = grey(0.05)
+        pattern[:, (2 * k + 1) * stripe : (2 * k + 2) * stripe] = grey(0.9)
+    result = analyze_frames(shown_for(pattern, plain, 1.0))
+    assert kinds(result) == {"pattern"}
+
+
 def test_diagonal_stripes_and_a_checkerboard_are_patterns_too() -> None:
     y, x = np.mgrid[0:H, 0:W]
     plain = picture(grey(0.45))

@@ -48,7 +48,7 @@ def pse(
     ] = None,
     full_size: Annotated[
         bool,
-        typer.Option("--full-size", help="Measure the pictures as stored, not scaled to 320 wide."),
+        typer.Option("--full-size", help="Measure the pictures as stored, not scaled to 160 wide."),
     ] = False,
     start: StartOpt = None,
     end: EndOpt = None,
@@ -76,7 +76,7 @@ def pse(
         with _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
             task = progress.add_task(escape(video.name), total=None)
             _, result = check_video(
-                video, check, width=None if full_size else 320,
+                video, check, width=None if full_size else 160,
                 start=window_start, end=window_end,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )  # fmt: skip

@@ -236,7 +236,7 @@ class FrameSampler:
             container.close()
         self._check_complete()
 
-    def pictures(self, width: int | None = 320) -> Iterator[tuple[float, np.ndarray]]:
+    def pictures(self, width: int | None = 160) -> Iterator[tuple[float, np.ndarray]]:
         """Every decoded frame of the window as an RGB picture, with its time, and nothing
         sampled for a model: for checks that need every frame and no model."""
         container = _open(self.path)

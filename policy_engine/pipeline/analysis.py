@@ -36,6 +36,7 @@ from policy_engine.analysis.scoring import (
 from policy_engine.errors import EmptyWindowError
 from policy_engine.media.framing import Framing
 from policy_engine.media.scenes import SceneCuts
+from policy_engine.media.taps import ReceiverThread
 from policy_engine.media.video import (
     FrameSampler,
     PictureTap,
@@ -60,7 +61,7 @@ class AnalysisOptions:
     thumbnail_size: int = 0  # long side of evidence thumbnails in pixels; 0: none
     # the photosensitivity check on every frame of the same decode; None: not checked
     photosensitivity: PseSettings | None = None
-    pse_width: int | None = 320  # width of the pictures it measures; None: as stored
+    pse_width: int | None = 160  # width of the pictures it measures; None: as stored
     # scene detection (PySceneDetect) on every frame of the same decode; None: not run
     # (``scenes`` sampling runs it with the defaults when this is None)
     scenes: SceneSettings | None = None
@@ -196,6 +197,8 @@ def analyze_video(
 
     flashes, skipped = _photosensitivity_check(options)
     cuts, scenes_skipped = _scene_detection(options)
+    # the check runs beside the decoder, not in its thread: see ReceiverThread
+    flash_receiver = ReceiverThread(flashes.add_frame) if flashes is not None else None
     sampler = FrameSampler(
         path,
         options.sampling,
@@ -204,7 +207,7 @@ def analyze_video(
         pad_value=embedder.image_input.pad_value,
         thumbnail_size=options.thumbnail_size,
         every_frame=(
-            PictureTap(flashes.add_frame, options.pse_width) if flashes is not None else None
+            PictureTap(flash_receiver.receive, options.pse_width) if flash_receiver else None
         ),
         cuts=cuts,
     )
@@ -239,13 +242,20 @@ def analyze_video(
 
     crops_in_batch = 0
     capacity = max(4, _QUEUE_BATCHES * embedder.batch_size)
-    for frame in _decode_in_background(sampler, capacity):
-        pending.append(frame)
-        crops_in_batch += len(frame.pixels)
-        if crops_in_batch >= embedder.batch_size:
-            flush()
-            crops_in_batch = 0
-    flush()
+    try:
+        for frame in _decode_in_background(sampler, capacity):
+            pending.append(frame)
+            crops_in_batch += len(frame.pixels)
+            if crops_in_batch >= embedder.batch_size:
+                flush()
+                crops_in_batch = 0
+        flush()
+    except BaseException:
+        if flash_receiver is not None:
+            flash_receiver.close(abandon=True)
+        raise
+    if flash_receiver is not None:
+        flash_receiver.close()
     if progress is not None:
         progress(window, window)
 

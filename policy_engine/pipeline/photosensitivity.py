@@ -21,7 +21,7 @@ def check_video(
     path: str | Path,
     settings: PseSettings,
     *,
-    width: int | None = 320,
+    width: int | None = 160,
     start: float = 0.0,
     end: float | None = None,
     progress: Callable[[float, float], None] | None = None,

@@ -275,8 +275,13 @@ class FrameMeasurer:
             red = NO_RED
         else:
             buffers = self._buffers_for(height, width)
-            units, last = _pair_luminance(array, buffers)
-            unit = 2
+            if self.pattern_width and width < 2 * self.pattern_width:
+                # narrow (the scan's 160 wide): pixel pairs would halve the finest
+                # stripes the pattern detector sees; per pixel is as cheap at this size
+                units, last, unit = _pixel_luminance(array), None, 1
+            else:
+                units, last = _pair_luminance(array, buffers)
+                unit = 2
             red = _red_pixels(array, self.red_saturation, buffers)
         layout = self.layout(height, width, unit)
         luminance_sums = layout.cell_sums(units, last)
@@ -339,6 +344,15 @@ class FrameMeasurer:
             blocks += columns[offset::rows_per]
         blocks /= np.float32(rows_per * block * unit)
         return blocks
+
+
+def _pixel_luminance(array: np.ndarray) -> np.ndarray:
+    """Luminance of each pixel (height, width), float32."""
+    yr, yg, yb = _Y_BY_CHANNEL
+    pixels = np.take(yr, array[:, :, 0])
+    pixels += np.take(yg, array[:, :, 1])
+    pixels += np.take(yb, array[:, :, 2])
+    return pixels
 
 
 def _pair_luminance(array: np.ndarray, buffers: _Buffers) -> tuple[np.ndarray, np.ndarray | None]:

@@ -29,9 +29,10 @@ class PseSettings:
     area: str = "regions"
     # Regions across and down. 16x9 gives square cells on 16:9 pictures, each 1/144 of
     # the screen: a quarter of the screen is 36 cells, so the measured area moves in steps
-    # of under 1 %, while each cell still averages enough pixels (20x20 at 320x180) for
-    # codec noise and grain not to look like changes. "wcag-field" uses three times finer
-    # cells so that its field (a third of the width and of the height) is whole cells.
+    # of under 1 %, while each cell still averages enough pixels (10x10 at 160x90, the
+    # scan's size) for codec noise and grain not to look like changes. "wcag-field" uses
+    # three times finer cells so that its field (a third of the width and of the height)
+    # is whole cells.
     grid: tuple[int, int] = (16, 9)
     # Transitions in one window that fail: more than three flashes a second, a flash being
     # a pair of opposing transitions, as Ofcom, ITU-R BT.1702, WCAG and IRIS (whose
