@@ -445,6 +445,30 @@ def test_a_rare_filter_reads_a_bounded_number_of_assets_per_request(catalogue) -
     assert rest.items == [] and rest.cursor is None
 
 
+def test_a_catalogue_page_works_out_each_rule_set_and_level_s_slots_once(
+    catalogue, monkeypatch
+) -> None:
+    """Slots depend only on the rule set's text and the level in force: seven assets at
+    two levels are two computations, and the page says the same as computing each."""
+    from policy_engine.pipeline import catalogue as pages
+    from policy_engine.policy import territory
+
+    _, _, _, store = catalogue
+    pages._SLOTS.clear()
+    expected = pages.list_assets(store, pages.AssetFilter(), limit=50).items
+    calls = []
+    real = territory.combined_slots
+    monkeypatch.setattr(territory, "combined_slots", lambda r: calls.append(r) or real(r))
+    pages._SLOTS.clear()
+    page = pages.list_assets(store, pages.AssetFilter(), limit=50).items
+    judged = [item for item in page if item["verdict"]]
+    levels = {item["verdict"]["schedule"] for item in judged}
+    assert len(judged) == 7 and len(levels) == 2
+    assert len(calls) == len(levels)
+    assert page == expected
+    assert judged[0]["slots"] and judged[0]["slots"] is not judged[1]["slots"]
+
+
 # -- browser sessions ---------------------------------------------------------------------------
 @pytest.fixture
 def people(decided):

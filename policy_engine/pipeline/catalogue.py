@@ -96,13 +96,38 @@ def _item(asset: AssetRow, decisions: list[Any]) -> dict[str, Any]:
 
 def _slots(decisions: list[Any], rulesets: dict[str, Any]) -> list[dict[str, Any]]:
     """One earliest slot per territory over the asset's rule sets (see combined_slots)."""
+    key = tuple(
+        (d.ruleset_name, d.ruleset_sha256, d.ruled().schedule)
+        for d in decisions
+        if d.ruleset_sha256 in rulesets
+    )
+    if not key:
+        return []
+    slots = _SLOTS.get(key)
+    if slots is None:
+        slots = _SLOTS[key] = _combined_slots(key, rulesets)
+        if len(_SLOTS) > _SLOTS_KEPT:
+            _SLOTS.pop(next(iter(_SLOTS)))  # the oldest: dicts keep insertion order
+    return [dict(slot) for slot in slots]  # copies: callers may add to an item's slots
+
+
+# Slots depend only on (rule set text, level in force) pairs, and a catalogue of thousands
+# of assets holds a handful of such combinations: computing them per asset was most of the
+# cost of a catalogue page.
+_SLOTS: dict[tuple[tuple[str, str, str], ...], list[dict[str, Any]]] = {}
+_SLOTS_KEPT = 4096
+
+
+def _combined_slots(
+    key: tuple[tuple[str, str, str], ...], rulesets: dict[str, Any]
+) -> list[dict[str, Any]]:
     from dataclasses import asdict
 
     from policy_engine.policy.territory import combined_slots
 
     slots = combined_slots([
-        (d.ruleset_name, d.ruled().schedule, parsed.levels, parsed.territories)
-        for d in decisions if (parsed := rulesets.get(d.ruleset_sha256)) is not None
+        (name, level, rulesets[sha].levels, rulesets[sha].territories)
+        for name, sha, level in key
     ])  # fmt: skip
     return [asdict(slot) for slot in slots]
 
