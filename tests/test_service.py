@@ -179,6 +179,15 @@ def _python_children(pid: int) -> list[int]:
     return [int(c) for c in children]
 
 
+def _listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on ``port`` (Linux: /proc/net/tcp, state 0A)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        count += state == "0A" and int(local.split(":")[1], 16) == port
+    return count
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(
@@ -228,6 +237,9 @@ def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(
         serving = _python_children(server.pid)
         if workers > 1:  # a supervisor and its workers (a single process serves itself)
             assert len(serving) >= workers, serving
+            # one listening socket per worker (SO_REUSEPORT): the kernel spreads
+            # connections over them, where one shared socket let one worker take them all
+            assert _listening_sockets(port) == workers
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=30)[0]

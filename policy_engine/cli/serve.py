@@ -30,6 +30,12 @@ def serve(
     gracefully on SIGTERM or Ctrl-C."""
     import uvicorn
 
+    from policy_engine.service.workers import (
+        BalancedMultiprocess,
+        balanced_workers_available,
+        reuse_port_sockets,
+    )
+
     try:
         settings = settings_for(ctx, {}, config)
         if workers < 1:
@@ -47,8 +53,7 @@ def serve(
     # handler in place before it: a stop asked for and done cleanly exits 0.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: sys.exit(0))
-    uvicorn.run(
-        "policy_engine.service.app:app_from_environment",
+    options = dict(
         factory=True,
         host=host,
         port=port,
@@ -58,3 +63,12 @@ def serve(
         access_log=False,  # replaced by policy_engine.access, with the caller
         timeout_graceful_shutdown=30,
     )
+    target = "policy_engine.service.app:app_from_environment"
+    if workers > 1 and balanced_workers_available():  # one socket per worker: see workers.py
+        try:
+            slots = reuse_port_sockets(host, port, workers)
+        except PolicyEngineError as exc:
+            raise fail(exc) from None
+        BalancedMultiprocess(uvicorn.Config(target, **options), slots).run()
+        return
+    uvicorn.run(target, **options)

@@ -1,0 +1,100 @@
+"""`serve --workers N` on Linux: each worker process accepts on a listening socket of its
+own, all in one SO_REUSEPORT group, so the kernel spreads new connections over the
+workers by a hash of their addresses.
+
+Why not uvicorn's own supervisor as it is: it hands every worker the same socket, and the
+kernel gives each new connection to the worker that began waiting last, so a burst of
+keep-alive connections (a proxy's pool, a scheduler's clients) can all land on one
+process while the other idles. Measured with 20 clients on two workers: 126 or 233
+requests/s for the same code, run to run (benchmarks/RESULTS.md). Uvicorn has an open
+pull request for this (encode/uvicorn#2472); until it lands, this is uvicorn's supervisor
+with one socket per worker slot: a worker that dies is replaced on the same socket, so no
+socket is left listening without a worker. Only processes of the same user can join the
+group (Linux checks the uid).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from uvicorn import Config
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
+
+from policy_engine.errors import ConfigError
+
+
+def balanced_workers_available() -> bool:
+    return sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
+
+
+def reuse_port_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets bound to (host, port) in one SO_REUSEPORT group, not listening
+    yet (each worker listens on its own)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            sock.set_inheritable(True)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another server"
+            " using that port? Choose another with --port"
+        ) from exc
+    return sockets
+
+
+class BalancedMultiprocess(Multiprocess):
+    """Uvicorn's supervisor (signals, health checks, restarts), worker slot i always on
+    socket i."""
+
+    def __init__(self, config: Config, slots: list[socket.socket]) -> None:
+        super().__init__(config, sockets=[])
+        self.slots = slots
+
+    def _started(self, slot: int) -> Process:
+        process = Process(self.config, [self.slots[slot]])
+        process.start()
+        return process
+
+    def init_processes(self) -> None:
+        self.processes = [self._started(slot) for slot in range(self.processes_num)]
+
+    def keep_subprocess_alive(self) -> None:
+        if self.should_exit.is_set():
+            return
+        for slot, process in enumerate(self.processes):
+            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                continue
+            process.kill()  # hung: kill it
+            process.join()
+            if process.exitcode == STARTUP_FAILURE:  # would fail the same way again
+                logger.error(f"Child process [{process.pid}] failed to start, stopping.")
+                self.should_exit.set()
+                return
+            if self.should_exit.is_set():
+                return
+            logger.info(f"Child process [{process.pid}] died")
+            self.processes[slot] = self._started(slot)
+
+    def restart_all(self) -> None:
+        """SIGHUP: replace each worker, the old one retired once the new one is ready."""
+        for slot, old in enumerate(self.processes):
+            if self.should_exit.is_set():
+                return
+            new = self._started(slot)
+            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
+                new.kill()
+                new.join()
+                return
+            old.terminate()
+            old.join()
+            self.processes[slot] = new
