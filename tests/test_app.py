@@ -158,6 +158,20 @@ def test_every_page_has_a_strict_content_security_policy(client) -> None:
     assert client.get("/static/nothing.js").status_code == 404
 
 
+def test_api_answers_and_errors_carry_the_security_headers_and_a_report_keeps_its_own(
+    client,
+) -> None:
+    client, _, ids = client
+    log_in(client, "bob")
+    for path in ("/healthz", "/api/v1/assets", "/api/v1/assets/999999", "/no/such/page"):
+        answer = client.get(path)
+        assert answer.headers["x-content-type-options"] == "nosniff", path
+        assert answer.headers["content-security-policy"].startswith("default-src 'self'"), path
+    report = client.get(f"/assets/{ids[0][0]}/report.html")
+    assert report.status_code == 200
+    assert report.headers["content-security-policy"].startswith("default-src 'none'")
+
+
 # -- the catalogue ------------------------------------------------------------------------
 def test_the_catalogue_filters_and_sorts_from_the_url(client) -> None:
     client, store, ids = client

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import ChoiceLoader, Environment, PackageLoader
+from starlette.datastructures import MutableHeaders
 
 from policy_engine import __version__
 from policy_engine.accounts import EDIT_RULES, OVERRULE, READ
@@ -193,10 +194,28 @@ SECURITY_HEADERS = {
 }
 
 
+class SecurityHeaders:
+    """The headers above on every HTTP response that has not set its own. A plain ASGI
+    middleware: ``@app.middleware("http")`` runs each request through a task and a
+    streamed response, a cost every API call paid."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def security_headers(app: Any) -> None:
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
+    app.add_middleware(SecurityHeaders)
