@@ -179,6 +179,15 @@ def _python_children(pid: int) -> list[int]:
     return [int(c) for c in children]
 
 
+def _workers_of(pid: int) -> list[int]:
+    """The worker processes of a supervisor (not multiprocessing's resource tracker)."""
+    return [
+        child
+        for child in _python_children(pid)
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+
+
 def _listening_sockets(port: int) -> int:
     """How many TCP sockets listen on ``port`` (Linux: /proc/net/tcp, state 0A)."""
     count = 0
@@ -240,6 +249,18 @@ def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(
             # one listening socket per worker (SO_REUSEPORT): the kernel spreads
             # connections over them, where one shared socket let one worker take them all
             assert _listening_sockets(port) == workers
+            # a worker killed is replaced on its own socket: no socket left unserved
+            workers_before = _workers_of(server.pid)
+            os.kill(workers_before[0], signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while workers_before[0] in (now := _workers_of(server.pid)) or len(now) < workers:
+                assert time.monotonic() < deadline, "the killed worker was not replaced"
+                time.sleep(0.2)
+            for _ in range(20):  # new connections, hashed over both sockets
+                with httpx.Client(base_url=base) as fresh:
+                    assert fresh.get("/healthz").status_code == 200
+            assert _listening_sockets(port) == workers
+            serving = _python_children(server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=30)[0]
