@@ -67,6 +67,30 @@ def test_bad_file_raises_media_error(tmp_path: Path, embedder: ClipEmbedder) -> 
         analyze_video(path, CATS, embedder)
 
 
+def test_a_bad_file_leaves_no_photosensitivity_thread_behind(
+    tmp_path: Path, colour_video: Path, embedder: ClipEmbedder
+) -> None:
+    """A nightly worker meets thousands of files: one that cannot be opened must not
+    leave the every-frame check's thread waiting for pictures that never come."""
+    import threading
+
+    from policy_engine.analysis.photosensitivity import PseSettings
+
+    def taps() -> int:
+        return sum(t.name == "policy-engine-tap" for t in threading.enumerate())
+
+    before = taps()
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 300)
+    options = AnalysisOptions(photosensitivity=PseSettings())
+    for _ in range(3):
+        with pytest.raises(MediaError):
+            analyze_video(path, CATS, embedder, options)
+    result = analyze_video(colour_video, CATS, embedder, options)  # and a good one after
+    assert result.photosensitivity is not None
+    assert taps() == before
+
+
 def test_decoder_errors_surface_in_the_callers_thread(
     colour_video: Path, embedder: ClipEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

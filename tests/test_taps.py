@@ -135,6 +135,44 @@ def test_a_failing_check_stops_the_decoder_and_close_re_raises_it() -> None:
         receiver.close()
 
 
+def test_abandoning_a_failed_check_raises_nothing_and_frees_a_blocked_decoder() -> None:
+    """The scan's own error is the one to report; and a decoder waiting on a full queue
+    when the scan is abandoned is released with an error, not left blocked."""
+    release = threading.Event()
+
+    def receive(t: float, picture: np.ndarray) -> None:
+        release.wait(5)
+        raise ValueError("the check failed")
+
+    receiver = ReceiverThread(receive, capacity=1)
+    picture = np.zeros((2, 2, 3), np.uint8)
+    outcome: list[BaseException | None] = []
+
+    def decoder() -> None:
+        try:
+            for index in range(10):
+                receiver.receive(float(index), picture)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001
+            outcome.append(exc)
+
+    feeding = threading.Thread(target=decoder)
+    feeding.start()
+    time.sleep(0.3)  # the decoder is now blocked: one picture in hand, one queued
+    release.set()
+    receiver.close(abandon=True)  # raises nothing
+    feeding.join(5)
+    assert not feeding.is_alive() and outcome and outcome[0] is not None
+
+
+def test_a_receiver_that_never_received_has_no_thread_to_stop() -> None:
+    before = threading.active_count()
+    receiver = ReceiverThread(lambda t, p: None)
+    assert threading.active_count() == before
+    receiver.close()
+    receiver.close(abandon=True)
+
+
 def test_abandoning_drops_what_is_queued_without_waiting_for_it() -> None:
     calls = []
     receiver = ReceiverThread(lambda t, p: (calls.append(t), time.sleep(0.05)), capacity=50)

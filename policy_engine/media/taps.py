@@ -8,6 +8,7 @@ is converted once per distinct (size, format, scaler) in one pass of FFmpeg's co
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -115,36 +116,48 @@ def convert(
 
 class ReceiverThread:
     """A tap's ``receive`` run in a thread of its own, in order, so that a check on every
-    frame overlaps with decoding instead of adding to it (the decoder is the scan's
-    bottleneck while the model is busy). The queue is bounded: a slow check holds the
-    decoder back rather than pictures piling up. ``close()`` waits for the queue to
-    drain and re-raises, in the caller's thread, what ``receive`` raised."""
+    frame overlaps with decoding instead of adding to it. The queue is bounded: a slow
+    check holds the decoder back rather than pictures piling up. The thread starts with
+    the first picture (a file that cannot be opened leaves none behind). ``close()``
+    waits for the queue to drain and re-raises, in the caller's thread, what ``receive``
+    raised; ``close(abandon=True)``, for a scan that failed, drops the rest and raises
+    nothing (the scan's own error is the one to report)."""
 
     _DONE = object()
 
     def __init__(self, receive: Callable[[float, np.ndarray], None], capacity: int = 64) -> None:
-        import queue
-        import threading
-
         self._receive = receive
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="policy-engine-tap", daemon=True)
-        self._thread.start()
+        self._thread: Any = None
 
     def receive(self, time: float, picture: np.ndarray) -> None:
         if self._error is not None:
             raise self._error  # stop decoding for a check that has already failed
-        self._queue.put((time, picture))
+        if self._thread is None:
+            import threading
+
+            self._thread = threading.Thread(target=self._run, name="policy-engine-tap")
+            self._thread.daemon = True
+            self._thread.start()
+        while True:  # bounded waits: a check abandoned meanwhile must not block the decoder
+            try:
+                self._queue.put((time, picture), timeout=0.1)
+                return
+            except queue.Full:
+                if self._error is not None:
+                    raise self._error from None
 
     def close(self, *, abandon: bool = False) -> None:
         """Wait for every picture to be received (or, with ``abandon``, drop the rest);
-        re-raise the first error."""
+        re-raise the first error unless abandoning."""
         if abandon:
             self._error = self._error or _Abandoned()
-        self._queue.put(self._DONE)
-        self._thread.join()
-        if self._error is not None and not isinstance(self._error, _Abandoned):
+        if self._thread is not None:
+            self._queue.put(self._DONE)
+            self._thread.join()
+            self._thread = None
+        if not abandon and self._error is not None:
             raise self._error
 
     def _run(self) -> None:
