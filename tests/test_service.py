@@ -502,6 +502,27 @@ def test_a_catalogue_page_works_out_each_rule_set_and_level_s_slots_once(
     assert judged[0]["slots"] and judged[0]["slots"] is not judged[1]["slots"]
 
 
+def test_a_rule_set_text_this_software_no_longer_reads_gives_no_slots_not_an_error(
+    catalogue, monkeypatch
+) -> None:
+    from policy_engine.pipeline import catalogue as pages
+    from policy_engine.policy import loader
+
+    client, _, tokens, store = catalogue
+
+    def unreadable(*args, **kwargs):
+        raise ValueError("a rule the current software does not know")
+
+    monkeypatch.setattr(loader, "parse_ruleset", unreadable)
+    monkeypatch.setattr(pages, "_PARSED", {})
+    pages._SLOTS.clear()
+    answer = client.get("/api/v1/assets", headers=bearer(tokens["viewer"]))
+    assert answer.status_code == 200, answer.text
+    judged = [item for item in answer.json()["items"] if item["verdict"]]
+    assert len(judged) == 7 and all(item["slots"] == [] for item in judged)
+    assert not pages._SLOTS  # nothing unverified kept
+
+
 # -- browser sessions ---------------------------------------------------------------------------
 @pytest.fixture
 def people(decided):

@@ -9,6 +9,7 @@ makes one request walk the whole archive.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -99,15 +100,18 @@ def _slots(decisions: list[Any], rulesets: dict[str, Any]) -> list[dict[str, Any
     key = tuple(
         (d.ruleset_name, d.ruleset_sha256, d.ruled().schedule)
         for d in decisions
-        if d.ruleset_sha256 in rulesets
+        if rulesets.get(d.ruleset_sha256) is not None  # None: a text no longer readable
     )
     if not key:
         return []
     slots = _SLOTS.get(key)
     if slots is None:
-        slots = _SLOTS[key] = _combined_slots(key, rulesets)
-        if len(_SLOTS) > _SLOTS_KEPT:
-            _SLOTS.pop(next(iter(_SLOTS)))  # the oldest: dicts keep insertion order
+        slots = _combined_slots(key, rulesets)
+        if all(sha in _PARSED for _, sha, _ in key):  # texts verified against their hash
+            with _SLOTS_LOCK:  # requests run in threads
+                _SLOTS[key] = slots
+                while len(_SLOTS) > _SLOTS_KEPT:
+                    _SLOTS.pop(next(iter(_SLOTS)))  # the oldest: dicts keep insertion order
     return [dict(slot) for slot in slots]  # copies: callers may add to an item's slots
 
 
@@ -116,6 +120,7 @@ def _slots(decisions: list[Any], rulesets: dict[str, Any]) -> list[dict[str, Any
 # cost of a catalogue page.
 _SLOTS: dict[tuple[tuple[str, str, str], ...], list[dict[str, Any]]] = {}
 _SLOTS_KEPT = 4096
+_SLOTS_LOCK = threading.Lock()
 
 
 def _combined_slots(
