@@ -94,6 +94,8 @@ class BalancedMultiprocess(Multiprocess):
             if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
                 new.kill()
                 new.join()
+                if not self.should_exit.is_set():
+                    logger.error(f"Worker [{new.pid}] was not ready in time; kept [{old.pid}].")
                 return
             old.terminate()
             old.join()
