@@ -371,9 +371,7 @@ def _pair_luminance(array: np.ndarray, buffers: _Buffers) -> tuple[np.ndarray, n
         )
     last = None
     if width % 2:
-        column = array[:, -1, :]
-        yr, yg, yb = _Y_BY_CHANNEL
-        last = yr[column[:, 0]] + yg[column[:, 1]] + yb[column[:, 2]]
+        last = _pixel_luminance(array[:, -1:])[:, 0]
     return units, last
 
 
