@@ -71,7 +71,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path, colour
         port = probe.getsockname()[1]
     env = {**os.environ, "POLICY_ENGINE_REPORTS": str(root / "reports"),
            "POLICY_ENGINE_FOUR_EYES": "true", "POLICY_ENGINE_REVIEW_SAMPLE": "1",
-           "POLICY_ENGINE_LOG_FORMAT": "json"}  # fmt: skip
+           "POLICY_ENGINE_LOG_FORMAT": "json", "POLICY_ENGINE_MODEL": str(tiny_clip_dir),
+           "POLICY_ENGINE_DEVICE": "cpu", "POLICY_ENGINE_SEARCH_CACHE": str(root / "search")}  # fmt: skip
     cli = Path(sys.executable).parent / "policy-engine"
     server = subprocess.Popen(
         [str(cli), "--db", db, "serve", "--port", str(port)], cwd=root, env=env,
@@ -304,7 +305,54 @@ def test_the_queue_and_the_rule_set_pages(served, browser) -> None:
     w.check()
 
 
-@pytest.mark.parametrize("path", ["asset", "/", "/queue", "/audit", "/rulesets",
+def test_search_by_description_and_by_picture_and_a_hit_opens_the_player_there(
+    served, browser, tmp_path: Path
+) -> None:
+    import av
+
+    base, _, outcome = served
+    w = open_as(browser, base, "bob", "/search")
+    page = w.page
+    page.get_by_label("What to look for").fill("a red picture")
+    page.locator("#s-limit").fill("4")
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.wait_for_selector("#hits")
+    assert "q=a+red+picture" in page.url  # a search is a link to send
+    items = page.locator("ol.hits li")
+    assert items.count() == 4
+    assert {items.nth(i).get_attribute("data-asset") for i in range(4)} == {
+        str(outcome.asset_id)
+    }  # the synthetic assets were scanned with other weights: named, not searched
+    assert "7 asset(s) scanned with other weights" in page.locator("#hits").inner_text()
+    wait_until(page, "[...document.querySelectorAll('ol.hits img')]"
+                     ".every(i => i.complete && i.naturalWidth > 0)")  # fmt: skip
+    w.shot("search")
+    w.accessible()
+    page.get_by_role("link", name="more like this").first.click()
+    page.wait_for_url(re.compile(r"like=\d+%3A\d+"))
+    assert page.locator("ol.hits li").count() == 4
+    # a green still (the clip is green from 3 s to 7 s) uploaded from the form
+    still = tmp_path / "green still.png"
+    with av.open(str(Path(outcome.path))) as container:
+        frame = next(f for f in container.decode(video=0) if f.time >= 5.0)
+        frame.to_image().save(still)
+    page.goto(base + "/search")
+    page.get_by_label("Picture", exact=True).set_input_files(str(still))
+    page.locator("#p-limit").fill("3")
+    page.get_by_role("button", name="Search by picture").click()
+    page.wait_for_selector("#hits")
+    top = page.locator("ol.hits li").first
+    assert 6 <= int(top.get_attribute("data-frame")) <= 13  # a frame from 3 s to 6.5 s
+    w.shot("search-picture")
+    link = top.locator("p a").first
+    at = float(re.search(r"\?t=([\d.]+)", link.get_attribute("href")).group(1))
+    link.click()
+    page.wait_for_url(re.compile(r"/assets/\d+\?t="))
+    wait_until(page, f"Math.abs(document.getElementById('player').currentTime - {at}) < 0.05")
+    w.check()
+
+
+@pytest.mark.parametrize("path", ["asset", "/", "/queue", "/audit", "/search", "/rulesets",
                                   "/rulesets/trailers", "/rulesets/dry-run"])
 def test_keyboard_alone_reaches_every_control(served, browser, path: str) -> None:
     base, _, outcome = served

@@ -103,15 +103,15 @@ def test_the_nightly_job_fires_at_two_in_the_configured_zone(settings: Settings)
     # The daemon starts an hour early: however long start-up takes on a loaded machine,
     # the next run is still 02:00 today (starting it at 01:59:59 made the test depend on
     # start-up taking under a second). Then the clock jumps to just before two.
-    with time_machine.travel(datetime(2026, 11, 22, 1, 0, tzinfo=LONDON), tick=True) as clock:
-        with Daemon(settings) as daemon:
-            job = daemon.scheduler.get_job(scheduler.NIGHTLY)
-            assert job.next_run_time == datetime(2026, 11, 22, 2, 0, tzinfo=LONDON)
-            assert not runs(settings)
-            clock.move_to(datetime(2026, 11, 22, 1, 59, 59, 200_000, tzinfo=LONDON))
-            daemon.scheduler.wakeup()  # it sleeps until its next run: let it look again
-            assert wait_for(lambda: runs(settings))
-            [(trigger, started)] = runs(settings)
+    an_hour_early = datetime(2026, 11, 22, 1, 0, tzinfo=LONDON)
+    with time_machine.travel(an_hour_early, tick=True) as clock, Daemon(settings) as daemon:
+        job = daemon.scheduler.get_job(scheduler.NIGHTLY)
+        assert job.next_run_time == datetime(2026, 11, 22, 2, 0, tzinfo=LONDON)
+        assert not runs(settings)
+        clock.move_to(datetime(2026, 11, 22, 1, 59, 59, 200_000, tzinfo=LONDON))
+        daemon.scheduler.wakeup()  # it sleeps until its next run: let it look again
+        assert wait_for(lambda: runs(settings))
+        [(trigger, started)] = runs(settings)
     assert trigger == "nightly"
     assert started.astimezone(LONDON).strftime("%H:%M") == "02:00"
 

@@ -55,8 +55,10 @@ _STATUS_OF = ((ConfigError, 422, "invalid"), (ModelError, 503, "model-unavailabl
 
 MAX_BODY_BYTES = 64 * 1024  # a JSON request body; uploads have their own cap
 UPLOAD_PATHS = frozenset({"/api/v1/analyses/upload", "/api/v1/search/image"})  # own caps
-# a form carrying a whole rule file (urlencoded, so up to three times its size)
-LARGER_BODIES = {"/rulesets/dry-run": 512 * 1024}
+LARGER_BODIES = {
+    "/rulesets/dry-run": 512 * 1024,  # a whole rule file, urlencoded (up to 3x its size)
+    "/search": 10 * 1024 * 1024 + 64 * 1024,  # the search page's picture and a few fields
+}
 
 
 class BodyCap:

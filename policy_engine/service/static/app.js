@@ -1,6 +1,7 @@
 // The review app's only script (no library, no build step; served by the app itself,
 // which allows no inline script): the player follows the timeline and the evidence, the
-// playhead follows the player, and an uploaded rule file fills the dry-run text.
+// playhead follows the player (from ?t=, where a search hit opens it), and an uploaded
+// rule file fills the dry-run text.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const player = document.getElementById("player");
@@ -23,6 +24,12 @@ document.addEventListener("DOMContentLoaded", () => {
         head.setAttribute("x2", x);
       }
     };
+    // Opened at a moment (a search hit links ?t=SECONDS): start the player there.
+    const at = Number(new URLSearchParams(window.location.search).get("t"));
+    if (at > 0) {
+      const seek = () => { player.currentTime = at; };
+      if (player.readyState >= 1) seek(); else player.addEventListener("loadedmetadata", seek, { once: true });
+    }
     player.addEventListener("timeupdate", move);
     player.addEventListener("seeked", move);
     player.addEventListener("error", () => {
