@@ -126,9 +126,9 @@ def test_taps_share_one_conversion_per_size_and_format(
     conversions: list[tuple] = []
     real = taps.convert
 
-    def counted(frame, size, format="rgb24", interpolation="AREA"):
+    def counted(frame, size, format="rgb24", interpolation="AREA", matrix="tagged"):
         conversions.append((size, format, interpolation))
-        return real(frame, size, format, interpolation)
+        return real(frame, size, format, interpolation, matrix)
 
     monkeypatch.setattr(taps, "convert", counted)
     seen: dict[str, list] = {"a": [], "b": [], "small": []}

@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from policy_engine.media.yuv import reduced_picture
+from policy_engine.media.yuv import MATRICES, reduced_picture
 
 FORMATS = ("rgb24", "bgr24")  # bgr24: OpenCV's order, what PySceneDetect's detectors read
+# reductions done plane by plane on 8-bit planar YUV (media/yuv.py), with the swscale
+# scaler that stands in for each on other formats
+PLANE_REDUCTIONS = {"AREA": "AREA", "LINEAR": "FAST_BILINEAR"}
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,13 @@ class PictureTap:
     format: str = "rgb24"
     long_side: bool = False
     interpolation: str = "AREA"
+    matrix: str = "tagged"  # or bt601: media.yuv.reduced_picture
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"picture format {self.format!r}: choose one of {FORMATS}")
+        if self.matrix not in MATRICES:
+            raise ValueError(f"colour matrix {self.matrix!r}: choose one of {MATRICES}")
         if self.width is not None and self.width < 1:
             raise ValueError(f"picture width must be at least 1, got {self.width}")
 
@@ -79,13 +85,15 @@ class TapFanOut:
         return bool(self.taps)
 
     def feed(self, frame: Any, time: float) -> None:
-        pictures: dict[tuple[tuple[int, int] | None, str, str], np.ndarray] = {}
+        pictures: dict[tuple[tuple[int, int] | None, str, str, str], np.ndarray] = {}
         for tap in self.taps:
             size = self._size(frame, tap)
-            key = (size, tap.format, tap.interpolation)
+            key = (size, tap.format, tap.interpolation, tap.matrix)
             picture = pictures.get(key)
             if picture is None:
-                picture = pictures[key] = convert(frame, size, tap.format, tap.interpolation)
+                picture = pictures[key] = convert(
+                    frame, size, tap.format, tap.interpolation, tap.matrix
+                )
             tap.receive(time, picture)
 
     def _size(self, frame: Any, tap: PictureTap) -> tuple[int, int] | None:
@@ -100,18 +108,25 @@ class TapFanOut:
 
 
 def convert(
-    frame: Any, size: tuple[int, int] | None, format: str = "rgb24", interpolation: str = "AREA"
+    frame: Any,
+    size: tuple[int, int] | None,
+    format: str = "rgb24",
+    interpolation: str = "AREA",
+    matrix: str = "tagged",
 ) -> np.ndarray:
     """One decoded frame as a picture of ``size`` (None: as stored) in ``format``."""
-    if size is not None and interpolation == "AREA":
-        picture = reduced_picture(frame, size, format)  # 8-bit planar YUV: ten times cheaper
+    if size is not None and interpolation in PLANE_REDUCTIONS:
+        # 8-bit planar YUV: each plane reduced by OpenCV, then only the small picture
+        # converted: several times cheaper than swscale's reduction of the whole frame
+        picture = reduced_picture(frame, size, format, interpolation, matrix)
         if picture is not None:
             return picture  # type: ignore[no-any-return]
     if size is None:
         return frame.to_ndarray(format=format)  # type: ignore[no-any-return]
     return frame.to_ndarray(  # type: ignore[no-any-return]
-        width=size[0], height=size[1], format=format, interpolation=interpolation
-    )
+        width=size[0], height=size[1], format=format,
+        interpolation=PLANE_REDUCTIONS.get(interpolation, interpolation),
+    )  # fmt: skip
 
 
 class ReceiverThread:

@@ -1,6 +1,7 @@
 """Small RGB pictures straight from 8-bit planar YUV frames, for checks that look at
-every frame (photosensitivity): each plane is reduced by box averaging first, and only
-the small result is converted to RGB.
+every frame (photosensitivity, scene detection): each plane is reduced first (box
+averaging, or OpenCV's bilinear reduction for scene detection), and only the small
+result is converted to RGB.
 
 Why not FFmpeg's swscale, which the other conversions use: reducing a 720p frame to
 320x180 RGB with its AREA scaler costs about 1.5 ms, as much as decoding the frame, and a
@@ -88,9 +89,36 @@ def _planes(frame: Any) -> list[np.ndarray] | None:
     return planes
 
 
-def reduced_picture(frame: Any, size: tuple[int, int], format: str = "rgb24") -> Any:
-    """The frame as a (height, width, 3) uint8 picture of ``size``, or None when the frame
-    is not 8-bit planar YUV (the caller converts it another way)."""
+def linear_resize(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``plane`` resized to ``size`` with OpenCV's INTER_LINEAR: what PySceneDetect
+    reduces its frames with (so its detectors' thresholds keep their meaning)."""
+    import cv2
+
+    if plane.shape[:2] == (size[1], size[0]):
+        return plane
+    return cv2.resize(plane, size, interpolation=cv2.INTER_LINEAR)
+
+
+REDUCERS = {"AREA": box_reduce, "LINEAR": linear_resize}
+
+
+MATRICES = ("tagged", "bt601")
+
+
+def reduced_picture(
+    frame: Any,
+    size: tuple[int, int],
+    format: str = "rgb24",
+    interpolation: str = "AREA",
+    matrix: str = "tagged",
+) -> Any:
+    """The frame as a (height, width, 3) uint8 picture of ``size``, each plane reduced by
+    ``interpolation`` (AREA: box means; LINEAR: OpenCV's INTER_LINEAR), or None when the
+    frame is not 8-bit planar YUV (the caller converts it another way).
+
+    ``matrix``: ``tagged`` converts with the frame's own matrix (what a viewer sees);
+    ``bt601`` as FFmpeg's converter does when nobody tells it the matrix, whatever the
+    tag, which is how OpenCV and PyAV make the pictures PySceneDetect was tuned on."""
     import cv2
 
     full_range = PLANAR_8BIT.get(frame.format.name)
@@ -100,6 +128,7 @@ def reduced_picture(frame: Any, size: tuple[int, int], format: str = "rgb24") ->
     if planes is None:
         return None
     full_range = full_range or frame.color_range == _FULL_RANGE
-    kr, kb = coefficients(frame.colorspace, frame.height)
-    yuv = cv2.merge([box_reduce(p, size) for p in planes])
+    kr, kb = coefficients(frame.colorspace, frame.height) if matrix == "tagged" else _BT601
+    reduce = REDUCERS[interpolation]
+    yuv = cv2.merge([reduce(p, size) for p in planes])
     return cv2.transform(yuv, yuv_to_rgb_matrix(kr, kb, full_range=full_range, order=format))
