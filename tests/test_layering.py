@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 PURE = [
     "policy_engine.analysis.scoring",
@@ -47,3 +48,26 @@ def test_only_the_store_speaks_sql() -> None:
         if "sqlalchemy" in path.read_text() and path.parts[-2] != "store"
     )
     assert speakers == []
+
+
+def test_commands_that_need_no_model_load_no_model_or_video_library(tmp_path) -> None:
+    """The command line's start-up: `rules`, `db status` and `history` answer from files
+    and the database; importing torch, transformers, PyAV or OpenCV for them cost over a
+    second a command (the search command's defaults were imported from the pipeline)."""
+    db = f"sqlite:///{tmp_path / 'e.sqlite'}"
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from policy_engine.cli import app\n"
+        "for args in (['rules', 'validate', 'policy_engine/rules'], ['db', 'status'],\n"
+        "             ['history'], ['--help']):\n"
+        f"    result = CliRunner().invoke(app, ['--db', {db!r}, *args])\n"
+        "    assert result.exit_code == 0, (args, result.output)\n"
+        "print(sorted(m for m in ['torch', 'transformers', 'av', 'cv2', 'scenedetect']"
+        " if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert result.stdout.strip() == "[]"

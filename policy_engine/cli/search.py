@@ -25,7 +25,7 @@ from policy_engine.cli.records import _models, _no_asset, _since
 from policy_engine.errors import ConfigError, PolicyEngineError
 from policy_engine.escaping import visible_controls
 from policy_engine.media.timecode import format_timecode
-from policy_engine.pipeline.search import DEFAULT_LIMIT, DEFAULT_WEIGHT
+from policy_engine.search import DEFAULT_LIMIT, DEFAULT_WEIGHT
 
 
 @app.command()

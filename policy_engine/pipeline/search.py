@@ -21,12 +21,10 @@ import numpy as np
 from policy_engine.analysis.scenes import unit_rows
 from policy_engine.errors import ConfigError, PolicyEngineError
 from policy_engine.policy.evaluate import combine
-from policy_engine.search import open_index
+from policy_engine.search import DEFAULT_LIMIT, DEFAULT_WEIGHT, MAX_LIMIT, open_index
 from policy_engine.store.search import FRAMES, KINDS, SCENES, CurrentScan, SearchRows
 
-DEFAULT_LIMIT = 20
-DEFAULT_WEIGHT = 0.7  # of the text, when a text and an image are combined
-MAX_LIMIT = 500
+__all__ = ["DEFAULT_LIMIT", "DEFAULT_WEIGHT", "MAX_LIMIT", "Hit", "SearchRequest", "search"]
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,23 @@ from policy_engine.errors import ConfigError
 from policy_engine.search.base import Match, VectorIndex
 
 BACKENDS = ("exact", "hnsw", "pgvector")
+# a query's defaults and bounds, here (not in the pipeline) so that the command line and
+# the service can name them without importing the models
+DEFAULT_LIMIT = 20
+DEFAULT_WEIGHT = 0.7  # of the text, when a text and an image are combined
+MAX_LIMIT = 500
 _OPEN: dict[tuple[str, str, str, str, str], VectorIndex] = {}
 
-__all__ = ["BACKENDS", "Match", "VectorIndex", "cache_folder", "open_index"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_LIMIT",
+    "DEFAULT_WEIGHT",
+    "MAX_LIMIT",
+    "Match",
+    "VectorIndex",
+    "cache_folder",
+    "open_index",
+]
 
 
 def cache_folder(store_url: str, configured: str) -> Path:

@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
 from policy_engine.errors import ConfigError
-from policy_engine.pipeline.search import DEFAULT_LIMIT, DEFAULT_WEIGHT, MAX_LIMIT
+from policy_engine.search import DEFAULT_LIMIT, DEFAULT_WEIGHT, MAX_LIMIT
 from policy_engine.service.deps import PRINTABLE, Reader, utc
 from policy_engine.service.problems import Problem
 from policy_engine.service.resources import resources
