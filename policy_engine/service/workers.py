@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 
 from uvicorn import Config
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
 
 from policy_engine.errors import ConfigError
+
+# A worker is spawned: it answers health checks only once it has imported the engine,
+# seconds on an idle machine and more than uvicorn's 5 s health-check timeout on a loaded
+# one. Until its first answer, a live worker is given this long before it counts as hung
+# (killing it as hung at 5 s restarted it, to be killed again, for as long as the load).
+STARTUP_GRACE_S = 60.0
 
 
 def balanced_workers_available() -> bool:
@@ -59,11 +66,37 @@ class BalancedMultiprocess(Multiprocess):
     def __init__(self, config: Config, slots: list[socket.socket]) -> None:
         super().__init__(config, sockets=[])
         self.slots = slots
+        # workers that have not yet answered a health check: when each was started, and
+        # whether a first ping is on its way to it
+        self.starting: dict[Process, tuple[float, bool]] = {}
 
     def _started(self, slot: int) -> Process:
         process = Process(self.config, [self.slots[slot]])
         process.start()
+        self.starting[process] = (time.monotonic(), False)
         return process
+
+    def _still_starting(self, process: Process) -> bool:
+        """True for a live worker that has not answered yet and is within its start-up
+        grace: it is importing, not hung. One ping at a time is sent to it, and looked
+        for without waiting, so the supervisor's loop is not held up meanwhile."""
+        if process not in self.starting:
+            return False
+        started, pinged = self.starting[process]
+        try:
+            if process.process.is_alive():
+                if not pinged:
+                    process.parent_conn.send(b"ping")
+                    self.starting[process] = (started, True)
+                if not process.parent_conn.poll(0):
+                    if time.monotonic() - started < STARTUP_GRACE_S:
+                        return True
+                else:
+                    process.parent_conn.recv()  # up: health-checked as usual from now on
+        except (OSError, EOFError):
+            pass  # its end of the pipe is gone: checked (and replaced) as usual
+        del self.starting[process]
+        return False
 
     def init_processes(self) -> None:
         self.processes = [self._started(slot) for slot in range(self.processes_num)]
@@ -72,6 +105,8 @@ class BalancedMultiprocess(Multiprocess):
         if self.should_exit.is_set():
             return
         for slot, process in enumerate(self.processes):
+            if self._still_starting(process):
+                continue
             if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
                 continue
             process.kill()  # hung: kill it
@@ -94,9 +129,11 @@ class BalancedMultiprocess(Multiprocess):
             if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
                 new.kill()
                 new.join()
+                self.starting.pop(new, None)
                 if not self.should_exit.is_set():
                     logger.error(f"Worker [{new.pid}] was not ready in time; kept [{old.pid}].")
                 return
             old.terminate()
             old.join()
+            self.starting.pop(old, None)
             self.processes[slot] = new
