@@ -197,6 +197,19 @@ def _listening_sockets(port: int) -> int:
     return count
 
 
+def _wait_for_listening_sockets(port: int, count: int, seconds: float = 60) -> None:
+    """Until ``count`` sockets listen on ``port``. Each worker listens on its own socket
+    once it has started, and /readyz is answered by whichever is up first: under load
+    the others may still be importing (never more than ``count``)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while (listening := _listening_sockets(port)) < count:
+        assert time.monotonic() < deadline, f"{listening} of {count} sockets listening"
+        time.sleep(0.2)
+    assert listening == count, f"{listening} sockets listening, not {count}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(
@@ -248,7 +261,8 @@ def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(
             assert len(serving) >= workers, serving
             # one listening socket per worker (SO_REUSEPORT): the kernel spreads
             # connections over them, where one shared socket let one worker take them all
-            assert _listening_sockets(port) == workers
+            # (one socket would never become two; the second worker may still be starting)
+            _wait_for_listening_sockets(port, workers)
             # a worker killed is replaced on its own socket: no socket left unserved
             workers_before = _workers_of(server.pid)
             os.kill(workers_before[0], signal.SIGKILL)
@@ -256,8 +270,12 @@ def test_serve_answers_over_tcp_and_stops_gracefully_on_sigterm(
             while workers_before[0] in (now := _workers_of(server.pid)) or len(now) < workers:
                 assert time.monotonic() < deadline, "the killed worker was not replaced"
                 time.sleep(0.2)
-            for _ in range(20):  # new connections, hashed over both sockets
-                with httpx.Client(base_url=base) as fresh:
+            # new connections, hashed over both sockets. The replacement process exists
+            # but may still be starting (seconds under load): a connection on its socket
+            # waits in the backlog until it accepts, so wait as long as for readiness; a
+            # socket left without a worker would never answer
+            for _ in range(20):
+                with httpx.Client(base_url=base, timeout=httpx.Timeout(5, read=60)) as fresh:
                     assert fresh.get("/healthz").status_code == 200
             assert _listening_sockets(port) == workers
             serving = _python_children(server.pid)
