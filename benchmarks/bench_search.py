@@ -155,6 +155,7 @@ def bench_size(size: int, queries: int, folder: Path, cap: float) -> None:
                           for a, b in zip(truth[kind], found)])  # fmt: skip
         print(f"{kind:>19}: HNSW  {percentiles(seconds)}   recall@10 vs exact {recall:.3f}")
     filtered(graph, "HNSW", asked["text-like"][:20], filters)
+    sweep_ef(graph, asked, truth, scans)
     source.grow(1000)
     _, appended = timed(cache.refresh)
     state_rows = graph._loaded
@@ -165,6 +166,25 @@ def bench_size(size: int, queries: int, folder: Path, cap: float) -> None:
     )
     print(f"peak RSS so far {rss_gib():.2f} GiB", flush=True)
     graph.index = None
+
+
+def sweep_ef(graph, asked, truth, scans) -> None:  # type: ignore[no-untyped-def]
+    """Recall and latency of the realistic queries at other search widths (ef), on the
+    same graph: what EXPANSION_SEARCH buys and costs."""
+    from policy_engine.search.hnsw import EXPANSION_SEARCH
+
+    for ef in (64, 128, 256, 512):
+        graph.index.expansion_search = ef
+        shown = []
+        for kind in ("image-like", "text-like"):
+            found, seconds = latencies(graph, asked[kind], scans)
+            recall = np.mean([len({m.id for m in a} & {m.id for m in b}) / 10
+                              for a, b in zip(truth[kind], found)])  # fmt: skip
+            shown.append(f"{kind} p50 {1000 * statistics.median(seconds):5.1f} ms"
+                         f" recall@10 {recall:.3f}")  # fmt: skip
+        print(f"  ef {ef:4d}{' (default)' if ef == EXPANSION_SEARCH else '          '}  "
+              + "   ".join(shown), flush=True)
+    graph.index.expansion_search = EXPANSION_SEARCH
 
 
 def filtered(index, name: str, asked: np.ndarray, filters) -> None:  # type: ignore[no-untyped-def]

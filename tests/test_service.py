@@ -934,3 +934,70 @@ rules:
         "/api/v1/assets", params={"territory": "UK"}, headers=bearer(tokens["viewer"])
     )
     assert half.status_code == 422 and half.json()["errors"][0]["field"] == "airs_at"
+
+
+# -- the supervisor of `serve --workers N` ---------------------------------------------------
+class _Pipe:
+    def __init__(self, answers: bool) -> None:
+        self.answers, self.sent = answers, 0
+
+    def send(self, message: bytes) -> None:
+        self.sent += 1
+
+    def poll(self, timeout: float = 0) -> bool:
+        return self.answers
+
+    def recv(self) -> bytes:
+        return b"pong"
+
+
+class _Worker:
+    """A worker process as uvicorn's supervisor sees it: alive, answering pings or not."""
+
+    def __init__(self, answers: bool) -> None:
+        self.parent_conn = _Pipe(answers)
+        self.process = self
+        self.killed, self.pid, self.exitcode = False, 4242, -9
+
+    def is_alive(self, timeout: float | None = None) -> bool:
+        return not self.killed and (timeout is None or self.parent_conn.answers)
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def join(self) -> None:
+        pass
+
+
+def test_a_worker_still_importing_is_given_time_and_a_hung_one_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A spawned worker answers health checks only once it has imported the engine: 12 s
+    on a loaded machine, past uvicorn's 5 s check, so it was killed as hung and the next
+    one too, for as long as the load lasted. Within STARTUP_GRACE_S it is left alone
+    (its first ping looked for without waiting); after that, or once it has answered,
+    it is checked and replaced as before."""
+    import time
+
+    import uvicorn
+
+    from policy_engine.service import workers
+
+    supervisor = workers.BalancedMultiprocess(uvicorn.Config("x:app"), slots=[])
+    replacements: list[_Worker] = []
+    monkeypatch.setattr(supervisor, "_started",
+                        lambda slot: replacements.append(_Worker(True)) or replacements[-1])  # fmt: skip
+    importing = _Worker(answers=False)
+    supervisor.processes = [importing]
+    supervisor.starting[importing] = (time.monotonic(), False)
+    for _ in range(3):
+        supervisor.keep_subprocess_alive()
+    assert not importing.killed and replacements == []
+    assert importing.parent_conn.sent == 1  # one ping on its way, not one per loop
+    supervisor.starting[importing] = (time.monotonic() - workers.STARTUP_GRACE_S - 1, True)
+    supervisor.keep_subprocess_alive()  # past its grace and still silent: hung
+    assert importing.killed and supervisor.processes == replacements
+    answered = replacements[0]
+    supervisor.starting[answered] = (time.monotonic(), False)
+    supervisor.keep_subprocess_alive()  # its first pong: from now on checked as usual
+    assert answered not in supervisor.starting and not answered.killed

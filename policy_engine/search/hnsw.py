@@ -2,11 +2,14 @@
 exact search, persisted beside them and extended as new scans' rows arrive (rebuilt only
 when the cache itself was rebuilt).
 
+The graph proposes candidates (``CANDIDATES`` times ``limit``); they are scored as exact
+search scores every row, so both back ends give the same scores and break ties alike.
+
 Filters: HNSW has no notion of "only these scans". A filter that keeps few rows is
 answered exactly over those rows (fast, since they are few); otherwise the graph is asked
-for enough neighbours that ``limit`` of them should pass (limit divided by the share of
-rows that pass, doubled), and asked again for four times as many while too few do; if
-even that falls short, the allowed rows are searched exactly. So a filtered query always
+for enough neighbours that ``limit`` of them should pass (``CANDIDATES`` times limit
+divided by the share of rows that pass), and again for four times as many while too few
+do; if even that falls short, the allowed rows are searched exactly. So a filtered query always
 returns ``limit`` hits when at least that many rows match it.
 """
 
@@ -25,7 +28,10 @@ from policy_engine.search.cache import RowCache
 CONNECTIVITY = 16  # M: links per node
 # efConstruction: 128 built 3.6x slower on two cores for no recall gain on clustered data
 EXPANSION_ADD = 64
-EXPANSION_SEARCH = 128  # ef (benchmarks/bench_search.py: recall@10 against exact search)
+# ef: at a million clustered rows recall@10 against exact search was 0.905 / 0.930 (image-
+# / text-like queries) at 128, 0.954 / 0.967 at 512 for p50 2.6 -> 6 ms (bench_search.py)
+EXPANSION_SEARCH = 512
+CANDIDATES = 4  # the graph proposes this many times the rows wanted, re-scored exactly
 EXACT_BELOW = 20_000  # allowed rows this few are searched exactly
 
 
@@ -109,14 +115,18 @@ class HnswIndex:
         allowed = int(mask.sum())
         if allowed <= max(limit, EXACT_BELOW):
             return self._exact(query, limit, mask, ids)
-        count = min(rows, math.ceil(2 * limit * rows / allowed))
+        count = min(rows, math.ceil(CANDIDATES * limit * rows / allowed))
         while True:
             found = self.index.search(np.asarray(query, np.float32), count, threads=self.threads)
             keys = np.asarray(found.keys, dtype=np.int64)
-            scores = 1.0 - np.asarray(found.distances, dtype=np.float32)
-            passing = mask[keys]
-            if passing.sum() >= limit:
-                return best(scores[passing], ids[keys[passing]], limit)
+            passing = keys[mask[keys]]
+            if len(passing) >= limit:
+                # the graph's candidates scored as exact search scores them: the same
+                # numbers for the same rows, and ties (frames of one shot are nearly
+                # equal) broken the same way, so the back ends differ only where the
+                # graph missed a row
+                vectors = self.cache.column("vectors")[np.sort(passing)]
+                return best(similarities(vectors, query), ids[np.sort(passing)], limit)
             if count >= rows:
                 return self._exact(query, limit, mask, ids)
             count = min(rows, count * 4)
