@@ -117,6 +117,31 @@ def test_keyframes_sampling_says_why_scenes_are_not_detected(shots: Path, tiny_c
     assert "every frame" in (result.scenes_skipped or "")
 
 
+def test_the_faster_pixel_distance_gives_pyscenedetects_numbers(shots: Path) -> None:
+    """The content detector's distance, replaced by one OpenCV call, is the library's own
+    to the last bit: on random planes, on identical ones, and on a real clip's frames."""
+    import policy_engine.media.scenes as scenes
+
+    make_detector(SceneSettings())
+    assert scenes.library_distance is not None
+    from scenedetect.detectors import content_detector
+
+    assert content_detector._mean_pixel_distance is scenes.mean_pixel_distance
+    rng = np.random.default_rng(5)
+    pairs = [rng.integers(0, 256, (2, 144, 256), dtype=np.uint8) for _ in range(20)]
+    pairs.append(np.zeros((2, 7, 3), dtype=np.uint8))
+    pairs.append(np.stack([np.full((9, 9), 255, np.uint8), np.zeros((9, 9), np.uint8)]))
+    for left, right in pairs:
+        assert scenes.mean_pixel_distance(left, right) == scenes.library_distance(left, right)
+    cuts = SceneCuts(SceneSettings())
+    pictures: list[np.ndarray] = []
+    list(FrameSampler(shots, SamplingSpec(fps=2.0, end=4.0), size=32,
+                      every_frame=[PictureTap(lambda t, p: pictures.append(p[:, :, 0].copy()),
+                                              width=256)], cuts=cuts))  # fmt: skip
+    for left, right in zip(pictures, pictures[1:]):
+        assert scenes.mean_pixel_distance(left, right) == scenes.library_distance(left, right)
+
+
 # -- one decode, one conversion per size -----------------------------------------------------
 def test_taps_share_one_conversion_per_size_and_format(
     shots: Path, monkeypatch: pytest.MonkeyPatch

@@ -28,6 +28,32 @@ from policy_engine.media.taps import PictureTap
 _MICROSECONDS = Fraction(1, 1_000_000)
 
 
+def mean_pixel_distance(left: np.ndarray, right: np.ndarray) -> float:
+    """PySceneDetect's ``_mean_pixel_distance`` exactly (the L1 distance of two 8-bit
+    planes is an integer sum, divided by the pixel count), in one OpenCV call where it
+    makes four numpy passes with 32-bit copies: its content and adaptive detectors call
+    it three times a frame, a third of their time on every decoded frame."""
+    import cv2
+
+    assert left.ndim == 2 and left.shape == right.shape
+    return float(cv2.norm(left, right, cv2.NORM_L1)) / float(left.shape[0] * left.shape[1])
+
+
+library_distance: Any = None  # PySceneDetect's own, once replaced
+
+
+def _faster_distances() -> None:
+    """Give PySceneDetect's content detector the same distance, computed faster (the
+    version range is pinned; where the helper is not found, the library's own stays)."""
+    global library_distance
+    from scenedetect.detectors import content_detector
+
+    found = getattr(content_detector, "_mean_pixel_distance", None)
+    if found is not None and found is not mean_pixel_distance:
+        library_distance = found  # kept: a test checks that both give the same numbers
+        content_detector._mean_pixel_distance = mean_pixel_distance
+
+
 def make_detector(settings: SceneSettings) -> Any:
     """A fresh PySceneDetect detector for ``settings`` (one per video: they keep state)."""
     try:
@@ -37,6 +63,7 @@ def make_detector(settings: SceneSettings) -> Any:
             f"scene detection needs the scenedetect package ({exc}); reinstall policy_engine,"
             " or turn scene detection off (scenes = false)"
         ) from exc
+    _faster_distances()
     threshold = settings.effective_threshold
     length = settings.min_scene_frames
     if settings.detector == "adaptive":
