@@ -565,3 +565,43 @@ def test_every_role_boundary_refuses_and_writes_nothing(client) -> None:
         assert client.get(path, follow_redirects=False).status_code == 303, path  # fmt: skip
     anonymous = client.post(f"/assets/{asset_id}/overrule", data=RULING, follow_redirects=False)
     assert anonymous.status_code == 303 and _overrides(store) == 0
+
+
+# -- single sign-on: a user the proxy names, with no session ------------------------------------
+def test_a_user_signed_on_by_the_proxy_rules_from_the_pages_of_this_site_only(client) -> None:
+    """No session, so no CSRF token: the proxy's sign-on rides on a cross-site form too,
+    so a form is believed when the browser says it came from this site (Sec-Fetch-Site,
+    else Origin against the forwarded host); neither header, nothing is written."""
+    client, store, ids = client
+    engine = client.app.state.engine
+    engine.settings = replace(engine.settings, remote_user_header="X-Remote-User",
+                              trusted_proxies=("testclient",))  # fmt: skip
+    client.cookies.clear()
+    alice = {"X-Remote-User": "alice"}
+    asset_id, decision_id = ids[4]
+    queue = client.get("/queue", headers=alice).text
+    assert f'action="/assets/{ids[1][0]}/claim"' in queue  # the claim buttons are there
+    page = client.get(f"/assets/{asset_id}", headers=alice).text
+    assert f'action="/assets/{asset_id}/overrule"' in page and 'value="None"' not in page
+    ruling = {"decision_id": str(decision_id), **RULING}
+    url = f"/assets/{asset_id}/overrule"
+    for refused in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"},
+                    {"Origin": "null"}, {}):  # fmt: skip
+        answer = client.post(url, data=ruling, headers={**alice, **refused},
+                             follow_redirects=False)  # fmt: skip
+        assert answer.status_code == 403, refused
+        assert "Not sent from this site" in answer.text
+    assert _overrides(store) == 0
+    by_origin = client.post(f"/assets/{asset_id}/claim", data={"back": "queue"},
+                            headers={**alice, "Origin": "http://testserver"},
+                            follow_redirects=False)  # fmt: skip
+    assert by_origin.status_code == 303
+    done = client.post(url, data=ruling, headers={**alice, "Sec-Fetch-Site": "same-origin"},
+                       follow_redirects=False)  # fmt: skip
+    assert done.status_code == 303 and _overrides(store) == 1
+    (override,) = store.current_decisions([asset_id])[(asset_id, "house")].overrides
+    assert (override.actor, override.via) == ("user:alice", "app")
+    bob = client.post(url, data=ruling, headers={"X-Remote-User": "bob",
+                                                 "Sec-Fetch-Site": "same-origin"},
+                      follow_redirects=False)  # fmt: skip
+    assert bob.status_code == 403 and _overrides(store) == 1  # a viewer, from this site too

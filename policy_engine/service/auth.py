@@ -58,10 +58,14 @@ def caller(
     return account
 
 
-def _signed_on_by_proxy(request: Request, accounts: Any) -> Account | None:
+def _signed_on_by_proxy(
+    request: Request, accounts: Any, *, changes_need_header: bool = True
+) -> Account | None:
     """Single sign-on: the user a trusted reverse proxy names in ``remote_user_header``,
-    believed only from ``trusted_proxies`` (anyone else could send the header). A change
-    must carry X-Requested-With, which a cross-site form cannot send (CSRF)."""
+    believed only from ``trusted_proxies`` (anyone else could send the header). An API
+    change must carry X-Requested-With, which a cross-site form cannot send (CSRF); the
+    pages' forms cannot send it either, and are checked by their origin instead
+    (``changes_need_header=False``: pages.common.checked_form)."""
     settings = request.app.state.engine.settings
     header = settings.remote_user_header
     if not header or request.headers.get(header) is None:
@@ -71,7 +75,11 @@ def _signed_on_by_proxy(request: Request, accounts: Any) -> Account | None:
     account = accounts.enabled_user(request.headers[header].strip())
     if account is None:
         raise Problem(403, "forbidden", "the proxy names no enabled user of this service")
-    if request.method not in SAFE_METHODS and not request.headers.get("X-Requested-With"):
+    if (
+        changes_need_header
+        and request.method not in SAFE_METHODS
+        and not request.headers.get("X-Requested-With")
+    ):
         raise Problem(403, "csrf", "send X-Requested-With with every change")
     return account
 
