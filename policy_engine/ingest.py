@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -213,24 +213,7 @@ class _StopAwareListener(ScanListener):
             log.warning("could not record progress: %s", exc)
 
 
-def timing_of(settings: Settings) -> QueueTiming:
-    for name in ("settle_seconds", "quiet_seconds", "settle_wait", "retry_backoff"):
-        if getattr(settings, name) < 0:
-            raise ConfigError(f"{name} must not be negative, got {getattr(settings, name)}")
-    if settings.max_attempts < 1:
-        raise ConfigError(f"max_attempts must be at least 1, got {settings.max_attempts}")
-    if settings.heartbeat <= 0 or settings.claim_timeout < 2 * settings.heartbeat:
-        raise ConfigError(
-            f"claim_timeout ({settings.claim_timeout:g} s) must be at least twice the"
-            f" heartbeat ({settings.heartbeat:g} s), which must be positive"
-        )
-    return QueueTiming(
-        settle_seconds=settings.settle_seconds,
-        quiet_seconds=settings.quiet_seconds,
-        claim_timeout=settings.claim_timeout,
-        max_attempts=settings.max_attempts,
-        retry_backoff=settings.retry_backoff,
-    )
+timing_of = QueueTiming.from_settings  # the worker's timing, checked
 
 
 class Ingestor:
@@ -685,10 +668,3 @@ class _Pass:
         return PassResult(
             run_id, status, counts, self.outcomes, self.problems, summary, error, self.failure
         )
-
-
-def ingest_settings(settings: Settings, folders: Sequence[str] | None) -> Settings:
-    """``--ingest DIR`` (repeatable) replaces the configured folders."""
-    if not folders:
-        return settings
-    return replace(settings, ingest=tuple(folders), sources={**settings.sources, "ingest": "flag"})

@@ -51,16 +51,17 @@ def test_only_the_store_speaks_sql() -> None:
 
 
 def test_commands_that_need_no_model_load_no_model_or_video_library(tmp_path) -> None:
-    """The command line's start-up: `rules`, `db status` and `history` answer from files
-    and the database; importing torch, transformers, PyAV or OpenCV for them cost over a
-    second a command (the search command's defaults were imported from the pipeline)."""
+    """The command line's start-up: `rules`, `db status`, `history`, `config show` and
+    `ingest status` answer from files and the database; importing torch, transformers,
+    PyAV or OpenCV for them cost over a second a command (the search command's defaults
+    came from the pipeline, the queue's timing from the ingest worker's module)."""
     db = f"sqlite:///{tmp_path / 'e.sqlite'}"
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from policy_engine.cli import app\n"
         "for args in (['rules', 'validate', 'policy_engine/rules'], ['db', 'status'],\n"
-        "             ['history'], ['--help']):\n"
+        "             ['history'], ['config', 'show'], ['ingest', 'status'], ['--help']):\n"
         f"    result = CliRunner().invoke(app, ['--db', {db!r}, *args])\n"
         "    assert result.exit_code == 0, (args, result.output)\n"
         "print(sorted(m for m in ['torch', 'transformers', 'av', 'cv2', 'scenedetect']"

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,24 +62,25 @@ LogFormatOpt = Annotated[
 
 
 def _settings(ctx: typer.Context, config: Path | None, **flags: Any) -> Settings:
-    from policy_engine.ingest import ingest_settings
-
     ingest = flags.pop("ingest", None)
     given = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
     settings = settings_for(ctx, given, config)
-    return ingest_settings(settings, [str(p) for p in ingest] if ingest else None)
+    if not ingest:
+        return settings
+    # --ingest DIR (repeatable) replaces the configured folders
+    folders = tuple(str(p) for p in ingest)
+    return replace(settings, ingest=folders, sources={**settings.sources, "ingest": "flag"})
 
 
 @contextmanager
 def _queue(settings: Settings) -> Iterator[Any]:
     """The ingest queue of the configured database, closed afterwards."""
     from policy_engine.cli.common import open_store
-    from policy_engine.ingest import timing_of
-    from policy_engine.store.ingest import IngestQueue
+    from policy_engine.store.ingest import IngestQueue, QueueTiming
 
     store = open_store(settings)
     try:
-        yield IngestQueue(store, timing_of(settings))
+        yield IngestQueue(store, QueueTiming.from_settings(settings))
     finally:
         store.close()
 
@@ -299,7 +300,7 @@ def _shown(name: str, value: Any) -> Any:
 
         return describe(parse_url(value))
     if name == "timezone" and value == "local":
-        from policy_engine.scheduler import resolve_timezone
+        from tzlocal import get_localzone  # as the scheduler resolves it, without its imports
 
-        return f"local ({resolve_timezone(value)})"
+        return f"local ({get_localzone()})"
     return value

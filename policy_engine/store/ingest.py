@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from policy_engine import __version__
-from policy_engine.errors import StoreError, WorkerBusyError
+from policy_engine.errors import ConfigError, StoreError, WorkerBusyError
 from policy_engine.store.database import retries_transient_errors
 from policy_engine.store.repository import RUNNING, Store, StoreFacet
 from policy_engine.store.schema import (
@@ -88,6 +88,29 @@ class QueueTiming:
     max_attempts: int  # failures (or worker deaths) before quarantine
     retry_backoff: float  # seconds before the first retry; doubles each time
     retry_backoff_max: float = 6 * 3600.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> QueueTiming:
+        """The queue's timing from the engine's settings, refused when they contradict
+        each other (here, not in the worker, so that `ingest status` and `config show`
+        check them without loading the scanning pipeline)."""
+        for name in ("settle_seconds", "quiet_seconds", "settle_wait", "retry_backoff"):
+            if getattr(settings, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(settings, name)}")
+        if settings.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be at least 1, got {settings.max_attempts}")
+        if settings.heartbeat <= 0 or settings.claim_timeout < 2 * settings.heartbeat:
+            raise ConfigError(
+                f"claim_timeout ({settings.claim_timeout:g} s) must be at least twice the"
+                f" heartbeat ({settings.heartbeat:g} s), which must be positive"
+            )
+        return cls(
+            settle_seconds=settings.settle_seconds,
+            quiet_seconds=settings.quiet_seconds,
+            claim_timeout=settings.claim_timeout,
+            max_attempts=settings.max_attempts,
+            retry_backoff=settings.retry_backoff,
+        )
 
 
 @dataclass(frozen=True)
