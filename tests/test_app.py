@@ -592,6 +592,9 @@ def test_a_user_signed_on_by_the_proxy_rules_from_the_pages_of_this_site_only(cl
         assert answer.status_code == 403, refused
         assert "Not sent from this site" in answer.text
     assert _overrides(store) == 0
+    away = client.post("/search", files={"picture": ("a.png", b"x")},
+                       headers={**alice, "Sec-Fetch-Site": "cross-site"})  # fmt: skip
+    assert away.status_code == 403  # searching loads a model: not for another site's form
     by_origin = client.post(f"/assets/{asset_id}/claim", data={"back": "queue"},
                             headers={**alice, "Origin": "http://testserver"},
                             follow_redirects=False)  # fmt: skip

@@ -345,6 +345,8 @@ def test_search_over_http(service) -> None:
     assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "q"
     similar = client.get(top["similar"], params={"limit": 4}, headers=auth)
     assert similar.status_code == 200 and len(similar.json()["hits"]) == 4
+    huge = client.get("/api/v1/scans/99999999999999999999999/frames/1/similar", headers=auth)
+    assert huge.status_code == 422 and huge.json()["errors"][0]["field"] == "scan_id"
     nowhere = client.get(f"/api/v1/scans/{ids['smoking'][1]}/frames/99/similar", headers=auth)
     assert nowhere.status_code == 404 and nowhere.json()["type"].endswith(":no-such-frame")
     assert client.get("/api/v1/search", params={"q": QUERY}).status_code == 401

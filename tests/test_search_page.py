@@ -83,6 +83,8 @@ def test_a_description_ranks_the_matching_frame_first_and_more_like_this_follows
     ("params", "message"),
     [
         ({"like": "seven"}, "is not SCAN:FRAME"),
+        ({"like": "²:1"}, "is not SCAN:FRAME"),  # a digit to str.isdigit, not to int()
+        ({"like": "99999999999999999999999:1"}, "is not SCAN:FRAME"),  # no column holds it
         ({"like": "999:0"}, "scan 999 has no frame 0"),
         ({"q": QUERY, "since": "yesterday"}, "is not a date"),
     ],

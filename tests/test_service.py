@@ -997,6 +997,7 @@ def test_a_worker_still_importing_is_given_time_and_a_hung_one_is_replaced(
     supervisor.starting[importing] = (time.monotonic() - workers.STARTUP_GRACE_S - 1, True)
     supervisor.keep_subprocess_alive()  # past its grace and still silent: hung
     assert importing.killed and supervisor.processes == replacements
+    assert importing.parent_conn.sent == 1  # its ping was the health check: no second one
     answered = replacements[0]
     supervisor.starting[answered] = (time.monotonic(), False)
     supervisor.keep_subprocess_alive()  # its first pong: from now on checked as usual

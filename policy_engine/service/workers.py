@@ -15,6 +15,7 @@ group (Linux checks the uid).
 
 from __future__ import annotations
 
+import pickle
 import socket
 import sys
 import time
@@ -76,27 +77,35 @@ class BalancedMultiprocess(Multiprocess):
         self.starting[process] = (time.monotonic(), False)
         return process
 
-    def _still_starting(self, process: Process) -> bool:
-        """True for a live worker that has not answered yet and is within its start-up
-        grace: it is importing, not hung. One ping at a time is sent to it, and looked
-        for without waiting, so the supervisor's loop is not held up meanwhile."""
+    def _starting(self, process: Process) -> str | None:
+        """For a worker that has not answered a health check yet: "starting" (alive, within
+        its grace: importing, not hung), "up" (its first pong came), "hung" (silent past
+        its grace and a health check's wait), or None (not starting, or its pipe is gone:
+        checked as usual). One ping at a time is sent; within the grace it is looked for
+        without waiting, so the supervisor's loop is not held up meanwhile."""
         if process not in self.starting:
-            return False
+            return None
         started, pinged = self.starting[process]
+        state: str | None = None
         try:
             if process.process.is_alive():
                 if not pinged:
                     process.parent_conn.send(b"ping")
                     self.starting[process] = (started, True)
-                if not process.parent_conn.poll(0):
-                    if time.monotonic() - started < STARTUP_GRACE_S:
-                        return True
+                within = time.monotonic() - started < STARTUP_GRACE_S
+                # past the grace, the ping already sent is the health check: wait for its
+                # pong (a second ping would read this one's late pong as its own)
+                wait = 0 if within else self.config.timeout_worker_healthcheck
+                if process.parent_conn.poll(wait):
+                    process.parent_conn.recv()
+                    state = "up"
                 else:
-                    process.parent_conn.recv()  # up: health-checked as usual from now on
-        except (OSError, EOFError):
-            pass  # its end of the pipe is gone: checked (and replaced) as usual
-        del self.starting[process]
-        return False
+                    state = "starting" if within else "hung"
+        except (OSError, EOFError, pickle.UnpicklingError):
+            state = None
+        if state != "starting":
+            del self.starting[process]
+        return state
 
     def init_processes(self) -> None:
         self.processes = [self._started(slot) for slot in range(self.processes_num)]
@@ -105,9 +114,12 @@ class BalancedMultiprocess(Multiprocess):
         if self.should_exit.is_set():
             return
         for slot, process in enumerate(self.processes):
-            if self._still_starting(process):
+            starting = self._starting(process)
+            if starting in ("starting", "up"):
                 continue
-            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+            if starting != "hung" and process.is_alive(
+                timeout=self.config.timeout_worker_healthcheck
+            ):
                 continue
             process.kill()  # hung: kill it
             process.join()

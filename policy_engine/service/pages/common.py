@@ -96,7 +96,8 @@ def sent_from_this_site(request: Request) -> bool:
     if not origin or origin == "null":
         return False
     host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
-    return urlsplit(origin).netloc.lower() == host.split(",")[0].strip().lower()
+    host = host.split(",")[0].strip().lower()
+    return bool(host) and urlsplit(origin).netloc.lower() == host
 
 
 def page_require(permission: str) -> Callable[..., Visitor]:

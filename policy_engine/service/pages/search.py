@@ -8,6 +8,7 @@ proxy can search as well as one with a session."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from policy_engine.errors import ConfigError, ModelError, StoreError
 from policy_engine.policy.model import DEFAULT_LEVELS
@@ -26,6 +28,9 @@ from policy_engine.service.resources import resources
 router = APIRouter(include_in_schema=False)
 Text = Annotated[str, Query(max_length=500, pattern=PRINTABLE)]
 KINDS = ("frames", "scenes")
+# a stored frame: ASCII digits only (str.isdigit takes "²", which int() refuses) and
+# numbers every database's integer columns hold
+LIKE = re.compile(r"([0-9]{1,15}):([0-9]{1,9})")
 PAGE_LIMIT = 100  # hits a page shows at most (the API allows more)
 MAX_PICTURE_BYTES = 10 * 1024 * 1024  # as the API's /search/image (BodyCap: the form's)
 
@@ -51,6 +56,10 @@ def search_page(
 @router.post("/search")
 async def search_by_picture(request: Request, who: Viewer) -> HTMLResponse:
     """The hits for an uploaded picture, alone or with a text (its share: `weight`)."""
+    if who.proxied and not who.same_origin:
+        # it changes nothing, but loads a model: not for any site's form to set off with
+        # the proxy's sign-on (a session's cookie is SameSite=Strict: it never rides along)
+        raise PageError(403, "Not sent from this site", "search from this site's own page")
     fields, picture, limit = await _upload(request)
     if picture is None:
         problem = "Choose a picture to search with (JPEG, PNG, …)."
@@ -84,11 +93,11 @@ def _request_fields(fields: dict[str, str], problems: list[str]) -> dict[str, An
     """The form's fields as SearchRequest's; what cannot be read goes to `problems`."""
     wanted: dict[str, Any] = {"kind": fields["kind"] if fields["kind"] in KINDS else "frames"}
     if fields.get("like"):
-        scan, _, frame = fields["like"].partition(":")
-        if not (scan.isdigit() and frame.isdigit()):
+        found = LIKE.fullmatch(fields["like"])
+        if found is None:
             problems.append(f"like={fields['like']!r} is not SCAN:FRAME (two numbers).")
         else:
-            wanted["like"] = (int(scan), int(frame))
+            wanted["like"] = (int(found[1]), int(found[2]))
     elif fields["q"].strip():
         wanted["text"] = fields["q"]
     if fields.get("weight"):
@@ -115,8 +124,8 @@ async def _upload(request: Request) -> tuple[dict[str, str], bytes | None, int]:
         raise PageError(415, "Unsupported form", "send the picture with the page's form")
     try:
         form = await request.form(max_files=1, max_fields=10, max_part_size=64 * 1024)
-    except Exception as exc:  # Starlette raises its own parse errors: say what was wrong
-        raise PageError(400, "The form could not be read", str(exc)) from None
+    except HTTPException as exc:  # Starlette's word for a malformed or oversized form
+        raise PageError(400, "The form could not be read", str(exc.detail)) from None
     try:
         fields = {
             name: str(form.get(name) or "")[:500]

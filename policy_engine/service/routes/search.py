@@ -77,8 +77,8 @@ async def search_image(
 
 @router.get("/scans/{scan_id}/frames/{index}/similar")
 def similar(
-    scan_id: int,
-    index: Annotated[int, PathParam(ge=0)],
+    scan_id: Annotated[int, PathParam(ge=1, le=10**15)],  # what every database's ids hold
+    index: Annotated[int, PathParam(ge=0, le=10**9)],
     request: Request,
     caller: Reader,
     kind: Kind = "frames",
