@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from policy_engine.media.yuv import MATRICES, reduced_picture
+from policy_engine.media.yuv import MATRIX_CHOICES, reduced_picture
 
 FORMATS = ("rgb24", "bgr24")  # bgr24: OpenCV's order, what PySceneDetect's detectors read
 # reductions done plane by plane on 8-bit planar YUV (media/yuv.py), with the swscale
@@ -48,8 +48,8 @@ class PictureTap:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"picture format {self.format!r}: choose one of {FORMATS}")
-        if self.matrix not in MATRICES:
-            raise ValueError(f"colour matrix {self.matrix!r}: choose one of {MATRICES}")
+        if self.matrix not in MATRIX_CHOICES:
+            raise ValueError(f"colour matrix {self.matrix!r}: choose one of {MATRIX_CHOICES}")
         if self.width is not None and self.width < 1:
             raise ValueError(f"picture width must be at least 1, got {self.width}")
 

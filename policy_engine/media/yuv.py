@@ -102,7 +102,7 @@ def linear_resize(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 REDUCERS = {"AREA": box_reduce, "LINEAR": linear_resize}
 
 
-MATRICES = ("tagged", "bt601")
+MATRIX_CHOICES = ("tagged", "bt601")
 
 
 def reduced_picture(

@@ -5,7 +5,7 @@ page costs what the first does."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -13,12 +13,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from policy_engine.policy.model import DEFAULT_LEVELS
-from policy_engine.service.deps import PRINTABLE
-from policy_engine.service.pages.common import Viewer, render
+from policy_engine.service.pages.common import PageText, Viewer, render, utc_day
 from policy_engine.service.resources import resources
 
 router = APIRouter(include_in_schema=False)
-Text = Annotated[str, Query(max_length=500, pattern=PRINTABLE)]
+Text = PageText
 SORTS = ("newest", "oldest")
 
 
@@ -81,16 +80,13 @@ def catalogue(
 
 
 def _day(text: str, label: str, problems: list[str]) -> datetime | None:
-    from datetime import UTC
-
     if not text:
         return None
     try:
-        day = date.fromisoformat(text)
+        return utc_day(text)
     except ValueError:
         problems.append(f"{label}: {text!r} is not a date (YYYY-MM-DD); ignored.")
         return None
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _moment(text: str, problems: list[str]) -> Any:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import ChoiceLoader, Environment, PackageLoader
 from starlette.datastructures import MutableHeaders
@@ -24,6 +25,7 @@ from starlette.datastructures import MutableHeaders
 from policy_engine import __version__
 from policy_engine.accounts import EDIT_RULES, OVERRULE, READ
 from policy_engine.service.auth import SESSION_COOKIE, _signed_on_by_proxy
+from policy_engine.service.deps import PRINTABLE
 from policy_engine.service.problems import Problem
 from policy_engine.service.resources import resources
 from policy_engine.store.accounts import Account
@@ -113,6 +115,14 @@ def page_require(permission: str) -> Callable[..., Visitor]:
 
 
 Viewer = Annotated[Visitor, Depends(page_require(READ))]
+# a filter or query typed into a page: printable, and no longer than a sentence or two
+PageText = Annotated[str, Query(max_length=500, pattern=PRINTABLE)]
+
+
+def utc_day(text: str) -> datetime:
+    """The start (UTC) of a day given as YYYY-MM-DD; ValueError otherwise."""
+    day = date.fromisoformat(text)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 Reviewer = Annotated[Visitor, Depends(page_require(OVERRULE))]
 Editor = Annotated[Visitor, Depends(page_require(EDIT_RULES))]
 

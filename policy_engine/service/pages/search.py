@@ -9,7 +9,6 @@ proxy can search as well as one with a session."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -21,12 +20,11 @@ from starlette.exceptions import HTTPException
 
 from policy_engine.errors import ConfigError, ModelError, StoreError
 from policy_engine.policy.model import DEFAULT_LEVELS
-from policy_engine.service.deps import PRINTABLE
-from policy_engine.service.pages.common import PageError, Viewer, render
+from policy_engine.service.pages.common import PageError, PageText, Viewer, render, utc_day
 from policy_engine.service.resources import resources
 
 router = APIRouter(include_in_schema=False)
-Text = Annotated[str, Query(max_length=500, pattern=PRINTABLE)]
+Text = PageText
 KINDS = ("frames", "scenes")
 # a stored frame: ASCII digits only (str.isdigit takes "²", which int() refuses) and
 # numbers every database's integer columns hold
@@ -109,8 +107,7 @@ def _request_fields(fields: dict[str, str], problems: list[str]) -> dict[str, An
         wanted["verdict"] = fields["verdict"]
     if fields["since"]:
         try:
-            day = date.fromisoformat(fields["since"])
-            wanted["since"] = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            wanted["since"] = utc_day(fields["since"])
         except ValueError:
             problems.append(f"Scanned from: {fields['since']!r} is not a date (YYYY-MM-DD).")
     return wanted
