@@ -296,7 +296,7 @@ def test_the_queue_and_the_rule_set_pages(served, browser) -> None:
     w.check()
     w = open_as(browser, base, "eve", "/rulesets/dry-run")
     page = w.page
-    page.get_by_label("Rule file (YAML)").fill(TRAILERS.replace("coverage_above: 0%", "coverage_above: 90%"))
+    page.get_by_label("Rule file (YAML)").fill(TRAILERS.replace("coverage_above: 0%", "coverage_above: 100%"))
     page.get_by_role("button", name="Try it on the archive").click()
     page.wait_for_selector("#result")
     assert "real promo.mp4" in page.locator("#changes").inner_text()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from test_evaluate import NAMES, B, coverage, rule, ruleset
 
-from policy_engine.analysis.scoring import Category, FrameScores
+from policy_engine.analysis.scoring import Category, scores_from_probabilities
 from policy_engine.policy.evaluate import evaluate
 from policy_engine.policy.explain import explain
 from policy_engine.policy.loader import RuleSetError, parse_ruleset
@@ -73,10 +73,9 @@ def test_checks_combine_with_categories_and_not() -> None:
 
 def test_evidence_is_the_failing_intervals_at_their_nearest_sampled_frames() -> None:
     times = np.arange(10) * 0.5
-    scores = FrameScores(
-        categories=tuple(Category(n, ("x",)) for n in NAMES), times=times,
-        probabilities=np.full((10, 3), 1 / 3), labels=np.full(10, B),
-    )  # fmt: skip
+    scores = scores_from_probabilities(
+        tuple(Category(n, ("x",)) for n in NAMES), times, np.full((10, 3), 1 / 3)
+    )
     checks = found("fail", (1.1, "warning"), (3.2, "fail"))
     [reason] = evaluate(ruleset(FAILS), CLEAN, scores, checks=checks).reasons
     assert [(e.time, e.frame) for e in reason.evidence] == [(3.2, 6)]  # the failing one only

@@ -114,3 +114,19 @@ def test_empty_and_invalid_windows() -> None:
         compute_coverage([0], [V], NAMES, start=5, end=1)
     with pytest.raises(ValueError):
         compute_coverage([0, 1], [V], NAMES, start=0, end=2)
+
+
+def test_a_frame_showing_two_categories_counts_for_both() -> None:
+    """Categories are measured apart, so a fight with a gun in it is violence and
+    weapons at once; a frame that shows nothing (no null category) holds no interval."""
+    from policy_engine.analysis.scoring import NOTHING
+
+    shown = np.array([[True, True], [True, False], [False, False], [False, False]])
+    labels = np.array([0, 0, NOTHING, NOTHING])
+    cov = compute_coverage(
+        [0.0, 1.0, 2.0, 3.0], labels, ["violence", "weapons"], start=0.0, end=4.0,
+        interval_seconds=2.0, shown=shown,
+    )  # fmt: skip
+    assert cov["violence"].share == 0.5 and cov["weapons"].share == 0.25
+    assert cov["weapons"].segments[0].end == 1.0
+    assert [(i.label, i.fraction) for i in cov.intervals] == [("violence", 1.0), (None, 0.0)]

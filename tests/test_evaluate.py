@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policy_engine.analysis.coverage import compute_coverage
-from policy_engine.analysis.scoring import Category, FrameScores
+from policy_engine.analysis.coverage import compute_coverage, coverage_from_scores
+from policy_engine.analysis.scoring import Category, scores_from_probabilities
 from policy_engine.policy import model as m
 from policy_engine.policy.evaluate import combine, evaluate, strongest_frames
 from policy_engine.policy.loader import parse_ruleset
@@ -179,15 +179,13 @@ def test_evidence_is_the_strongest_frames_of_the_category() -> None:
     probs[:, B] = 0.8
     for i, p in {2: 0.6, 3: 0.9, 4: 0.7, 10: 0.5}.items():
         probs[i] = [p, 0.05, 0.95 - p]
-    probs[15, V] = 0.45  # high for violence but labelled computer: after labelled frames
-    labels = probs.argmax(1)
-    cov = compute_coverage(np.arange(20.0), labels, NAMES, start=0, end=20, probabilities=probs)
-    scores = FrameScores(
+    probs[15, V] = 0.45  # high for violence but not shown: after the frames that show it
+    scores = scores_from_probabilities(
         tuple(Category(n, ("x",), null=n == "background") for n in NAMES),
         np.arange(20.0),
         probs,
-        labels,
     )
+    cov = coverage_from_scores(scores, start=0, end=20)
     rs = ruleset(rule("r", "{category: violence, coverage_above: 5%}", "{tag: V}"))
     (reason,) = evaluate(rs, cov, scores, evidence_frames=3).reasons
     assert [(e.time, round(e.probability, 2)) for e in reason.evidence] == [

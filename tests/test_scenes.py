@@ -220,10 +220,10 @@ def test_scene_frames_keyframes_and_a_scene_too_short_for_a_sample() -> None:
 
 def test_scene_shares_are_time_weighted_and_embeddings_normalised_means() -> None:
     times = np.array([0.0, 1.0, 3.0])  # spans 0-1, 1-3, 3-4
-    labels = np.array([0, 1, 0])
+    shown = np.array([[True, False], [False, True], [True, True]])  # the last shows both
     scenes = [Scene(0, 0.0, 2.0, 0, 2, 0), Scene(1, 2.0, 4.0, 2, 1, 2)]
-    shares = scene_shares(times, labels, 2, scenes, start=0.0, end=4.0)
-    assert shares.tolist() == [[0.5, 0.5], [0.5, 0.5]]
+    shares = scene_shares(times, shown, scenes, start=0.0, end=4.0)
+    assert shares.tolist() == [[0.5, 0.5], [0.5, 1.0]]
     crops = [np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]), np.array([[1.0, 0.0], [0.0, 1.0]])]
     vectors = frame_vectors(crops)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
@@ -246,7 +246,7 @@ def test_a_scan_stores_its_scenes_embeddings_and_per_scene_coverage(
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    from policy_engine.analysis.scoring import categories_key
+    from policy_engine.analysis.scoring import categories_key, scores_from_probabilities
     from policy_engine.config import SHIPPED_RULES
     from policy_engine.models.provider import ModelProvider
     from policy_engine.pipeline import AnalysisOptions
@@ -274,7 +274,15 @@ def test_a_scan_stores_its_scenes_embeddings_and_per_scene_coverage(
     for ruleset in rulesets:
         shares = Scenes(store).shares(outcome.scan_id, categories_key(ruleset.categories))
         assert shares is not None and shares.shape == (4, len(ruleset.categories))
-        assert np.allclose(shares.sum(axis=1), 1.0, atol=1e-5)
+        # each scene's share of the time showing each category, from the stored scores
+        key = categories_key(ruleset.categories)
+        stored = store.score_sets([outcome.scan_id], key)[outcome.scan_id]
+        [scan] = store.completed_scans(scan_ids=[outcome.scan_id])
+        scores = scores_from_probabilities(ruleset.categories, scan.times, stored)
+        expected = scene_shares(
+            scan.times, scores.shown, scenes, start=scan.window_start, end=scan.window_end
+        )
+        assert np.allclose(shares, expected, atol=1e-6) and ((shares >= 0) & (shares <= 1)).all()
     # append-only, like frames: the database refuses an edit from anyone
     for statement in ("UPDATE scenes SET start = 1.0", "DELETE FROM scene_shares"):
         with pytest.raises(DBAPIError, match="refused"), store.engine.begin() as connection:

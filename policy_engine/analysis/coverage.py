@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from policy_engine.analysis.scoring import FrameScores
+from policy_engine.analysis.scoring import NOTHING, FrameScores
 
 DEFAULT_INTERVAL_SECONDS = 10.0
 
@@ -33,14 +33,14 @@ class Segment:
 class CategoryCoverage:
     name: str
     null: bool
-    share: float  # fraction of the running time labelled with this category, 0..1
-    seconds: float  # total labelled time
-    frames: int  # sampled frames labelled with it
+    share: float  # fraction of the running time showing this category, 0..1
+    seconds: float  # total time shown
+    frames: int  # sampled frames showing it
     first_seen: float | None  # start of its first segment
     last_seen: float | None  # end of its last segment
     longest_run: float  # longest continuous segment, seconds
     segments: tuple[Segment, ...]
-    peak_probability: float  # highest probability over all frames, labelled or not
+    peak_probability: float  # highest probability over all frames, shown or not
     peak_time: float | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,7 +53,7 @@ class CategoryCoverage:
 class IntervalLabel:
     start: float
     end: float
-    label: str | None  # None only for an interval no frame covers
+    label: str | None  # None: no frame covers it, or none shows a category
     fraction: float  # share of the interval held by that label
 
 
@@ -126,12 +126,15 @@ def compute_coverage(
     null_categories: Sequence[str] = (),
     probabilities: np.ndarray | None = None,
     begins: np.ndarray | None = None,
+    shown: np.ndarray | None = None,
 ) -> Coverage:
     """Coverage of each category over the window [start, end).
 
-    ``labels`` are category indices per frame; ``probabilities`` (F, K), if given, yield
-    each category's peak probability and its time; ``begins``, where each frame's span
-    starts when that is not its own time (see ``frame_spans``).
+    ``labels`` are each frame's dominant category index (``NOTHING``: none); ``shown``
+    (F, K), what each frame shows (several categories at once; default: its label only);
+    ``probabilities`` (F, K), if given, yield each category's peak probability and its
+    time; ``begins``, where each frame's span starts when that is not its own time (see
+    ``frame_spans``).
     """
     if end < start:
         raise ValueError(f"window end {end} is before its start {start}")
@@ -144,6 +147,10 @@ def compute_coverage(
     order = np.argsort(times_arr, kind="stable")
     times_arr, labels_arr = times_arr[order], labels_arr[order]
     probs = probabilities[order] if probabilities is not None else None
+    if shown is None:
+        shown = labels_arr[:, None] == np.arange(len(category_names))[None, :]
+    else:
+        shown = np.asarray(shown, dtype=bool)[order]
     span_starts = np.asarray(begins, dtype=np.float64)[order] if begins is not None else None
     begins, finishes = frame_spans(times_arr, start, end, span_starts)
     spans = finishes - begins
@@ -151,7 +158,7 @@ def compute_coverage(
 
     categories: dict[str, CategoryCoverage] = {}
     for index, name in enumerate(category_names):
-        mask = labels_arr == index
+        mask = shown[:, index]
         segments = _segments(mask, begins, finishes)
         seconds = float(spans[mask].sum())
         peak_p, peak_t = 0.0, None
@@ -202,6 +209,7 @@ def coverage_from_scores(
         null_categories=[c.name for c in scores.categories if c.null],
         probabilities=scores.probabilities,
         begins=begins,
+        shown=scores.shown,
     )
 
 
@@ -215,7 +223,8 @@ def dominant_labels(
     interval_seconds: float,
 ) -> tuple[IntervalLabel, ...]:
     """For each interval [start + jN, min(start + (j+1)N, end)), the label holding the most
-    time in it (ties go to the category listed first)."""
+    time in it (ties go to the category listed first; frames labelled ``NOTHING`` hold
+    none)."""
     if end <= start:
         return ()
     count = int(np.ceil((end - start) / interval_seconds - 1e-9))
@@ -228,7 +237,7 @@ def dominant_labels(
         held = np.zeros(len(category_names))
         for i in range(first, last):
             overlap = min(finishes[i], hi) - max(begins[i], lo)
-            if overlap > 0:
+            if overlap > 0 and labels[i] != NOTHING:
                 held[labels[i]] += overlap
         total = held.sum()
         if total <= 0:

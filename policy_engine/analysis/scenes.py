@@ -130,24 +130,23 @@ def scene_embeddings(vectors: np.ndarray, scenes: Sequence[Scene]) -> np.ndarray
 
 def scene_shares(
     times: np.ndarray,
-    labels: np.ndarray,
-    categories: int,
+    shown: np.ndarray,
     scenes: Sequence[Scene],
     *,
     start: float,
     end: float,
     begins: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(S, K): the share of each scene's running time labelled with each category, each
-    sample standing for the time until the next, as for the window's coverage."""
-    shares = np.zeros((len(scenes), categories), dtype=np.float32)
+    """(S, K): the share of each scene's running time showing each category (``shown``:
+    (F, K), what each frame shows), each sample standing for the time until the next, as
+    for the window's coverage."""
+    shown = np.asarray(shown, dtype=bool)
+    shares = np.zeros((len(scenes), shown.shape[1] if shown.ndim == 2 else 0), np.float32)
     if not len(times):
         return shares
     begins, finishes = frame_spans(np.asarray(times, dtype=np.float64), start, end, begins)
-    labels = np.asarray(labels, dtype=np.int64)
     for row, scene in enumerate(scenes):
         inside = np.minimum(finishes, scene.end) - np.maximum(begins, scene.start)
         if scene.duration > 0:
-            held = np.bincount(labels, weights=np.clip(inside, 0, None), minlength=categories)
-            shares[row] = held / scene.duration
+            shares[row] = np.clip(inside, 0, None) @ shown / scene.duration
     return shares

@@ -9,6 +9,7 @@ import typer
 
 from policy_engine.cli.common import (
     err,
+    escape,
     fail,
     out,
     rules_app,
@@ -39,6 +40,7 @@ def _rule_paths(paths: list[Path] | None) -> list[Path]:
 @rules_app.command("validate")
 def rules_validate(paths: RulePaths = None) -> None:
     """Load rule files and report every error (file:line:column); exit 2 on any."""
+    from policy_engine.policy.consistency import measurement_conflicts
     from policy_engine.policy.loader import load_catalogue, rule_files
 
     try:
@@ -55,6 +57,8 @@ def rules_validate(paths: RulePaths = None) -> None:
             f" {ruleset.sha256[:19]}…",
             highlight=False,
         )
+    for conflict in measurement_conflicts(rulesets):
+        err.print(f"[yellow]warning[/] {escape(conflict)}", highlight=False, soft_wrap=True)
     for problem in problems:
         err.print(f"[red]error[/] {problem}", highlight=False, soft_wrap=True)
     if problems:

@@ -116,13 +116,15 @@ class AnalysisResult:
             data["frames"] = [
                 {
                     "time": float(t),
-                    "label": names[int(label)],
+                    "label": label,
+                    "shows": [n for n, s in zip(names, shows, strict=True) if s],
                     "probabilities": {n: float(p) for n, p in zip(names, probs, strict=True)},
                 }
-                for t, label, probs in zip(
-                    self.times, self.scores.labels, self.scores.probabilities, strict=True
+                for t, label, shows, probs in zip(
+                    self.times, self.scores.label_names(), self.scores.shown,
+                    self.scores.probabilities, strict=True,
                 )
-            ]
+            ]  # fmt: skip
         return data
 
 
@@ -357,8 +359,8 @@ def rescore(
 def decide(
     result: AnalysisResult, rulesets: Sequence[RuleSet], embedder: ClipEmbedder
 ) -> list[Decision]:
-    """Each rule set's decision, each judged on its own categories (a softmax depends on
-    the set of prompts it runs over), all from one pass of the image tower."""
+    """Each rule set's decision, each judged on its own categories (measured against its
+    own null class), all from one pass of the image tower."""
     decisions = []
     for ruleset in rulesets:
         if tuple(ruleset.categories) == tuple(result.scores.categories):

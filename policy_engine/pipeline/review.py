@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from policy_engine.analysis.scoring import LEGACY_MEASURE
 from policy_engine.errors import ConfigError
 from policy_engine.hashing import text_matches
 from policy_engine.models.provider import ModelProvider
@@ -357,6 +358,8 @@ def decision_summary(d: Any) -> dict[str, Any]:
         "id": d.id,
         "created_at": d.created_at,
         "cause": d.cause,
+        # how its category numbers were measured (analysis.scoring)
+        "measure": d.measure or LEGACY_MEASURE,
         "asset": {"id": d.asset_id, "path": s.path, "content_sha256": s.asset.content_sha256},
         "ruleset": {
             "name": d.ruleset.name,

@@ -202,7 +202,7 @@ def scan_scenes(analysis: AnalysisResult) -> ScanScenes | None:
 def shares_of(analysis: AnalysisResult, scores: Any) -> np.ndarray:
     """(S, K) time-weighted shares of each scene per category, for one category set."""
     return scene_shares(
-        analysis.times, scores.labels, len(scores.categories), analysis.scenes,
+        analysis.times, scores.shown, analysis.scenes,
         start=analysis.coverage.start, end=analysis.coverage.end, begins=analysis.span_starts,
     )  # fmt: skip
 

@@ -1,16 +1,13 @@
 """Categories used when neither --category nor --rules is given, and the null category
-added when a user's categories have none (without one, a softmax over, say, violence
-prompts alone would call every frame violent)."""
+added when a user's categories have none (so that frames matching none of theirs have a
+lane of their own)."""
 
 from __future__ import annotations
 
-from policy_engine.analysis.scoring import Category
+from policy_engine.analysis.scoring import DEFAULT_NULL_PROMPTS, Category
 
-NULL_CATEGORY = Category(
-    name="other",
-    prompts=("a photo of something else", "an ordinary everyday scene", "a blank screen"),
-    null=True,
-)
+# the null class a rule set without one is measured against, named
+NULL_CATEGORY = Category(name="other", prompts=DEFAULT_NULL_PROMPTS, null=True)
 
 DEFAULT_CATEGORIES: tuple[Category, ...] = (
     Category(

@@ -79,6 +79,7 @@ class Decision:
     reasons: tuple[Reason, ...]
     near_misses: tuple[Reason, ...]
     slots: tuple[Slot, ...] = field(default_factory=tuple)
+    measure: str | None = None  # how the frame scores were measured (None: none given)
 
     @property
     def fired(self) -> list[str]:
@@ -154,14 +155,14 @@ def clauses(condition: m.Condition) -> Iterator[m.Clause | m.CheckClause]:
 
 
 def strongest_frames(scores: FrameScores | None, category: str, count: int) -> list[Evidence]:
-    """The sampled frames most probably showing ``category`` (its own frames first)."""
+    """The sampled frames most probably showing ``category`` (those that show it first)."""
     if scores is None or category not in scores.category_names or len(scores.times) == 0:
         return []
     index = scores.category_names.index(category)
     probs = scores.probabilities[:, index]
-    labelled = scores.labels == index
-    # sort labelled frames first, then by probability, strongest first
-    order = np.lexsort((-probs, ~labelled))[:count]
+    shown = scores.shown[:, index]
+    # frames that show it first, then by probability, strongest first
+    order = np.lexsort((-probs, ~shown))[:count]
     return [Evidence(category, float(scores.times[i]), float(probs[i]), int(i)) for i in order]
 
 
@@ -266,6 +267,7 @@ def evaluate(
         reasons=tuple(_reason(r, coverage, scores, evidence_frames, checks) for r in fired),
         near_misses=tuple(_reason(r, coverage, scores, evidence_frames, checks) for r in close),
         slots=tuple(earliest_slot(schedule, ruleset.levels, t) for t in ruleset.territories),
+        measure=scores.measure if scores is not None else None,
     )
 
 

@@ -20,12 +20,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from policy_engine import __version__
 from policy_engine.analysis.coverage import Coverage, coverage_from_scores
-from policy_engine.analysis.scoring import categories_key, scores_from_probabilities
+from policy_engine.analysis.scoring import (
+    LEGACY_MEASURE,
+    FrameScores,
+    categories_key,
+    scores_from_probabilities,
+)
 from policy_engine.hashing import text_matches, text_sha256
 from policy_engine.media.timecode import format_timecode
 from policy_engine.policy.evaluate import Measurement, combine
@@ -35,29 +39,17 @@ from policy_engine.policy.overrides import Ruling, engine_ruling, review_steps
 from policy_engine.policy.territory import CombinedSlot, Slot, combined_slots, earliest_slot
 from policy_engine.reporting.flashes import FlashSection, flash_section
 from policy_engine.reporting.scenes import SceneSection, scene_section
+from policy_engine.reporting.timeline import Judged, Timeline, build_timelines
 
 if TYPE_CHECKING:
     from policy_engine.store import CurrentDecision, Store
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-# Colour-blind-safe palette (Okabe-Ito); the null category is grey. Colours repeat when
-# there are more categories than colours, which is fine because colour is never the only
-# carrier: every lane is labelled and every segment has a title.
-_PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#0072B2", "#F0E442")
-_NULL_COLOUR = "#BBBBBB"
 LEVEL_STYLES = {
     "unrestricted": ("ok", "Unrestricted: may air at any time"),
     "post-watershed": ("late", "Post-watershed only"),
     "not-for-broadcast": ("stop", "Not for broadcast"),
 }
-
-
-@dataclass(frozen=True)
-class Lane:
-    name: str
-    null: bool
-    colour: str
-    segments: list[tuple[float, float, str, float]]  # (x %, width %, title, start s)
 
 
 @dataclass
@@ -66,8 +58,8 @@ class RulesetSection:
     decision: Any  # DecisionRecord, detached with ruleset, reasons and overrides loaded
     ruleset: RuleSet | None  # parsed from the stored text (None: edited beyond parsing)
     coverage: Coverage | None
-    lanes: list[Lane] = field(default_factory=list)
-    ticks: list[tuple[float, str]] = field(default_factory=list)
+    scores: FrameScores | None = None  # as stored for its scan (None: not found)
+    coverage_begins: Any = None  # where its scan's frame spans start (None: their times)
     images: dict[int, str] = field(default_factory=dict)  # frame index -> data: URI
 
     @property
@@ -109,9 +101,10 @@ class RulesetSection:
         return [e for e in reason.evidence if e["category"].split(":")[0] in held]
 
     @property
-    def vocabulary(self) -> str | None:
-        """What the section's probabilities depend on (its categories and prompts)."""
-        return categories_key(self.ruleset.categories) if self.ruleset is not None else None
+    def measure(self) -> str:
+        """How its numbers were measured (decisions from before this was recorded: the
+        one softmax over the set's prompts)."""
+        return self.decision.measure or LEGACY_MEASURE
 
 
 def ruleset_text_intact(record: Any) -> bool:
@@ -143,17 +136,17 @@ class AssetReport:
         ])  # fmt: skip
 
     @property
-    def timelines(self) -> list[tuple[tuple[str, ...], RulesetSection]]:
-        """One timeline per vocabulary: rule sets with the same categories and prompts
-        measure the same numbers on the same frames, so they share one timeline."""
-        groups: dict[str, list[RulesetSection]] = {}
-        for section in self.sections:
-            if section.coverage is not None and section.vocabulary is not None:
-                groups.setdefault(section.vocabulary, []).append(section)
-        return [
-            (tuple(s.decision.ruleset_name for s in group), group[0])
-            for group in groups.values()
-        ]
+    def timelines(self) -> list[Timeline]:
+        """One timeline per scan over every rule set judged on it: a category that
+        measures the same in several sets is one lane (``reporting.timeline``)."""
+        return build_timelines([
+            Judged(
+                s.decision.ruleset_name, s.decision.scan_id, s.scores,
+                (s.coverage.start, s.coverage.end, s.coverage.interval_seconds),
+                s.coverage_begins,
+            )
+            for s in self.sections if s.scores is not None and s.coverage is not None
+        ])  # fmt: skip
 
     @property
     def name(self) -> str:
@@ -167,34 +160,6 @@ class AssetReport:
     @property
     def duration(self) -> float | None:
         return (self.asset.probe or {}).get("duration")
-
-
-def _ticks(duration: float) -> list[tuple[float, str]]:
-    """About 8 round time ticks along the running time (x in %, label)."""
-    if duration <= 0:
-        return []
-    step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 1e9)
-                if duration / s <= 8)  # fmt: skip
-    count = int(duration // step) + 1
-    return [(100 * i * step / duration, format_timecode(i * step)[:8]) for i in range(count)]
-
-
-def _lanes(coverage: Coverage) -> list[Lane]:
-    span = coverage.end - coverage.start or 1.0
-    lanes = []
-    colours = itertools.cycle(_PALETTE)  # any number of categories that validates
-    for c in coverage.categories.values():
-        segments = [
-            (
-                100 * (s.start - coverage.start) / span,
-                max(0.15, 100 * s.duration / span),
-                f"{c.name}: {format_timecode(s.start)} - {format_timecode(s.end)}",
-                s.start,
-            )
-            for s in c.segments
-        ]
-        lanes.append(Lane(c.name, c.null, _NULL_COLOUR if c.null else next(colours), segments))
-    return lanes
 
 
 # Where an evidence picture comes from: (scan id, frame index) -> an image source. The
@@ -215,11 +180,13 @@ def _section(
             raise
         ruleset = None  # the stored text was edited into nonsense: the banner says so
     scan = scans.get(decision.scan_id)
-    coverage = None
+    coverage, scores = None, None
+    measure = decision.measure or LEGACY_MEASURE
     if scan is not None and ruleset is not None:
-        stored = store.score_sets([scan.id], categories_key(ruleset.categories)).get(scan.id)
+        key = categories_key(ruleset.categories, measure)
+        stored = store.score_sets([scan.id], key).get(scan.id)
         if stored is not None and stored.size == len(scan.times) * len(ruleset.categories):
-            scores = scores_from_probabilities(ruleset.categories, scan.times, stored)
+            scores = scores_from_probabilities(ruleset.categories, scan.times, stored, measure)
             coverage = coverage_from_scores(
                 scores,
                 start=scan.window_start,
@@ -241,8 +208,8 @@ def _section(
         decision=decision,
         ruleset=ruleset,
         coverage=coverage,
-        lanes=_lanes(coverage) if coverage else [],
-        ticks=_ticks(coverage.end - coverage.start) if coverage else [],
+        scores=scores,
+        coverage_begins=scan.span_starts if scan is not None else None,
         images=images,
     )
 
@@ -311,21 +278,15 @@ def _scene_shares(store: Store, scan: Any, section: RulesetSection, scenes: list
     from policy_engine.store.scenes import Scenes
 
     assert section.ruleset is not None
-    key = categories_key(section.ruleset.categories)
+    key = categories_key(section.ruleset.categories, section.measure)
     values = Scenes(store).shares(scan.id, key)
-    if values is not None or section.coverage is None:
+    if values is not None or section.coverage is None or section.scores is None:
         return values
-    stored = store.score_sets([scan.id], key).get(scan.id)
-    times = np.frombuffer(scan.frame_times or b"", dtype=np.float64)
-    count = len(section.ruleset.categories)
-    if stored is None or stored.size != len(times) * count:
-        return None
-    labels = stored.reshape(len(times), count).argmax(axis=1)
     window = section.coverage
-    begins = np.frombuffer(scan.frame_spans, dtype=np.float64) if scan.frame_spans else None
     return scene_shares(
-        times, labels, count, scenes, start=window.start, end=window.end, begins=begins
-    )
+        section.scores.times, section.scores.shown, scenes,
+        start=window.start, end=window.end, begins=section.coverage_begins,
+    )  # fmt: skip
 
 
 def _environment() -> Environment:

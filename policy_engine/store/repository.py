@@ -800,6 +800,7 @@ class Store:
                     warnings=list(d.warnings),
                     slots=[asdict(slot) for slot in d.slots],
                     cause=item.cause,
+                    measure=d.measure,
                 )
                 row.reasons = [_reason_row(i, "fired", r) for i, r in enumerate(d.reasons)] + [
                     _reason_row(len(d.reasons) + i, "near_miss", r)

@@ -334,6 +334,9 @@ class DecisionRecord(Base):
     slots: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     cause: Mapped[str] = mapped_column(String(32))  # scan | reevaluate
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # how its category numbers were measured (analysis.scoring.MEASURE); NULL: decided
+    # before that was recorded, on one softmax over the set's prompts (LEGACY_MEASURE)
+    measure: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     ruleset: Mapped[RuleSetRecord] = relationship()
     scan: Mapped[Scan] = relationship()
