@@ -171,3 +171,65 @@ def test_a_decision_made_on_the_earlier_measure_keeps_its_numbers(store: Store) 
     # read as now measured, the same numbers show no violence at all
     now = scores_from_probabilities(categories, scan.times, probs)
     assert not now.shown[:, 0].any()
+
+
+def test_the_same_prompts_in_another_order_measure_the_same() -> None:
+    background = Category("background", ("people talking", "a landscape"), null=True)
+    shuffled = Category("background", ("a landscape", "people talking"), null=True)
+    fight = Category("violence", ("a fight", "a shooting"))
+    fought = Category("violence", ("a shooting", "a fight"))
+    from policy_engine.analysis.scoring import measurement_key
+
+    assert measurement_key(fight, [fight, background]) == measurement_key(
+        fought, [fought, shuffled]
+    )
+    rng = np.random.default_rng(5)
+    images = rng.standard_normal((40, 8)).astype(np.float32)
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    text = {p: v / np.linalg.norm(v) for p, v in zip(
+        ["a fight", "a shooting", "people talking", "a landscape"],
+        rng.standard_normal((4, 8)).astype(np.float32), strict=True)}  # fmt: skip
+    from policy_engine.analysis.scoring import flatten_prompts, score_frames
+
+    def scored(categories: list[Category]) -> np.ndarray:
+        prompts, _ = flatten_prompts(categories)
+        embedded = np.stack([text[p] for p in prompts])
+        return score_frames(categories, np.arange(40.0), images, embedded, 100.0).probabilities
+
+    assert np.allclose(scored([fight, background])[:, 0], scored([fought, shuffled])[:, 0])
+
+
+def test_a_null_lane_never_takes_the_name_of_a_category_beside_it() -> None:
+    with_null = [Category("v", ("a fight",)), Category("background", ("x",), null=True)]
+    without = [Category("background", ("a landscape",))]  # a real category of that name
+    probs_a = np.array([[0.9, 0.1], [0.1, 0.9]], np.float32)
+    probs_b = np.array([[0.2], [0.8]], np.float32)
+    combined = combine_scores([
+        ("a", scores_from_probabilities(with_null, np.arange(2.0), probs_a)),
+        ("b", scores_from_probabilities(without, np.arange(2.0), probs_b)),
+    ])  # fmt: skip
+    assert combined.scores.category_names == ["v", "background", "background (null)"]
+    assert combined.scores.shown.tolist() == [[True, False, False], [False, True, False]]
+
+
+def test_a_verdict_measured_anew_says_so() -> None:
+    from datetime import UTC, datetime
+
+    from policy_engine.pipeline.judging import explain_change
+    from policy_engine.store import CurrentDecision
+
+    ruleset = parse_ruleset(LEGACY_RULES, "house.yaml")
+    before = CurrentDecision(
+        id=1, asset_id=1, scan_id=1, ruleset_name="house", ruleset_version="1",
+        ruleset_sha256=ruleset.sha256, schedule="post-watershed", tags=(), review=False,
+        warnings=(), fired=("violent",), created_at=datetime.now(UTC), measure=None,
+    )  # fmt: skip
+    probs = np.tile(np.array([[0.45, 0.25, 0.30]], np.float32), (10, 1))
+    scores = scores_from_probabilities(ruleset.categories, np.arange(10.0), probs)
+    from policy_engine.analysis.coverage import coverage_from_scores
+
+    after = evaluate(ruleset, coverage_from_scores(scores, start=0, end=10), scores)
+    assert after.measure == MEASURE and after.schedule == "unrestricted"
+    why = explain_change(before, after, ruleset)
+    assert why[0].startswith(f"measured anew ({LEGACY_MEASURE} -> {MEASURE}")
+    assert "no longer fires violent" in why

@@ -4,7 +4,8 @@
 A raw CLIP cosine has no meaning on its own (0.27 may be a strong match for one prompt
 and noise for another), so a frame is not judged by a cosine threshold. The question
 becomes a two-way zero-shot choice, scored exactly as categories are: the query against a
-fixed "none of these" contrast set of generic prompts, softmax at CLIP's logit scale. A
+fixed "none of these" contrast set of generic prompts, softmax at CLIP's logit scale with
+each side weighed by the mean of its prompts' exponentials (``scoring.MEASURE``). A
 frame shows X where X takes at least ``threshold`` of the probability (0.5: X is a better
 description of the frame than anything generic). Time is weighted as for coverage, so
 shares do not depend on the sampling rate.
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from policy_engine.analysis.coverage import frame_spans
-from policy_engine.analysis.scoring import Category
+from policy_engine.analysis.scoring import MEASURE, Category
 
 # What the query must beat: descriptions that fit any frame a little. Changing them
 # changes every answer, so they are part of what an answer reports.
@@ -69,6 +70,7 @@ class Answer:
     frames: int
     start: float
     end: float
+    measure: str = MEASURE  # how the probabilities were made
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -31,9 +31,12 @@ class CombinedScores:
     notes: tuple[str, ...]  # where one name means two measurements
 
 
-def _null_name(sets: Sequence[tuple[str, FrameScores]]) -> str:
+def _null_name(sets: Sequence[tuple[str, FrameScores]], taken: Sequence[Category]) -> str:
+    """The sets' null category name where they agree on one, else "none of these";
+    never the name of a category shown beside it."""
     names = {c.name for _, s in sets for c in s.categories if c.null}
-    return names.pop() if len(names) == 1 else "none of these"
+    name = names.pop() if len(names) == 1 else "none of these"
+    return name if all(c.name != name for c in taken) else f"{name} (null)"
 
 
 def combine_scores(sets: Sequence[tuple[str, FrameScores]]) -> CombinedScores:
@@ -70,7 +73,8 @@ def combine_scores(sets: Sequence[tuple[str, FrameScores]]) -> CombinedScores:
             probabilities.append(scores.probabilities[:, index])
             shown.append(scores.shown[:, index])
             sources.append([set_name])
-    categories.append(Category(_null_name(sets), null_prompts(sets[0][1].categories), True))
+    null = Category(_null_name(sets, categories), null_prompts(sets[0][1].categories), True)
+    categories.append(null)
     sources.append([name for name, _ in sets])
     frames = len(times)
     real = np.stack(probabilities, axis=1) if probabilities else np.zeros((frames, 0))

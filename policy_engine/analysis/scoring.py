@@ -14,7 +14,8 @@ already measured, and a frame may show several categories at once (a gun in a fi
 The null class is the rule set's null categories' prompts (``DEFAULT_NULL_PROMPTS`` for
 a set that declares none). A null category is shown where nothing else is (the best
 matching one, where a set has several); its probability column is what the strongest
-category leaves (``1 - max p``), split between null categories by their own softmax.
+category leaves (``1 - max p``), split between null categories by each one's share
+against all null prompts (strongest crop, renormalised).
 
 Frames analysed as several crops (``tiles`` framing) take, per category, the maximum over
 crops: an object on one side of the picture is not diluted by the empty other side.
@@ -116,9 +117,12 @@ def categories_key(categories: Sequence[Category], measure: str = MEASURE) -> st
 
 
 def measurement_key(category: Category, categories: Sequence[Category]) -> str:
-    """What one category's numbers depend on (its prompts and its set's null prompts):
-    two categories with the same key measure the same on the same frames."""
-    canonical = [MEASURE, list(category.prompts), category.null, list(null_prompts(categories))]
+    """What one category's numbers depend on (its prompts and its set's null prompts, in
+    any order: the measure takes their means): two categories with the same key measure
+    the same on the same frames."""
+    canonical = [
+        MEASURE, sorted(category.prompts), category.null, sorted(null_prompts(categories))
+    ]  # fmt: skip
     return text_sha256(json.dumps(canonical, ensure_ascii=False))
 
 

@@ -98,6 +98,7 @@ class AnalysisResult:
             "timings": self.timings,
             "decoding": self.decoding,
             "coverage": self.coverage.to_dict(),
+            "measure": self.scores.measure,  # how the category numbers were measured
             "photosensitivity": pse_summary(self.photosensitivity),
         }
         if self.photosensitivity_skipped:

@@ -1,8 +1,9 @@
 """Stored scans to decisions, without video and without the image tower.
 
 Per rule set, frame probabilities come from the store when its category set (names,
-prompts, null flags) was scored before: a threshold or condition edit costs only
-coverage and evaluation, numpy over a few hundred numbers per scan. A new or edited
+prompts, null flags, null prompts, and how they are measured) was scored before: a
+threshold or condition edit costs only coverage and evaluation, numpy over a few hundred
+numbers per scan. A new or edited
 prompt is scored from the stored frame embeddings with the text tower only, and the
 result is stored for next time. ``reevaluate`` applies rule sets to history and appends
 decisions where the outcome changed; ``dry_run`` (``rules diff``) writes nothing.
@@ -20,6 +21,7 @@ import numpy as np
 
 from policy_engine.analysis.coverage import coverage_from_scores
 from policy_engine.analysis.scoring import (
+    LEGACY_MEASURE,
     Category,
     FrameScores,
     categories_key,
@@ -180,6 +182,10 @@ def explain_change(before: CurrentDecision | None, after: Decision, ruleset: Rul
     if before is None:
         return [f"first decision under {ruleset.name}"]
     why = []
+    measured_before = before.measure or LEGACY_MEASURE
+    if after.measure is not None and measured_before != after.measure:
+        why.append(f"measured anew ({measured_before} -> {after.measure}; README: What a"
+                   " category measures)")  # fmt: skip
     if before.ruleset_sha256 != after.ruleset_sha256:
         why.append(f"rule set {ruleset.name} v{before.ruleset_version} -> v{after.ruleset_version}")
     now = {r.rule_id: r for r in after.reasons}

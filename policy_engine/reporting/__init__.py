@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from policy_engine import __version__
@@ -280,12 +281,23 @@ def _scene_shares(store: Store, scan: Any, section: RulesetSection, scenes: list
     assert section.ruleset is not None
     key = categories_key(section.ruleset.categories, section.measure)
     values = Scenes(store).shares(scan.id, key)
-    if values is not None or section.coverage is None or section.scores is None:
+    if values is not None or section.coverage is None:
         return values
-    window = section.coverage
+    scores = section.scores
+    if section.decision.scan_id != scan.id:  # decided on another scan: these scenes' own
+        stored = store.score_sets([scan.id], key).get(scan.id)
+        times = np.frombuffer(scan.frame_times or b"", dtype=np.float64)
+        if stored is None or stored.size != len(times) * len(section.ruleset.categories):
+            return None
+        scores = scores_from_probabilities(
+            section.ruleset.categories, times, stored, section.measure
+        )
+    if scores is None:
+        return None
+    begins = np.frombuffer(scan.frame_spans, dtype=np.float64) if scan.frame_spans else None
     return scene_shares(
-        section.scores.times, section.scores.shown, scenes,
-        start=window.start, end=window.end, begins=section.coverage_begins,
+        scores.times, scores.shown, scenes,
+        start=scan.window_start, end=scan.window_end, begins=begins,
     )  # fmt: skip
 
 

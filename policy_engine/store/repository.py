@@ -167,6 +167,7 @@ class CurrentDecision:
     fired: tuple[str, ...]
     created_at: datetime
     overrides: tuple[OverrideView, ...] = ()  # oldest first
+    measure: str | None = None  # how its numbers were measured (None: before that was kept)
     overrides_before: int = field(default=0)  # overrides on earlier decisions of this pair
 
     @property
@@ -232,7 +233,8 @@ def _current_statement(asset_ids: bool) -> Any:
         latest = latest.where(d.asset_id.in_(_ids()))
     return (
         select(d.id, d.asset_id, d.scan_id, d.ruleset_name, d.schedule, d.tags, d.review,
-               d.warnings, d.created_at, RuleSetRecord.version, RuleSetRecord.sha256)
+               d.warnings, d.created_at, RuleSetRecord.version, RuleSetRecord.sha256,
+               d.measure)
         .join(RuleSetRecord, RuleSetRecord.id == d.ruleset_id)
         .where(d.id.in_(latest))
     )  # fmt: skip
@@ -851,9 +853,10 @@ class Store:
                 created_at=created_at,
                 overrides=tuple(overrides[id_]),
                 overrides_before=earlier.get((asset_id, name), 0),
+                measure=measure,
             )
             for (id_, asset_id, scan_id, name, schedule, tags, review, warnings, created_at,
-                 version, sha) in rows
+                 version, sha, measure) in rows
         }  # fmt: skip
 
     @staticmethod

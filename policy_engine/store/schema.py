@@ -212,7 +212,7 @@ class SceneRecord(Base):
 
 class SceneShares(Base):
     """Per-scene coverage of one scan under one category set (as score sets): the
-    time-weighted share of each scene labelled with each category. Append-only."""
+    time-weighted share of each scene showing each category. Append-only."""
 
     __tablename__ = "scene_shares"
     __table_args__ = (UniqueConstraint("scan_id", "categories_sha256"),)
