@@ -4,10 +4,13 @@
     python benchmarks/bench_scan.py            # or: make bench
     python benchmarks/bench_scan.py --model /path/to/clip --seconds 60
 
-Prints decode-only frames/s and the image tower alone (images/s, fp32 and bf16), each
-measured over interleaved rounds after a warm-up (median and spread: a single timing on
-a shared machine moved by 1.6x); the engine's seconds of video per wall second at 2 fps
-and at every frame, in fp32 and in its own dtype, and each scan's ratio to its bound
+Prints decode-only frames/s and the image tower alone (images/s) per runtime (torch,
+OpenVINO) and dtype (fp32, bf16), each measured over interleaved rounds after a warm-up
+(median and spread: a single timing on a shared machine moved by 1.6x); each runtime and
+dtype against the gate (cosine to torch fp32 on real frames, the same most probable
+category under the shipped rule sets) and what runtime auto picks; the engine's seconds
+of video per wall second at 2 fps and at every frame, in torch fp32, torch and auto in
+the engine's dtype, and auto in fp32, and each scan's ratio to its bound
 (decode-only time + image-tower time for the same frames, from the medians; target
 <= 1.15); and the speedup over the widely copied tutorial method (CLIPProcessor on one
 frame at a time, one get_image_features call per frame, a cosine per prompt, fp32) on
@@ -150,18 +153,60 @@ def spread(values: list[float]) -> str:
 def robust_rates(
     clip: Path, embedders: dict[str, ClipEmbedder], rounds: int, images: int
 ) -> tuple[list[float], dict[str, list[float]]]:
-    """Decode-only frames/s and each dtype's tower images/s, interleaved over ``rounds``
-    (a rate measured once on a shared machine moved by a factor of 1.6 between runs:
-    the bound made of it put scan/bound anywhere from 0.42 to 1.96)."""
+    """Decode-only frames/s and each tower's images/s, interleaved over ``rounds`` (a
+    rate measured once on a shared machine moved by a factor of 1.6 between runs: the
+    bound made of it put scan/bound anywhere from 0.42 to 1.96)."""
     decodes: list[float] = []
-    towers: dict[str, list[float]] = {dtype: [] for dtype in embedders}
+    towers: dict[str, list[float]] = {name: [] for name in embedders}
     decode_only(clip)  # warm-up: the file in the page cache
     for _ in range(rounds):
         frames, took = decode_only(clip)
         decodes.append(frames / took)
-        for dtype, embedder in embedders.items():
-            towers[dtype].append(tower_rate(embedder, images))
+        for name, embedder in embedders.items():
+            towers[name].append(tower_rate(embedder, images))
     return decodes, towers
+
+
+def real_frames(clip: Path, size: int, pad: tuple[int, int, int], count: int) -> np.ndarray:
+    """``count`` frames of the clip at 2 fps, as the engine samples them (the clip is
+    made of ../shared/media's real footage where it is present)."""
+    from policy_engine.media.video import FrameSampler
+
+    pictures = []
+    for frame in FrameSampler(clip, SamplingSpec(fps=2.0), size=size, pad_value=pad):
+        pictures.append(frame.pixels[0])
+        if len(pictures) == count:
+            break
+    return np.stack(pictures)
+
+
+def gate(
+    reference: ClipEmbedder, candidate: ClipEmbedder, pixels: np.ndarray
+) -> tuple[float, float, float]:
+    """Cosine of the candidate's embeddings against torch fp32 (mean, min) on real
+    frames, and the share of (frame, shipped rule set) pairs whose most probable category
+    is the same when scored with either (the rule sets' own prompts and null class)."""
+    from policy_engine.analysis.scoring import flatten_prompts, score_frames
+    from policy_engine.config import SHIPPED_RULES
+    from policy_engine.policy.loader import load_catalogue
+
+    ours, theirs = reference.embed_images(pixels), candidate.embed_images(pixels)
+    cosine = (ours * theirs).sum(axis=1)
+    rulesets, _ = load_catalogue([SHIPPED_RULES])
+    same = total = 0
+    for ruleset in rulesets:
+        prompts, _ = flatten_prompts(ruleset.categories)
+        text = reference.embed_texts(prompts)
+        times = np.arange(len(pixels), dtype=np.float64)
+        a = score_frames(ruleset.categories, times, ours, text, reference.logit_scale)
+        b = score_frames(ruleset.categories, times, theirs, text, reference.logit_scale)
+        most_a = a.probabilities.argmax(axis=1)
+        same += int((most_a == b.probabilities.argmax(axis=1)).sum())
+        total += len(most_a)
+    return float(cosine.mean()), float(cosine.min()), same / total
+
+
+GATE = (0.995, 0.99, 0.99)  # mean cosine, min cosine, same most-probable category
 
 
 def engine(
@@ -220,12 +265,20 @@ def main() -> None:
     model_dir = Path(args.model) if args.model else build_model(WORK / "clip-vit-b32-random")
     import torch
 
+    from policy_engine.models.openvino_tower import openvino_installed
+
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
-    load = lambda dtype: ClipEmbedder.load(  # noqa: E731
-        str(model_dir), device="cpu", dtype=dtype, batch_size=args.batch_size
-    )
-    embedders = {"fp32": load("fp32"), "bf16": load("bf16")}
-    engine_dtype = load(args.dtype).identity.dtype
+
+    def load(runtime: str, dtype: str) -> ClipEmbedder:
+        return ClipEmbedder.load(
+            str(model_dir), device="cpu", dtype=dtype, batch_size=args.batch_size,
+            runtime=runtime,
+        )  # fmt: skip
+
+    runtimes = ["torch"] + (["openvino"] if openvino_installed() else [])
+    embedders = {f"{r} {d}": load(r, d) for r in runtimes for d in ("fp32", "bf16")}
+    engine_choice = load("auto", args.dtype).identity
+    auto = f"{engine_choice.runtime.split()[0]} {engine_choice.dtype}"
     for embedder in embedders.values():  # a nightly job reuses one warm model
         embedder.embed_texts([p for c in CATEGORIES for p in c.prompts])
 
@@ -235,29 +288,47 @@ def main() -> None:
     t_decode = frames / decode_fps
     print(f"\nclip: {clip.name}, {frames} frames, {frames / 25:.1f} s of 1280x720 H.264")
     print(f"rates over {args.rounds} interleaved rounds, after a warm-up:")
-    print(f"  decode only (thread_type=AUTO)      {spread(decodes)} frames/s")
+    print(f"  decode only (thread_type=AUTO)        {spread(decodes)} frames/s")
     rates = {}
-    for dtype, values in towers.items():
-        rates[dtype] = statistics.median(values)
-        print(f"  image tower alone, {dtype}, batch {args.batch_size}  {spread(values)} images/s")
-    print(f"engine dtype: {engine_dtype} (asked {args.dtype}); bf16/fp32 tower:"
-          f" {rates['bf16'] / rates['fp32']:.2f}x")  # fmt: skip
+    for name, values in towers.items():
+        rates[name] = statistics.median(values)
+        print(f"  image tower, {name:13s} batch {args.batch_size}  {spread(values)} images/s")
+    reference = embedders["torch fp32"]
+    real = real_frames(clip, reference.image_input.size, reference.image_input.pad_value, 64)
+    source = "../shared/media" if (SHARED / "media").is_dir() else "a generated pattern"
+    print(f"\ngate against torch fp32 on {len(real)} frames of {source} (mean cosine >="
+          f" {GATE[0]}, min >= {GATE[1]}, same most probable category on >= {GATE[2]:.0%}"
+          " of frames under each shipped rule set):")  # fmt: skip
+    passing = []
+    for name, embedder in embedders.items():
+        mean, least, same = gate(reference, embedder, real)
+        ok = mean >= GATE[0] and least >= GATE[1] and same >= GATE[2]
+        passing += [name] if ok else []
+        print(f"  {name:13s} {rates[name]:6.1f} images/s ({rates[name] / rates['torch fp32']:.2f}x"
+              f" torch fp32)  cosine mean {mean:.5f} min {least:.5f}  same category"
+              f" {same:.1%}  {'pass' if ok else 'FAIL'}")  # fmt: skip
+    fastest = {d: max((n for n in passing if n.endswith(d)), key=rates.get, default=None)
+               for d in ("fp32", "bf16")}  # fmt: skip
+    print(f"runtime auto on this CPU: {auto} ({engine_choice.runtime}); the fastest passing"
+          f" in {engine_choice.dtype}: {fastest.get(engine_choice.dtype)}")  # fmt: skip
 
     rows = []
+    configurations = list(dict.fromkeys(["torch fp32", f"torch {engine_choice.dtype}",
+                                         f"{auto.split()[0]} fp32", auto]))  # fmt: skip
     for label, spec in (
         ("2 fps", SamplingSpec(fps=2.0)),
         ("every frame", SamplingSpec(mode=SamplingMode.ALL)),
     ):
-        for dtype in ("fp32", engine_dtype) if engine_dtype != "fp32" else ("fp32",):
-            times, wall, running = engine(clip, embedders[dtype], spec)
-            bound = t_decode + len(times) / rates[dtype]
-            rows.append((label, dtype, times, wall, running))
+        for name in configurations:
+            times, wall, running = engine(clip, embedders[name], spec)
+            bound = t_decode + len(times) / rates[name]
+            rows.append((label, name, times, wall, running))
             print(
-                f"\nengine, {label:11s} {dtype}: {len(times):5d} frames in {wall:6.2f} s ="
+                f"\nengine, {label:11s} {name}: {len(times):5d} frames in {wall:6.2f} s ="
                 f" {running / wall:6.2f} s of video per wall second"
             )
             print(
-                f"  bound (decode {t_decode:.2f} s + tower {len(times) / rates[dtype]:.2f} s)"
+                f"  bound (decode {t_decode:.2f} s + tower {len(times) / rates[name]:.2f} s)"
                 f" = {bound:.2f} s; scan/bound = {wall / bound:.3f} (target <= 1.15)"
             )
 
@@ -268,10 +339,10 @@ def main() -> None:
             # the tutorial embeds the very frames the engine sampled (the nearest by pts)
             wanted = None if label == "every frame" else times
             count, t_tut = tutorial(clip, model_dir, wanted)
-            print(f"\ntutorial (fp32), {label:11s}: {count:5d} frames in {t_tut:6.2f} s")
-            for _, dtype, _, wall, _ in mine:
+            print(f"\ntutorial (torch fp32), {label:11s}: {count:5d} frames in {t_tut:6.2f} s")
+            for _, name, _, wall, _ in mine:
                 target = " (target >= 6x)" if label == "every frame" else ""
-                print(f"  engine {dtype} speedup {t_tut / wall:5.2f}x{target}")
+                print(f"  engine {name:13s} speedup {t_tut / wall:5.2f}x{target}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory (RSS): {peak:.0f} MiB")
 

@@ -93,6 +93,7 @@ def load_embedder(settings: Settings) -> ClipEmbedder:
         device=settings.device,
         dtype=settings.dtype,
         batch_size=settings.batch_size,
+        runtime=settings.runtime,
     )
 
 

@@ -38,6 +38,7 @@ class Settings:
     model: str = DEFAULT_MODEL
     device: str = "auto"
     dtype: str = "auto"
+    runtime: str = "auto"  # of the image tower: auto | torch | openvino
     fps: float = 2.0
     sampling: str = "fps"  # fps | all | keyframes | scenes
     framing: str = "letterbox"  # letterbox | tiles | center | squash

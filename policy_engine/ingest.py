@@ -292,13 +292,15 @@ class Ingestor:
                 self.signals.abandon.set()
 
     def _provider(self, settings: Settings) -> ModelProvider:
-        key = (settings.model, settings.device, settings.dtype, settings.batch_size)
+        key = (settings.model, settings.device, settings.dtype, settings.runtime)
+        key += (settings.batch_size,)
         if key not in self._models:
             self._models.clear()  # one model in memory at a time
             self._models[key] = ModelProvider(
                 settings.model,
                 device=settings.device,
                 dtype=settings.dtype,
+                runtime=settings.runtime,
                 batch_size=settings.batch_size,
                 # a death while a model loads does not count against the file in hand
                 while_loading=lambda what: self.queue.loading_model(),

@@ -17,7 +17,10 @@ from policy_engine.models.device import DeviceProbes
 
 @pytest.fixture(scope="module")
 def embedder(tiny_clip_dir: Path) -> ClipEmbedder:
-    return ClipEmbedder.load(str(tiny_clip_dir), device="cpu", dtype="fp32", batch_size=4)
+    # the torch tower: these tests look inside it (test_openvino.py: the other runtime)
+    return ClipEmbedder.load(
+        str(tiny_clip_dir), device="cpu", dtype="fp32", batch_size=4, runtime="torch"
+    )
 
 
 def test_identity_records_what_an_audit_needs(embedder: ClipEmbedder, tiny_clip_dir: Path) -> None:
@@ -63,8 +66,8 @@ def test_text_embeddings_cached_per_prompt(embedder: ClipEmbedder, monkeypatch) 
 
 
 def test_bf16_on_cpu_is_recorded_and_close_to_fp32(tiny_clip_dir: Path) -> None:
-    fp32 = ClipEmbedder.load(str(tiny_clip_dir), device="cpu", dtype="fp32")
-    bf16 = ClipEmbedder.load(str(tiny_clip_dir), device="cpu", dtype="bf16")
+    fp32 = ClipEmbedder.load(str(tiny_clip_dir), device="cpu", dtype="fp32", runtime="torch")
+    bf16 = ClipEmbedder.load(str(tiny_clip_dir), device="cpu", dtype="bf16", runtime="torch")
     assert bf16.identity.dtype == "bf16"
     assert next(bf16.image_tower.parameters()).dtype == torch.bfloat16
     pixels = np.random.default_rng(3).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)

@@ -28,6 +28,7 @@ from policy_engine.cli.common import (
     NullOpt,
     PseOpt,
     RulesOpt,
+    RuntimeOpt,
     SamplingOpt,
     SecondsColumn,
     StartOpt,
@@ -87,6 +88,7 @@ def analyze(
     model: ModelOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    runtime: RuntimeOpt = None,
     fps: FpsOpt = None,
     sampling: SamplingOpt = None,
     framing: FramingOpt = None,
@@ -109,6 +111,7 @@ def analyze(
                 "model": model,
                 "device": device,
                 "dtype": dtype,
+                "runtime": runtime,
                 "fps": fps,
                 "sampling": sampling,
                 "framing": framing,
@@ -211,7 +214,7 @@ def _print_result(result: Any) -> None:
     )
     out.print(
         f"  model {model.name} ({model.weights_sha256[:19]}…) on {model.device_used}"
-        f" (asked {model.device_asked}), {model.dtype};"
+        f" (asked {model.device_asked}), {model.dtype}, {model.runtime};"
         f" {wall:.2f} s wall, {cov.running_time / wall if wall else 0:.1f}x real time",
         highlight=False,
     )

@@ -94,6 +94,14 @@ DeviceOpt = Annotated[
 DtypeOpt = Annotated[
     str | None, typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 \\[default: auto]")
 ]
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        help="What runs the image tower: auto (OpenVINO on the CPU where installed, else"
+        " torch) | torch | openvino \\[default: auto]",
+    ),
+]
 FpsOpt = Annotated[
     float | None,
     typer.Option("--fps", help="Frames sampled per second of video. \\[default: 2]"),

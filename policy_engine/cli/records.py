@@ -37,6 +37,7 @@ from policy_engine.cli.common import (
     MaxFramesOpt,
     ModelOpt,
     PseOpt,
+    RuntimeOpt,
     SamplingOpt,
     StartOpt,
     Window,
@@ -101,6 +102,7 @@ def _models(settings: Settings, on_loading: Callable[[str | None], None] | None 
         settings.model,
         device=settings.device,
         dtype=settings.dtype,
+        runtime=settings.runtime,
         batch_size=settings.batch_size,
         while_loading=announced,
     )
@@ -171,6 +173,7 @@ def scan(
     model: ModelOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    runtime: RuntimeOpt = None,
     fps: FpsOpt = None,
     sampling: SamplingOpt = None,
     framing: FramingOpt = None,
@@ -194,6 +197,7 @@ def scan(
                 "model": model,
                 "device": device,
                 "dtype": dtype,
+                "runtime": runtime,
                 "fps": fps,
                 "sampling": sampling,
                 "framing": framing,
@@ -720,7 +724,8 @@ def _print_decision(d: Any) -> None:
         )
     out.print(
         f"  scan {s.id} {_when(s.started_at)}: model {s.model_name} {s.weights_sha256} on"
-        f" {s.device_used} (asked {s.device_asked}), {s.dtype}; sampling {s.sampling};"
+        f" {s.device_used} (asked {s.device_asked}), {s.dtype}, {s.runtime or 'torch'};"
+        f" sampling {s.sampling};"
         f" policy_engine {s.software_version}",
         highlight=False,
         markup=False,

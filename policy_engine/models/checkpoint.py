@@ -102,6 +102,11 @@ def weights_sha256(checkpoint: Checkpoint) -> str:
     return value
 
 
+def cache_root() -> Path:
+    """This user's cache of derived files: weight hashes, converted models."""
+    return _HASH_CACHE
+
+
 def _hash_cache_file() -> Path:
     return _HASH_CACHE / "weight-hashes.json"
 

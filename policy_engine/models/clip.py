@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from policy_engine.models.checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
 from policy_engine.models.device import DeviceProbes, select_device
+from policy_engine.models.openvino_tower import resolve_runtime
 from policy_engine.models.runtime import Runtime, make_runtime, padded_batches
+
+if TYPE_CHECKING:
+    from policy_engine.models.openvino_tower import OpenVinoImageTower
 
 # OpenAI CLIP's normalisation, used when a checkpoint has no preprocessor config.
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -38,6 +42,7 @@ class ModelIdentity:
     dtype: str
     image_size: int
     embed_dim: int
+    runtime: str = "torch"  # what runs the image tower: "torch", "openvino <version>"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +82,19 @@ class _ImageTower(torch.nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.projection(self.vision_model(pixel_values=pixel_values).pooler_output)
+
+
+def _openvino_tower(
+    checkpoint: Checkpoint, runtime: Runtime, model: Any, image_size: int
+) -> OpenVinoImageTower:
+    """The image tower converted for OpenVINO (cached by weights hash and version)."""
+    from policy_engine.models.checkpoint import cache_root
+    from policy_engine.models.openvino_tower import OpenVinoImageTower
+
+    return OpenVinoImageTower.load(
+        _ImageTower(model), image_size=image_size, weights_sha256=weights_sha256(checkpoint),
+        dtype=runtime.dtype_name, cache_root=cache_root(),
+    )  # fmt: skip
 
 
 class _TextTower(torch.nn.Module):
@@ -142,9 +160,14 @@ class TextEncoder:
 
 
 def _identity(
-    checkpoint: Checkpoint, runtime: Runtime, image_size: int, embed_dim: int
+    checkpoint: Checkpoint,
+    runtime: Runtime,
+    image_size: int,
+    embed_dim: int,
+    tower_runtime: str = "torch",
 ) -> ModelIdentity:
     return ModelIdentity(
+        runtime=tower_runtime,
         name=checkpoint.name,
         path=str(checkpoint.path),
         revision=checkpoint.revision,
@@ -187,7 +210,16 @@ def load_text_encoder(
 class ClipEmbedder:
     """Image and text towers of one CLIP checkpoint on one device."""
 
-    def __init__(self, checkpoint: Checkpoint, runtime: Runtime, *, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        runtime: Runtime,
+        *,
+        batch_size: int = 32,
+        tower_runtime: str = "torch",
+    ) -> None:
+        """``tower_runtime``: ``torch``, or ``openvino`` (the image tower converted and
+        run by OpenVINO on the CPU: see models/openvino_tower.py)."""
         from transformers import CLIPModel
 
         _quiet_transformers()
@@ -199,7 +231,12 @@ class ClipEmbedder:
         self.batch_size = batch_size
         self.logit_scale = float(min(model.logit_scale.exp().item(), _MAX_LOGIT_SCALE))
         self.image_input = _image_input(checkpoint, model.config.vision_config.image_size)
-        self.image_tower = runtime.place(_ImageTower(model))
+        self.image_tower, self._openvino, ran_by = None, None, "torch"
+        if tower_runtime == "openvino":
+            self._openvino = _openvino_tower(checkpoint, runtime, model, self.image_input.size)
+            ran_by = f"openvino {self._openvino.version}"
+        else:
+            self.image_tower = runtime.place(_ImageTower(model))
         self.text = TextEncoder(checkpoint, runtime, model, batch_size)
         self.text_tower = self.text.tower
         mean = torch.tensor(self.image_input.mean).view(1, 3, 1, 1)
@@ -207,8 +244,10 @@ class ClipEmbedder:
         # x_norm = (x/255 - mean)/std  ==  x * scale + offset
         self._scale = (1.0 / (255.0 * std)).to(runtime.torch_device)
         self._offset = (-mean / std).to(runtime.torch_device)
+        self._scale_np = self._scale.cpu().numpy().astype(np.float32)
+        self._offset_np = self._offset.cpu().numpy().astype(np.float32)
         self.identity = _identity(
-            checkpoint, runtime, self.image_input.size, int(model.config.projection_dim)
+            checkpoint, runtime, self.image_input.size, int(model.config.projection_dim), ran_by
         )
 
     @classmethod
@@ -221,12 +260,15 @@ class ClipEmbedder:
         batch_size: int = 32,
         graph_mode: bool = True,
         probes: DeviceProbes | None = None,
+        runtime: str = "auto",
     ) -> ClipEmbedder:
-        """Resolve the checkpoint, pick the device (errors if a named one is absent) and load."""
+        """Resolve the checkpoint, pick the device (errors if a named one is absent), the
+        runtime of the image tower (``auto``: OpenVINO on the CPU where installed) and load."""
         checkpoint = resolve_checkpoint(model)
         choice = select_device(device, probes)
-        runtime = make_runtime(choice, dtype, graph_mode=graph_mode)
-        return cls(checkpoint, runtime, batch_size=batch_size)
+        placed = make_runtime(choice, dtype, graph_mode=graph_mode)
+        tower_runtime = resolve_runtime(runtime, choice.used, placed.dtype_name)
+        return cls(checkpoint, placed, batch_size=batch_size, tower_runtime=tower_runtime)
 
     # -- images ---------------------------------------------------------------------------
     def embed_images(self, pixels: np.ndarray) -> np.ndarray:
@@ -240,6 +282,11 @@ class ClipEmbedder:
 
     def _embed_batch(self, chunk: np.ndarray) -> np.ndarray:
         count = len(chunk)
+        if self._openvino is not None:
+            x = np.ascontiguousarray(chunk.transpose(0, 3, 1, 2), dtype=np.float32)
+            x *= self._scale_np
+            x += self._offset_np
+            return _unit_rows(torch.from_numpy(self._openvino(x)))
         if self.runtime.static_shapes and count < self.batch_size:
             # Same shape every call: a short last batch would compile a new graph.
             pad = np.zeros((self.batch_size - count, *chunk.shape[1:]), dtype=chunk.dtype)

@@ -45,6 +45,7 @@ class ModelProvider:
         dtype: str = "auto",
         batch_size: int = 32,
         while_loading: Callable[[str], AbstractContextManager[object]] | None = None,
+        runtime: str = "auto",
     ) -> None:
         """``while_loading(what)`` is entered around each real load (reading the
         checkpoint, loading the image model): a terminal shows it, the ingest marks it so
@@ -54,6 +55,8 @@ class ModelProvider:
         self.device = device
         self.dtype = dtype
         self.batch_size = batch_size
+        self.runtime = runtime  # of the image tower: auto | torch | openvino
+        self._runtime_family: str | None = None
         self._checkpoint: Checkpoint | None = None
         self._identity: CheckpointIdentity | None = None
         self._embedder = None
@@ -94,9 +97,25 @@ class ModelProvider:
                     with self._while_loading(f"loading model {self.model} …"):
                         self._embedder = ClipEmbedder.load(
                             self.model, device=self.device, dtype=self.dtype,
-                            batch_size=self.batch_size,
+                            batch_size=self.batch_size, runtime=self.runtime,
                         )  # fmt: skip
         return self._embedder
+
+    def runtime_family(self) -> str:
+        """``torch`` or ``openvino``: what would run the image tower, without loading it
+        (a stored scan made by the other is not reused as if it were the same)."""
+        if self._embedder is not None:
+            return self._embedder.identity.runtime.split()[0]
+        if self._runtime_family is None:
+            from policy_engine.models.device import select_device
+            from policy_engine.models.openvino_tower import resolve_runtime
+            from policy_engine.models.runtime import resolve_dtype
+
+            used = select_device(self.device).used
+            self._runtime_family = resolve_runtime(
+                self.runtime, used, resolve_dtype(self.dtype, used)
+            )
+        return self._runtime_family
 
     def prompt_encoder(self, weights: str, model_name: str, model_path: str) -> PromptEncoder:
         """A text encoder with exactly these weights: the loaded embedder, else the

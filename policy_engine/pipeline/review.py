@@ -383,6 +383,7 @@ def decision_summary(d: Any) -> dict[str, Any]:
             "device_asked": s.device_asked,
             "device_used": s.device_used,
             "dtype": s.dtype,
+            "runtime": s.runtime or "torch",  # what ran the image tower
             "sampling": s.sampling,
             "software_version": s.software_version,
         },

@@ -304,8 +304,9 @@ class Scanner:
         reusable = None
         if not self.force:
             reusable = self.store.reusable_scan(
-                result.asset_id, model.weights_sha256, self.sampling_key
-            )
+                result.asset_id, model.weights_sha256, self.sampling_key,
+                self.models.runtime_family(),
+            )  # fmt: skip
         if reusable is None:
             if not self._analyse(path, result, model):
                 return
@@ -369,6 +370,7 @@ class Scanner:
                 device_asked=identity.device_asked,
                 device_used=identity.device_used,
                 dtype=identity.dtype,
+                runtime=identity.runtime,
                 embed_dim=identity.embed_dim,
                 logit_scale=embedder.logit_scale,
             ),

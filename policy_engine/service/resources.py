@@ -38,8 +38,9 @@ class Resources:
                 from policy_engine.models.provider import ModelProvider
 
                 self._models = ModelProvider(
-                    self.settings.model, device=self.settings.device, dtype=self.settings.dtype
-                )
+                    self.settings.model, device=self.settings.device,
+                    dtype=self.settings.dtype, runtime=self.settings.runtime,
+                )  # fmt: skip
             return self._models
 
     def close(self) -> None:

@@ -54,6 +54,7 @@ class ScanModel:
     device_asked: str | None = None
     device_used: str | None = None
     dtype: str | None = None
+    runtime: str | None = None  # "torch", "openvino <version>"
     embed_dim: int | None = None
     logit_scale: float | None = None
 
@@ -437,8 +438,14 @@ class Store:
             return list(s.scalars(select(Asset).order_by(Asset.id)))
 
     # -- scans ---------------------------------------------------------------------------
-    def reusable_scan(self, asset_id: int, weights_sha256: str, sampling_key: str) -> int | None:
-        """The latest completed scan of this content with these weights and sampling."""
+    def reusable_scan(
+        self, asset_id: int, weights_sha256: str, sampling_key: str, runtime: str = "torch"
+    ) -> int | None:
+        """The latest completed scan of this content with these weights and sampling, its
+        image tower run by this ``runtime`` (``torch``, ``openvino``: any version)."""
+        same_runtime = Scan.runtime.startswith(f"{runtime} ") | (Scan.runtime == runtime)
+        if runtime == "torch":
+            same_runtime = same_runtime | Scan.runtime.is_(None)  # scans from before
         with self._transaction() as s:
             return s.scalar(
                 select(func.max(Scan.id)).where(
@@ -446,6 +453,7 @@ class Store:
                     Scan.weights_sha256 == weights_sha256,
                     Scan.sampling_key == sampling_key,
                     Scan.status == COMPLETED,
+                    same_runtime,
                 )
             )
 
@@ -485,6 +493,7 @@ class Store:
             "device_asked": model.device_asked,
             "device_used": model.device_used,
             "dtype": model.dtype,
+            "runtime": model.runtime,
             "embed_dim": model.embed_dim,
             "logit_scale": model.logit_scale,
         }

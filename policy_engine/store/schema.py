@@ -134,6 +134,8 @@ class Scan(Base):
     device_asked: Mapped[str | None] = mapped_column(String(16))
     device_used: Mapped[str | None] = mapped_column(String(16))
     dtype: Mapped[str | None] = mapped_column(String(16))
+    # what ran the image tower ("torch", "openvino 2026.4.1"); NULL: torch (older scans)
+    runtime: Mapped[str | None] = mapped_column(String(64))
     embed_dim: Mapped[int | None] = mapped_column(Integer)
     logit_scale: Mapped[float | None] = mapped_column(Float)
     software_version: Mapped[str] = mapped_column(String(32))

@@ -1,0 +1,155 @@
+"""The image tower on OpenVINO, Intel's inference runtime, where it beats torch on the CPU.
+
+Measured in ``make bench`` (ViT-B/32, this 2-core AVX-512 machine): OpenVINO bf16 runs the
+image tower 15-35% faster than torch bf16, and fp32 about twice as fast as torch fp32,
+with embeddings within cosine 0.9999 of torch fp32. The text tower stays on torch: it
+runs once per prompt.
+
+The torch tower is converted once per weights, image size and OpenVINO version and kept
+on disk (``<cache>/openvino/<key>/``), written to a temporary folder and renamed into
+place, so that a crash never leaves half a model behind for the next process; a cached
+model that does not load (a truncated file, a disk error) is converted again.
+
+``openvino`` is imported here only, lazily: a machine without it runs torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policy_engine.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+RUNTIME_CHOICES = ("auto", "torch", "openvino")
+_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # dtype -> INFERENCE_PRECISION_HINT
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_runtime(asked: str, device_used: str, dtype: str) -> str:
+    """``torch`` or ``openvino``. ``auto``: OpenVINO for the CPU where it is installed
+    and runs the dtype (fp32, bf16), else torch; accelerators keep torch."""
+    asked = (asked or "auto").lower()
+    if asked not in RUNTIME_CHOICES:
+        raise ConfigError(
+            f"unknown runtime {asked!r}; choose one of: {', '.join(RUNTIME_CHOICES)}"
+        )
+    if asked == "torch":
+        return "torch"
+    usable = device_used == "cpu" and dtype in _PRECISIONS and openvino_installed()
+    if asked == "auto":
+        return "openvino" if usable else "torch"
+    if device_used != "cpu":
+        raise ConfigError(
+            f"runtime openvino runs the image tower on the CPU, but the device is"
+            f" {device_used}; use --runtime torch (or auto) there, or --device cpu"
+        )
+    if dtype not in _PRECISIONS:
+        raise ConfigError(f"runtime openvino runs fp32 or bf16, not {dtype}; pick --dtype bf16")
+    if not openvino_installed():
+        raise ModelError(
+            "runtime openvino asked for, but the openvino package is not installed:"
+            " pip install openvino (or use --runtime torch)"
+        )
+    return "openvino"
+
+
+def openvino_version() -> str:
+    import openvino
+
+    return str(openvino.__version__).split("-")[0]
+
+
+def cache_folder(root: Path, weights_sha256: str, image_size: int) -> Path:
+    """Where the converted tower of these weights lives, per OpenVINO version."""
+    digest = weights_sha256.removeprefix("sha256:")[:24]
+    return root / "openvino" / f"{digest}-{image_size}px-ov{openvino_version()}"
+
+
+class OpenVinoImageTower:
+    """(N, 3, S, S) normalised float32 pixels -> (N, D) float32 features."""
+
+    def __init__(self, compiled: Any, folder: Path, precision: str) -> None:
+        self._compiled = compiled
+        self.folder = folder
+        self.precision = precision
+        self.version = openvino_version()
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(self._compiled([pixels])[0], dtype=np.float32)
+
+    @classmethod
+    def load(
+        cls, tower: Any, *, image_size: int, weights_sha256: str, dtype: str, cache_root: Path
+    ) -> OpenVinoImageTower:
+        """Compile the cached conversion of ``tower`` (a torch module), converting it
+        first where there is none or the cached one does not load. A cache that cannot be
+        written (a full disk, a read-only home) costs the conversion each time, no more."""
+        import openvino
+
+        folder = cache_folder(cache_root, weights_sha256, image_size)
+        config = {"INFERENCE_PRECISION_HINT": _PRECISIONS[dtype]}
+        core = openvino.Core()
+        if (folder / "tower.xml").is_file():
+            try:
+                model = core.read_model(folder / "tower.xml")
+                return cls(core.compile_model(model, "CPU", config), folder, _PRECISIONS[dtype])
+            except Exception as exc:  # noqa: BLE001 - any damage to the cache: convert again
+                log.warning("the converted model in %s does not load (%s): converting", folder, exc)
+                shutil.rmtree(folder, ignore_errors=True)
+        model = _convert(tower, image_size)
+        _keep(model, folder)
+        return cls(core.compile_model(model, "CPU", config), folder, _PRECISIONS[dtype])
+
+
+def _convert(tower: Any, image_size: int) -> Any:
+    """The torch tower as an OpenVINO model taking any batch size."""
+    import openvino
+    import torch
+
+    example = torch.zeros((1, 3, image_size, image_size), dtype=torch.float32)
+    try:
+        # the converter traces the module (torch.jit.trace, deprecated in torch but what it
+        # uses), which warns about Python-level shape checks: the input size is fixed here
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return openvino.convert_model(
+                tower.float().eval(), example_input=example,
+                input=[(-1, 3, image_size, image_size)],
+            )  # fmt: skip
+    except Exception as exc:
+        raise ModelError(f"could not convert the image tower for OpenVINO: {exc}") from exc
+
+
+def _keep(model: Any, folder: Path) -> None:
+    """Save the conversion into ``folder`` whole (a temporary folder renamed into place),
+    or not at all."""
+    import openvino
+
+    staging = None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        # full-precision weights: the precision is chosen when compiling
+        openvino.save_model(model, staging / "tower.xml", compress_to_fp16=False)
+        os.replace(staging, folder)
+    except Exception as exc:  # noqa: BLE001 - a cache is worth a warning, not a failed run
+        if not (folder / "tower.xml").is_file():  # (else another process put one there)
+            log.warning("the converted model could not be kept in %s: %s", folder, exc)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)

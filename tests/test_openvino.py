@@ -1,0 +1,188 @@
+"""The image tower on OpenVINO (runtime auto/openvino on the CPU): the same embeddings as
+torch, recorded in every scan's identity, converted once per weights and version, a
+damaged conversion rebuilt, and a scan made by one runtime never reused as the other's."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policy_engine.errors import ConfigError, ModelError
+from policy_engine.models import openvino_tower
+from policy_engine.models.clip import ClipEmbedder
+from policy_engine.models.openvino_tower import resolve_runtime
+
+pytest.importorskip("openvino", reason="the openvino package is not installed")
+
+
+def test_auto_takes_openvino_on_the_cpu_and_torch_elsewhere(monkeypatch) -> None:
+    assert resolve_runtime("auto", "cpu", "bf16") == "openvino"
+    assert resolve_runtime("auto", "cpu", "fp32") == "openvino"
+    assert resolve_runtime("auto", "cpu", "fp16") == "torch"  # not a CPU precision of it
+    assert resolve_runtime("auto", "cuda", "bf16") == "torch"
+    assert resolve_runtime("AUTO", "hpu", "bf16") == "torch"
+    assert resolve_runtime("torch", "cpu", "bf16") == "torch"
+    with pytest.raises(ConfigError, match="on the CPU, but the device is cuda"):
+        resolve_runtime("openvino", "cuda", "bf16")
+    with pytest.raises(ConfigError, match="fp32 or bf16, not fp16"):
+        resolve_runtime("openvino", "cpu", "fp16")
+    with pytest.raises(ConfigError, match="choose one of: auto, torch, openvino"):
+        resolve_runtime("onnx", "cpu", "bf16")
+    monkeypatch.setattr(openvino_tower, "openvino_installed", lambda: False)
+    assert resolve_runtime("auto", "cpu", "bf16") == "torch"
+    with pytest.raises(ModelError, match="pip install openvino"):
+        resolve_runtime("openvino", "cpu", "bf16")
+
+
+@pytest.fixture
+def conversions(monkeypatch) -> list[int]:
+    """Every conversion made (its image size)."""
+    made: list[int] = []
+    convert = openvino_tower._convert
+
+    def counted(tower, image_size: int):  # noqa: ANN202
+        made.append(image_size)
+        return convert(tower, image_size)
+
+    monkeypatch.setattr(openvino_tower, "_convert", counted)
+    return made
+
+
+def _load(model: Path, runtime: str, dtype: str = "fp32") -> ClipEmbedder:
+    return ClipEmbedder.load(str(model), device="cpu", dtype=dtype, runtime=runtime)
+
+
+def test_openvino_embeds_as_torch_does_and_says_so(tiny_clip_dir: Path, conversions) -> None:
+    pixels = np.random.default_rng(4).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    torch_fp32 = _load(tiny_clip_dir, "torch")
+    openvino = _load(tiny_clip_dir, "openvino")
+    assert torch_fp32.identity.runtime == "torch"
+    assert openvino.identity.runtime.startswith("openvino 20")
+    assert openvino.identity.dtype == "fp32" and openvino.image_tower is None
+    a, b = torch_fp32.embed_images(pixels), openvino.embed_images(pixels)
+    assert b.shape == (5, 16) and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert ((a * b).sum(axis=1) > 0.9999).all()
+    bf16 = _load(tiny_clip_dir, "auto", "bf16")  # same conversion, compiled for bf16
+    assert bf16.identity.runtime == openvino.identity.runtime
+    assert ((a * bf16.embed_images(pixels)).sum(axis=1) > 0.99).all()
+    assert len(conversions) <= 1  # converted once (or never, if cached by an earlier test)
+    # text embeddings are torch's either way
+    assert np.array_equal(torch_fp32.embed_texts(["a fight"]), openvino.embed_texts(["a fight"]))
+
+
+def test_a_damaged_conversion_is_made_again(tiny_clip_dir: Path, conversions, caplog) -> None:
+    first = _load(tiny_clip_dir, "openvino")
+    folder = first._openvino.folder
+    pixels = np.random.default_rng(5).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    expected = first.embed_images(pixels)
+    weights = folder / "tower.bin"
+    weights.write_bytes(weights.read_bytes()[:100])  # a truncated file, as a crash leaves
+    conversions.clear()
+    with caplog.at_level(logging.WARNING):
+        again = _load(tiny_clip_dir, "openvino")
+    assert conversions == [32] and "does not load" in caplog.text
+    assert np.allclose(again.embed_images(pixels), expected, atol=1e-6)
+    shutil.rmtree(folder)  # gone altogether: converted again, quietly
+    conversions.clear()
+    _load(tiny_clip_dir, "openvino")
+    assert conversions == [32] and (folder / "tower.xml").is_file()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_a_cache_that_cannot_be_written_costs_a_conversion_not_the_run(
+    tiny_clip_dir: Path, conversions, caplog, monkeypatch
+) -> None:
+    import openvino
+
+    def full_disk(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("basic_ios::clear: iostream error")  # what a full disk gives
+
+    first = _load(tiny_clip_dir, "openvino")
+    shutil.rmtree(first._openvino.folder)
+    monkeypatch.setattr(openvino, "save_model", full_disk)
+    pixels = np.random.default_rng(6).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    with caplog.at_level(logging.WARNING):
+        embedder = _load(tiny_clip_dir, "openvino")
+    assert "could not be kept" in caplog.text and conversions
+    assert np.allclose(embedder.embed_images(pixels), first.embed_images(pixels), atol=1e-6)
+    folder = first._openvino.folder
+    assert not folder.exists() and not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_scan_by_one_runtime_is_not_reused_as_the_other(
+    store, tiny_clip_dir: Path, colour_video: Path
+) -> None:
+    from policy_engine.media.video import SamplingSpec
+    from policy_engine.models.provider import ModelProvider
+    from policy_engine.pipeline import AnalysisOptions
+    from policy_engine.pipeline.scan import Scanner
+    from policy_engine.policy.defaults import DEFAULT_CATEGORIES
+    from policy_engine.policy.loader import parse_ruleset
+
+    rules = parse_ruleset(
+        "ruleset: r\nversion: 1\ncategories:\n"
+        + "".join(f"  {c.name}: {{prompts: [{c.prompts[0]!r}], null: {str(c.null).lower()}}}\n"
+                  for c in DEFAULT_CATEGORIES)
+        + "rules:\n  - id: x\n    when: {category: violence, coverage_above: 50%}\n"
+        "    then: {review: required}\n",
+        "r.yaml",
+    )  # fmt: skip
+
+    def scan(runtime: str) -> tuple[str, int]:
+        models = ModelProvider(str(tiny_clip_dir), device="cpu", dtype="fp32", runtime=runtime)
+        scanner = Scanner(store, [rules], models, AnalysisOptions(sampling=SamplingSpec(fps=1)))
+        [outcome] = scanner.scan([colour_video])
+        assert outcome.status != "failed", outcome.error
+        return outcome.status, outcome.scan_id
+
+    status, torch_scan = scan("torch")
+    assert status == "scanned" and store.scan(torch_scan).runtime == "torch"
+    status, openvino_scan = scan("openvino")
+    assert status == "scanned" and store.scan(openvino_scan).runtime.startswith("openvino ")
+    assert scan("auto") == ("reused", openvino_scan)  # auto is openvino on this CPU
+    assert scan("torch") == ("reused", torch_scan)
+
+
+def test_scans_from_before_the_runtime_was_recorded_count_as_torch(store) -> None:
+    from policy_engine.analysis.scoring import Category
+    from policy_engine.store.synthetic import SYNTHETIC_MODEL, seed_scan
+
+    assert SYNTHETIC_MODEL.runtime is None  # written as an older engine wrote scans
+    categories = [Category("v", ("a fight",)), Category("other", ("x",), null=True)]
+    asset_id, scan_id = seed_scan(
+        store, name="old", categories=categories,
+        probabilities=np.full((4, 2), 0.5, np.float32), duration=2.0,
+    )  # fmt: skip
+    row = store.scan(scan_id)
+    key = (asset_id, row.weights_sha256, row.sampling_key)
+    assert row.runtime is None
+    assert store.reusable_scan(*key, "torch") == scan_id
+    assert store.reusable_scan(*key, "openvino") is None
+
+
+def test_the_runtime_flag_reaches_the_scan_and_is_said(tiny_clip_dir: Path, colour_video) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from policy_engine.cli import app
+
+    def analyse(*flags: str) -> dict:
+        result = CliRunner().invoke(app, [
+            "analyze", str(colour_video), "--model", str(tiny_clip_dir), "--device", "cpu",
+            "--fps", "1", "--json", *flags,
+        ])  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    assert analyse("--runtime", "torch")["model"]["runtime"] == "torch"
+    assert analyse("--runtime", "openvino")["model"]["runtime"].startswith("openvino ")
+    refused = CliRunner().invoke(app, [
+        "analyze", str(colour_video), "--model", str(tiny_clip_dir), "--device", "cpu",
+        "--dtype", "fp16", "--runtime", "openvino",
+    ])  # fmt: skip
+    assert refused.exit_code == 2 and "fp32 or bf16, not fp16" in refused.stderr
