@@ -186,3 +186,70 @@ def test_the_runtime_flag_reaches_the_scan_and_is_said(tiny_clip_dir: Path, colo
         "--dtype", "fp16", "--runtime", "openvino",
     ])  # fmt: skip
     assert refused.exit_code == 2 and "fp32 or bf16, not fp16" in refused.stderr
+
+
+_PROCESS = """
+import json, sys
+import numpy as np
+from policy_engine.models.clip import ClipEmbedder
+embedder = ClipEmbedder.load(sys.argv[1], device="cpu", dtype="fp32", runtime="openvino")
+prompts = sys.argv[2:]
+text = embedder.embed_texts(prompts)
+pixels = np.random.default_rng(8).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+print(json.dumps({"transformers": "transformers" in sys.modules,
+                  "text": text.tolist(), "image": embedder.embed_images(pixels).tolist()}))
+"""
+
+
+def test_a_process_with_its_model_and_prompts_cached_starts_without_transformers(
+    tiny_clip_dir: Path, tmp_path: Path
+) -> None:
+    """Start-up (issue: speed): the image tower from the cached conversion and known
+    prompts from the prompt store; transformers only for a prompt never seen."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+
+    def process(*prompts: str) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROCESS, str(tiny_clip_dir), *prompts],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first = process("a fight", "a laptop")  # converts, encodes, keeps both
+    second = process("a laptop", "a fight")
+    assert first["transformers"] and not second["transformers"]
+    assert np.allclose(second["image"], first["image"], atol=1e-6)
+    assert np.array_equal(np.array(second["text"])[::-1], np.array(first["text"]))
+    third = process("a fight", "a brand new prompt")  # the text tower, loaded for it
+    reference = _load(tiny_clip_dir, "torch").embed_texts(["a brand new prompt"])[0]
+    assert third["transformers"] and np.allclose(third["text"][1], reference, atol=1e-5)
+    assert np.array_equal(third["text"][0], first["text"][0])
+
+
+def test_the_prompt_store_survives_damage_and_a_full_disk(
+    tmp_path: Path, caplog, monkeypatch
+) -> None:
+    from policy_engine.models import prompts
+    from policy_engine.models.prompts import PromptStore
+
+    store = PromptStore(tmp_path, "sha256:" + "ab" * 32, "cpu", "bf16")
+    store.save({"a fight": np.array([0.6, 0.8], np.float32)})
+    assert np.array_equal(store.load()["a fight"], np.array([0.6, 0.8], np.float32))
+    store.path.write_text("{not json")
+    assert store.load() == {}
+    store.path.unlink()
+
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prompts.os, "replace", full_disk)
+    with caplog.at_level(logging.WARNING):
+        store.save({"a fight": np.array([0.6, 0.8], np.float32)})
+    assert "could not be kept" in caplog.text and not store.path.exists()
+    assert list(store.path.parent.iterdir()) == []  # no temporary file left behind

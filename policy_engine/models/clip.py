@@ -18,6 +18,7 @@ import torch
 from policy_engine.models.checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
 from policy_engine.models.device import DeviceProbes, select_device
 from policy_engine.models.openvino_tower import resolve_runtime
+from policy_engine.models.prompts import DeferredTextEncoder, PromptStore
 from policy_engine.models.runtime import Runtime, make_runtime, padded_batches
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class _ImageTower(torch.nn.Module):
 
 
 def _openvino_tower(
-    checkpoint: Checkpoint, runtime: Runtime, model: Any, image_size: int
+    checkpoint: Checkpoint, runtime: Runtime, model: Any, image_size: int, meta: dict[str, Any]
 ) -> OpenVinoImageTower:
     """The image tower converted for OpenVINO (cached by weights hash and version)."""
     from policy_engine.models.checkpoint import cache_root
@@ -93,8 +94,25 @@ def _openvino_tower(
 
     return OpenVinoImageTower.load(
         _ImageTower(model), image_size=image_size, weights_sha256=weights_sha256(checkpoint),
-        dtype=runtime.dtype_name, cache_root=cache_root(),
+        dtype=runtime.dtype_name, cache_root=cache_root(), meta=meta,
     )  # fmt: skip
+
+
+def _prompt_store(checkpoint: Checkpoint, runtime: Runtime) -> PromptStore:
+    from policy_engine.models.checkpoint import cache_root
+
+    return PromptStore(
+        cache_root(), weights_sha256(checkpoint), runtime.device.used, runtime.dtype_name
+    )
+
+
+def _vision_image_size(checkpoint: Checkpoint) -> int | None:
+    """The image size from the checkpoint's config.json, read as JSON (no transformers)."""
+    try:
+        config = json.loads((checkpoint.path / "config.json").read_text(encoding="utf-8"))
+        return int(config["vision_config"]["image_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class _TextTower(torch.nn.Module):
@@ -210,6 +228,8 @@ def load_text_encoder(
 class ClipEmbedder:
     """Image and text towers of one CLIP checkpoint on one device."""
 
+    text: TextEncoder | DeferredTextEncoder
+
     def __init__(
         self,
         checkpoint: Checkpoint,
@@ -231,14 +251,24 @@ class ClipEmbedder:
         self.batch_size = batch_size
         self.logit_scale = float(min(model.logit_scale.exp().item(), _MAX_LOGIT_SCALE))
         self.image_input = _image_input(checkpoint, model.config.vision_config.image_size)
-        self.image_tower, self._openvino, ran_by = None, None, "torch"
+        embed_dim = int(model.config.projection_dim)
+        self.image_tower, self._openvino = None, None
         if tower_runtime == "openvino":
-            self._openvino = _openvino_tower(checkpoint, runtime, model, self.image_input.size)
-            ran_by = f"openvino {self._openvino.version}"
+            meta = {"logit_scale": self.logit_scale, "embed_dim": embed_dim}
+            size = self.image_input.size
+            self._openvino = _openvino_tower(checkpoint, runtime, model, size, meta)
         else:
             self.image_tower = runtime.place(_ImageTower(model))
-        self.text = TextEncoder(checkpoint, runtime, model, batch_size)
-        self.text_tower = self.text.tower
+        text = TextEncoder(checkpoint, runtime, model, batch_size)
+        self.text_tower: torch.nn.Module | None = text.tower
+        self.text = text
+        if self._openvino is not None:
+            # prompts kept on disk: the next process needs neither tower from transformers
+            store = _prompt_store(checkpoint, runtime)
+            self.text = DeferredTextEncoder(store, embed_dim, lambda: text)
+        self._finish(checkpoint, runtime, embed_dim)
+
+    def _finish(self, checkpoint: Checkpoint, runtime: Runtime, embed_dim: int) -> None:
         mean = torch.tensor(self.image_input.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.image_input.std).view(1, 3, 1, 1)
         # x_norm = (x/255 - mean)/std  ==  x * scale + offset
@@ -246,9 +276,38 @@ class ClipEmbedder:
         self._offset = (-mean / std).to(runtime.torch_device)
         self._scale_np = self._scale.cpu().numpy().astype(np.float32)
         self._offset_np = self._offset.cpu().numpy().astype(np.float32)
-        self.identity = _identity(
-            checkpoint, runtime, self.image_input.size, int(model.config.projection_dim), ran_by
-        )
+        ran_by = f"openvino {self._openvino.version}" if self._openvino is not None else "torch"
+        self.identity = _identity(checkpoint, runtime, self.image_input.size, embed_dim, ran_by)
+
+    @classmethod
+    def _from_openvino_cache(
+        cls, checkpoint: Checkpoint, runtime: Runtime, batch_size: int
+    ) -> ClipEmbedder | None:
+        """The embedder from the cached OpenVINO conversion and the kept prompts, without
+        transformers (loaded later only for a new prompt); None where nothing is cached."""
+        from policy_engine.models.checkpoint import cache_root
+        from policy_engine.models.openvino_tower import OpenVinoImageTower
+
+        image_size = _vision_image_size(checkpoint)
+        found = image_size and OpenVinoImageTower.cached(
+            image_size=image_size, weights_sha256=weights_sha256(checkpoint),
+            dtype=runtime.dtype_name, cache_root=cache_root(),
+        )  # fmt: skip
+        if not found or batch_size < 1:
+            return None
+        tower, meta = found
+        self = cls.__new__(cls)
+        self.checkpoint, self.runtime, self.batch_size = checkpoint, runtime, batch_size
+        self.logit_scale = float(meta["logit_scale"])
+        self.image_input = _image_input(checkpoint, int(image_size))
+        self.image_tower, self._openvino, self.text_tower = None, tower, None
+        embed_dim = int(meta["embed_dim"])
+        self.text = DeferredTextEncoder(
+            _prompt_store(checkpoint, runtime), embed_dim,
+            lambda: LoadedTextEncoder(checkpoint, runtime, batch_size=batch_size),
+        )  # fmt: skip
+        self._finish(checkpoint, runtime, embed_dim)
+        return self
 
     @classmethod
     def load(
@@ -268,6 +327,10 @@ class ClipEmbedder:
         choice = select_device(device, probes)
         placed = make_runtime(choice, dtype, graph_mode=graph_mode)
         tower_runtime = resolve_runtime(runtime, choice.used, placed.dtype_name)
+        if tower_runtime == "openvino":
+            cached = cls._from_openvino_cache(checkpoint, placed, batch_size)
+            if cached is not None:
+                return cached
         return cls(checkpoint, placed, batch_size=batch_size, tower_runtime=tower_runtime)
 
     # -- images ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ model that does not load (a truncated file, a disk error) is converted again.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -91,27 +92,61 @@ class OpenVinoImageTower:
         return np.asarray(self._compiled([pixels])[0], dtype=np.float32)
 
     @classmethod
-    def load(
-        cls, tower: Any, *, image_size: int, weights_sha256: str, dtype: str, cache_root: Path
-    ) -> OpenVinoImageTower:
-        """Compile the cached conversion of ``tower`` (a torch module), converting it
-        first where there is none or the cached one does not load. A cache that cannot be
-        written (a full disk, a read-only home) costs the conversion each time, no more."""
+    def cached(
+        cls, *, image_size: int, weights_sha256: str, dtype: str, cache_root: Path
+    ) -> tuple[OpenVinoImageTower, dict[str, Any]] | None:
+        """The cached conversion and what was recorded with it (logit scale, embedding
+        size), without torch or transformers; None where there is none or it is damaged
+        (then it is removed, to be converted again)."""
         import openvino
 
         folder = cache_folder(cache_root, weights_sha256, image_size)
-        config = {"INFERENCE_PRECISION_HINT": _PRECISIONS[dtype]}
-        core = openvino.Core()
-        if (folder / "tower.xml").is_file():
-            try:
-                model = core.read_model(folder / "tower.xml")
-                return cls(core.compile_model(model, "CPU", config), folder, _PRECISIONS[dtype])
-            except Exception as exc:  # noqa: BLE001 - any damage to the cache: convert again
-                log.warning("the converted model in %s does not load (%s): converting", folder, exc)
-                shutil.rmtree(folder, ignore_errors=True)
+        if not (folder / "tower.xml").is_file():
+            return None
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            float(meta["logit_scale"]), int(meta["embed_dim"])  # noqa: B018 - checked here
+            core = openvino.Core()
+            model = core.read_model(folder / "tower.xml")
+            compiled = core.compile_model(model, "CPU", _config(dtype))
+        except Exception as exc:  # noqa: BLE001 - any damage to the cache: convert again
+            log.warning("the converted model in %s does not load (%s): converting", folder, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        return cls(compiled, folder, _PRECISIONS[dtype]), meta
+
+    @classmethod
+    def load(
+        cls,
+        tower: Any,
+        *,
+        image_size: int,
+        weights_sha256: str,
+        dtype: str,
+        cache_root: Path,
+        meta: dict[str, Any],
+    ) -> OpenVinoImageTower:
+        """The cached conversion of ``tower`` (a torch module), converted first where
+        there is none or the cached one does not load; ``meta`` is kept beside it. A cache
+        that cannot be written (a full disk, a read-only home) costs the conversion each
+        time, no more."""
+        import openvino
+
+        found = cls.cached(
+            image_size=image_size, weights_sha256=weights_sha256, dtype=dtype,
+            cache_root=cache_root,
+        )  # fmt: skip
+        if found is not None:
+            return found[0]
+        folder = cache_folder(cache_root, weights_sha256, image_size)
         model = _convert(tower, image_size)
-        _keep(model, folder)
-        return cls(core.compile_model(model, "CPU", config), folder, _PRECISIONS[dtype])
+        _keep(model, folder, meta)
+        compiled = openvino.Core().compile_model(model, "CPU", _config(dtype))
+        return cls(compiled, folder, _PRECISIONS[dtype])
+
+
+def _config(dtype: str) -> dict[str, str]:
+    return {"INFERENCE_PRECISION_HINT": _PRECISIONS[dtype]}
 
 
 def _convert(tower: Any, image_size: int) -> Any:
@@ -135,9 +170,9 @@ def _convert(tower: Any, image_size: int) -> Any:
         raise ModelError(f"could not convert the image tower for OpenVINO: {exc}") from exc
 
 
-def _keep(model: Any, folder: Path) -> None:
-    """Save the conversion into ``folder`` whole (a temporary folder renamed into place),
-    or not at all."""
+def _keep(model: Any, folder: Path, meta: dict[str, Any]) -> None:
+    """Save the conversion and ``meta`` into ``folder`` whole (a temporary folder renamed
+    into place), or not at all."""
     import openvino
 
     staging = None
@@ -146,6 +181,7 @@ def _keep(model: Any, folder: Path) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         # full-precision weights: the precision is chosen when compiling
         openvino.save_model(model, staging / "tower.xml", compress_to_fp16=False)
+        (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         os.replace(staging, folder)
     except Exception as exc:  # noqa: BLE001 - a cache is worth a warning, not a failed run
         if not (folder / "tower.xml").is_file():  # (else another process put one there)
