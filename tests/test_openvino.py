@@ -143,6 +143,18 @@ def test_a_scan_by_one_runtime_is_not_reused_as_the_other(
     assert status == "scanned" and store.scan(torch_scan).runtime == "torch"
     status, openvino_scan = scan("openvino")
     assert status == "scanned" and store.scan(openvino_scan).runtime.startswith("openvino ")
+    # the threads and policies each ran with, recorded with the scan
+    ran = store.scan(openvino_scan).decoding["execution"]
+    assert ran["runtime"].startswith("openvino ") and ran["torch_threads"] >= 1
+    assert ran["openvino"]["enable_cpu_pinning"] == "False"
+    assert ran["openvino"]["performance_hint"] == "LATENCY"
+    assert int(ran["openvino"]["inference_num_threads"]) >= 1
+    assert store.scan(torch_scan).decoding["execution"]["runtime"] == "torch"
+    from policy_engine.pipeline.review import decision_summary
+
+    [current] = store.current_decisions().values()
+    summary = decision_summary(store.decision(current.id))["scan"]
+    assert summary["execution"]["runtime"] == summary["runtime"]  # the scan it was made on
     assert scan("auto") == ("reused", openvino_scan)  # auto is openvino on this CPU
     assert scan("torch") == ("reused", torch_scan)
 

@@ -9,6 +9,7 @@ multiply-add on the device. That is ~10x cheaper per frame than the stock proces
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -332,6 +333,18 @@ class ClipEmbedder:
             if cached is not None:
                 return cached
         return cls(checkpoint, placed, batch_size=batch_size, tower_runtime=tower_runtime)
+
+    def execution(self) -> dict[str, Any]:
+        """What runs the image tower and with how many threads, as set: recorded with each
+        scan, beside the model's identity."""
+        found: dict[str, Any] = {
+            "runtime": self.identity.runtime,
+            "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        }
+        if self._openvino is not None:
+            found["openvino"] = self._openvino.execution()
+        return found
 
     # -- images ---------------------------------------------------------------------------
     def embed_images(self, pixels: np.ndarray) -> np.ndarray:

@@ -291,6 +291,8 @@ def analyze_video(
             "timestamps_reordered": summary.timestamps_reordered,
             "missing_timestamps": summary.missing_timestamps,
             "crops_per_frame": sorted({p.crops_per_frame for p in summary.plans}),
+            # threads and wait policies the image tower ran with (measured choices)
+            "execution": _execution(embedder),
         },
         photosensitivity=pse,
         photosensitivity_skipped=skipped,
@@ -299,6 +301,11 @@ def analyze_video(
         scenes_skipped=scenes_skipped,
         span_starts=span_starts,
     )
+
+
+def _execution(embedder: ClipEmbedder) -> dict[str, Any]:
+    describe = getattr(embedder, "execution", None)  # test doubles may not say
+    return describe() if callable(describe) else {}
 
 
 def _span_starts(times: list[float], stands_from: list[float | None]) -> np.ndarray | None:

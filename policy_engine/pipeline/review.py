@@ -384,6 +384,7 @@ def decision_summary(d: Any) -> dict[str, Any]:
             "device_used": s.device_used,
             "dtype": s.dtype,
             "runtime": s.runtime or "torch",  # what ran the image tower
+            "execution": (s.decoding or {}).get("execution"),  # its threads and policies
             "sampling": s.sampling,
             "software_version": s.software_version,
         },
