@@ -265,3 +265,89 @@ def test_the_prompt_store_survives_damage_and_a_full_disk(
         store.save({"a fight": np.array([0.6, 0.8], np.float32)})
     assert "could not be kept" in caplog.text and not store.path.exists()
     assert list(store.path.parent.iterdir()) == []  # no temporary file left behind
+
+
+def test_threads_sharing_one_embedder_get_their_own_answers(tiny_clip_dir: Path) -> None:
+    """The service's threads share one embedder; OpenVINO's compiled model reuses one
+    infer request, so the tower takes one caller at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    embedder = _load(tiny_clip_dir, "openvino")
+    batches = [np.random.default_rng(i).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+               for i in range(12)]  # fmt: skip
+    alone = [embedder.embed_images(b) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(embedder.embed_images, batches * 3))
+    for i, found in enumerate(together):
+        assert np.allclose(found, alone[i % 12], atol=1e-6)
+
+
+def test_a_users_query_is_embedded_but_not_written_down(tiny_clip_dir: Path) -> None:
+    embedder = _load(tiny_clip_dir, "openvino")
+    embedder.embed_texts(["a rule's prompt"])
+    query = embedder.embed_texts(["my private search"], keep=False)
+    kept = embedder.text.store.load()
+    assert "a rule's prompt" in kept and "my private search" not in kept
+    assert np.array_equal(embedder.embed_texts(["my private search"], keep=False), query)
+
+
+def test_a_cpu_that_cannot_compile_keeps_the_cache_and_says_what_to_do(
+    tiny_clip_dir: Path, monkeypatch, caplog
+) -> None:
+    folder = _load(tiny_clip_dir, "openvino")._openvino.folder
+    monkeypatch.setattr(
+        openvino_tower, "_config", lambda dtype: {"INFERENCE_PRECISION_HINT": "no-such-type"}
+    )
+    with pytest.raises(ModelError, match="use --runtime torch"):
+        _load(tiny_clip_dir, "openvino")
+    assert (folder / "tower.xml").is_file()  # not a damaged cache: kept for the others
+    with caplog.at_level(logging.WARNING):
+        fallback = _load(tiny_clip_dir, "auto")
+    assert fallback.identity.runtime == "torch" and "torch runs it" in caplog.text
+
+
+def test_what_a_killed_conversion_left_is_cleared(tiny_clip_dir: Path, conversions) -> None:
+    import os
+    import time
+
+    folder = _load(tiny_clip_dir, "openvino")._openvino.folder
+    shutil.rmtree(folder)
+    folder.mkdir()  # a folder without a model: a rename could never replace it
+    stale = folder.parent / f".{folder.name}.dead"
+    stale.mkdir()
+    (stale / "tower.bin").write_bytes(b"half")
+    old = time.time() - 2 * openvino_tower._STALE_STAGING_S
+    os.utime(stale, (old, old))
+    fresh = folder.parent / f".{folder.name}.busy"  # another process converting right now
+    fresh.mkdir()
+    conversions.clear()
+    _load(tiny_clip_dir, "openvino")
+    assert conversions == [32] and (folder / "tower.xml").is_file()
+    assert not stale.exists() and fresh.exists()
+    shutil.rmtree(fresh)
+
+
+def test_a_conversion_whose_record_disagrees_with_it_is_made_again(
+    tiny_clip_dir: Path, conversions
+) -> None:
+    import json
+
+    folder = _load(tiny_clip_dir, "openvino")._openvino.folder
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "embed_dim": meta["embed_dim"] + 1}))
+    conversions.clear()
+    assert _load(tiny_clip_dir, "openvino").identity.embed_dim == meta["embed_dim"]
+    assert conversions == [32]
+
+
+def test_a_torch_run_never_probes_devices_to_decide_reuse(tiny_clip_dir: Path, monkeypatch) -> None:
+    from policy_engine.models import device
+    from policy_engine.models.provider import ModelProvider
+
+    def no_probing(*args: object) -> None:
+        raise AssertionError("a device was probed")
+
+    monkeypatch.setattr(device, "select_device", no_probing)
+    assert ModelProvider(str(tiny_clip_dir), runtime="torch").runtime_family() == "torch"
+    monkeypatch.setattr(openvino_tower, "openvino_installed", lambda: False)
+    assert ModelProvider(str(tiny_clip_dir), runtime="auto").runtime_family() == "torch"

@@ -9,6 +9,7 @@ multiply-add on the device. That is ~10x cheaper per frame than the stock proces
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from policy_engine.errors import ModelError
 from policy_engine.models.checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
 from policy_engine.models.device import DeviceProbes, select_device
 from policy_engine.models.openvino_tower import resolve_runtime
@@ -24,6 +26,8 @@ from policy_engine.models.runtime import Runtime, make_runtime, padded_batches
 
 if TYPE_CHECKING:
     from policy_engine.models.openvino_tower import OpenVinoImageTower
+
+log = logging.getLogger(__name__)
 
 # OpenAI CLIP's normalisation, used when a checkpoint has no preprocessor config.
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -151,8 +155,9 @@ class TextEncoder:
         self.tower = runtime.place(_TextTower(model))
         self._cache: dict[str, np.ndarray] = {}
 
-    def embed_texts(self, prompts: list[str]) -> np.ndarray:
-        """(P, D) float32 unit vectors; each prompt is encoded once per encoder."""
+    def embed_texts(self, prompts: list[str], *, keep: bool = True) -> np.ndarray:
+        """(P, D) float32 unit vectors; each prompt is encoded once per encoder (``keep``:
+        see DeferredTextEncoder; this one keeps nothing on disk)."""
         missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
         if missing:
             for start, stop in padded_batches(len(missing), self.batch_size):
@@ -329,10 +334,16 @@ class ClipEmbedder:
         placed = make_runtime(choice, dtype, graph_mode=graph_mode)
         tower_runtime = resolve_runtime(runtime, choice.used, placed.dtype_name)
         if tower_runtime == "openvino":
-            cached = cls._from_openvino_cache(checkpoint, placed, batch_size)
-            if cached is not None:
-                return cached
-        return cls(checkpoint, placed, batch_size=batch_size, tower_runtime=tower_runtime)
+            try:
+                cached = cls._from_openvino_cache(checkpoint, placed, batch_size)
+                return cached or cls(
+                    checkpoint, placed, batch_size=batch_size, tower_runtime="openvino"
+                )
+            except ModelError as exc:
+                if runtime.lower() != "auto":
+                    raise
+                log.warning("OpenVINO cannot run the image tower here (%s): torch runs it", exc)
+        return cls(checkpoint, placed, batch_size=batch_size, tower_runtime="torch")
 
     def execution(self) -> dict[str, Any]:
         """What runs the image tower and with how many threads, as set: recorded with each
@@ -376,9 +387,10 @@ class ClipEmbedder:
         return _unit_rows(features[:count])
 
     # -- text -----------------------------------------------------------------------------
-    def embed_texts(self, prompts: list[str]) -> np.ndarray:
-        """(P, D) float32 unit vectors; each prompt is encoded once per embedder."""
-        return self.text.embed_texts(prompts)
+    def embed_texts(self, prompts: list[str], *, keep: bool = True) -> np.ndarray:
+        """(P, D) float32 unit vectors; each prompt is encoded once per embedder.
+        ``keep=False``: a user's query, not written to the prompt store."""
+        return self.text.embed_texts(prompts, keep=keep)
 
 
 def _unit_rows(features: torch.Tensor) -> np.ndarray:

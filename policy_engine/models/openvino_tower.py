@@ -15,12 +15,16 @@ model that does not load (a truncated file, a disk error) is converted again.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
 import tempfile
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,11 +36,24 @@ from policy_engine.errors import ConfigError, ModelError
 log = logging.getLogger(__name__)
 
 RUNTIME_CHOICES = ("auto", "torch", "openvino")
+# What a cached conversion depends on beyond weights, size and OpenVINO: how it is made
+# here (bump on a change to the traced module or meta.json) and the transformers that traced it.
+CACHE_FORMAT = 1
+_STALE_STAGING_S = 3600  # a half-written conversion this old is a dead process's: removed
 _PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # dtype -> INFERENCE_PRECISION_HINT
 
 
+@functools.cache
 def openvino_installed() -> bool:
-    return importlib.util.find_spec("openvino") is not None
+    """Whether openvino imports (not only whether it is there: a broken install is not)."""
+    if importlib.util.find_spec("openvino") is None:
+        return False
+    try:
+        importlib.import_module("openvino")
+    except Exception as exc:  # noqa: BLE001 - any failure to import means: not usable
+        log.warning("openvino is installed but does not import (%s): torch runs the tower", exc)
+        return False
+    return True
 
 
 def resolve_runtime(asked: str, device_used: str, dtype: str) -> str:
@@ -74,9 +91,13 @@ def openvino_version() -> str:
 
 
 def cache_folder(root: Path, weights_sha256: str, image_size: int) -> Path:
-    """Where the converted tower of these weights lives, per OpenVINO version."""
+    """Where the converted tower of these weights lives, per OpenVINO and transformers
+    version and cache format."""
+    from importlib.metadata import version
+
     digest = weights_sha256.removeprefix("sha256:")[:24]
-    return root / "openvino" / f"{digest}-{image_size}px-ov{openvino_version()}"
+    made = f"ov{openvino_version()}-tf{version('transformers')}-f{CACHE_FORMAT}"
+    return root / "openvino" / f"{digest}-{image_size}px-{made}"
 
 
 class OpenVinoImageTower:
@@ -87,6 +108,9 @@ class OpenVinoImageTower:
         self.folder = folder
         self.precision = precision
         self.version = openvino_version()
+        # a compiled model's __call__ reuses one infer request: one caller at a time (the
+        # service's threads share the embedder)
+        self._lock = threading.Lock()
 
     def execution(self) -> dict[str, Any]:
         """The threads and policies it runs with, as compiled (recorded with each scan)."""
@@ -100,7 +124,8 @@ class OpenVinoImageTower:
         return found
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        return np.asarray(self._compiled([pixels])[0], dtype=np.float32)
+        with self._lock:
+            return np.asarray(self._compiled([pixels])[0], dtype=np.float32)
 
     @classmethod
     def cached(
@@ -114,17 +139,18 @@ class OpenVinoImageTower:
         folder = cache_folder(cache_root, weights_sha256, image_size)
         if not (folder / "tower.xml").is_file():
             return None
+        core = openvino.Core()
         try:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-            float(meta["logit_scale"]), int(meta["embed_dim"])  # noqa: B018 - checked here
-            core = openvino.Core()
+            float(meta["logit_scale"])
             model = core.read_model(folder / "tower.xml")
-            compiled = core.compile_model(model, "CPU", _config(dtype))
+            if model.outputs[0].get_partial_shape()[-1].get_length() != int(meta["embed_dim"]):
+                raise ValueError("its output size is not the one recorded with it")
         except Exception as exc:  # noqa: BLE001 - any damage to the cache: convert again
             log.warning("the converted model in %s does not load (%s): converting", folder, exc)
             shutil.rmtree(folder, ignore_errors=True)
             return None
-        return cls(compiled, folder, _PRECISIONS[dtype]), meta
+        return cls(_compile(core, model, dtype), folder, _PRECISIONS[dtype]), meta
 
     @classmethod
     def load(
@@ -152,8 +178,17 @@ class OpenVinoImageTower:
         folder = cache_folder(cache_root, weights_sha256, image_size)
         model = _convert(tower, image_size)
         _keep(model, folder, meta)
-        compiled = openvino.Core().compile_model(model, "CPU", _config(dtype))
-        return cls(compiled, folder, _PRECISIONS[dtype])
+        return cls(_compile(openvino.Core(), model, dtype), folder, _PRECISIONS[dtype])
+
+
+def _compile(core: Any, model: Any, dtype: str) -> Any:
+    try:
+        return core.compile_model(model, "CPU", _config(dtype))
+    except Exception as exc:  # a CPU or memory limit, not a damaged cache: say what to do
+        raise ModelError(
+            f"OpenVINO could not compile the image tower in {dtype} on this CPU ({exc});"
+            " use --runtime torch, or another --dtype"
+        ) from exc
 
 
 def _config(dtype: str) -> dict[str, Any]:
@@ -185,7 +220,9 @@ def _convert(tower: Any, image_size: int) -> Any:
                 input=[(-1, 3, image_size, image_size)],
             )  # fmt: skip
     except Exception as exc:
-        raise ModelError(f"could not convert the image tower for OpenVINO: {exc}") from exc
+        raise ModelError(
+            f"could not convert the image tower for OpenVINO: {exc}; use --runtime torch"
+        ) from exc
 
 
 def _keep(model: Any, folder: Path, meta: dict[str, Any]) -> None:
@@ -196,6 +233,7 @@ def _keep(model: Any, folder: Path, meta: dict[str, Any]) -> None:
     staging = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
+        _sweep(folder)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         # full-precision weights: the precision is chosen when compiling
         openvino.save_model(model, staging / "tower.xml", compress_to_fp16=False)
@@ -207,3 +245,17 @@ def _keep(model: Any, folder: Path, meta: dict[str, Any]) -> None:
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove what a killed conversion left: an old staging folder of this key, and the
+    key's folder itself where it holds no model (a rename could never replace it)."""
+    now = time.time()
+    for staging in folder.parent.glob(f".{folder.name}.*"):
+        try:
+            if now - staging.stat().st_mtime > _STALE_STAGING_S:
+                shutil.rmtree(staging, ignore_errors=True)
+        except OSError:
+            continue
+    if folder.is_dir() and not (folder / "tower.xml").is_file():
+        shutil.rmtree(folder, ignore_errors=True)

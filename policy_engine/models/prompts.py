@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -59,7 +60,7 @@ class PromptStore:
 class Encoder(Protocol):
     embed_dim: int
 
-    def embed_texts(self, prompts: list[str]) -> np.ndarray: ...
+    def embed_texts(self, prompts: list[str], *, keep: bool = True) -> np.ndarray: ...
 
 
 class DeferredTextEncoder:
@@ -72,19 +73,24 @@ class DeferredTextEncoder:
         self._load = load
         self._encoder: Encoder | None = None
         self._known = store.load()
+        self._lock = threading.Lock()  # the service's threads share one encoder
 
     @property
     def loaded(self) -> bool:
         return self._encoder is not None
 
-    def embed_texts(self, prompts: list[str]) -> np.ndarray:
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._known]
-        if missing:
-            if self._encoder is None:
-                self._encoder = self._load()
-            fresh = dict(zip(missing, self._encoder.embed_texts(missing), strict=True))
-            self._known.update(fresh)
-            self.store.save(fresh)
-        if not prompts:
-            return np.zeros((0, self.embed_dim), dtype=np.float32)
-        return np.stack([self._known[p] for p in prompts])
+    def embed_texts(self, prompts: list[str], *, keep: bool = True) -> np.ndarray:
+        """``keep``: store new prompts for later processes (rule sets' prompts); a
+        search or question typed by a user is embedded but not written down."""
+        with self._lock:
+            missing = [p for p in dict.fromkeys(prompts) if p not in self._known]
+            if missing:
+                if self._encoder is None:
+                    self._encoder = self._load()
+                fresh = dict(zip(missing, self._encoder.embed_texts(missing), strict=True))
+                self._known.update(fresh)
+                if keep:
+                    self.store.save(fresh)
+            if not prompts:
+                return np.zeros((0, self.embed_dim), dtype=np.float32)
+            return np.stack([self._known[p] for p in prompts])

@@ -21,7 +21,7 @@ from policy_engine.models.checkpoint import Checkpoint, resolve_checkpoint, weig
 
 
 class PromptEncoder(Protocol):
-    def embed_texts(self, prompts: list[str]) -> np.ndarray: ...
+    def embed_texts(self, prompts: list[str], *, keep: bool = True) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,10 @@ class ModelProvider:
         (a stored scan made by the other is not reused as if it were the same)."""
         if self._embedder is not None:
             return self._embedder.identity.runtime.split()[0]
+        from policy_engine.models.openvino_tower import openvino_installed
+
+        if self.runtime.lower() == "torch" or not openvino_installed():
+            return "torch"  # (an explicit openvino that is missing fails when loading)
         if self._runtime_family is None:
             from policy_engine.models.device import select_device
             from policy_engine.models.openvino_tower import resolve_runtime

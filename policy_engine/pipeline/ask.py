@@ -51,7 +51,7 @@ def ask(
     scan = same[0]  # the newest
     encoder = models.prompt_encoder(weights, scan.model_name, scan.model_path)
     prompts, _ = flatten_prompts(categories)
-    text = encoder.embed_texts(prompts)
+    text = encoder.embed_texts(prompts, keep=False)  # a user's question
     embeddings = store.frame_embeddings([scan.id])[scan.id]
     scores = score_frames(categories, scan.times, embeddings, text, scan.logit_scale)
     found = answer(

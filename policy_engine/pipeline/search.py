@@ -147,7 +147,7 @@ def query_vector(store: Any, models: Any, request: SearchRequest) -> tuple[np.nd
     if request.text is not None:
         checkpoint = models.checkpoint()
         encoder = models.prompt_encoder(weights, checkpoint.name, checkpoint.path)
-        parts.append(encoder.embed_texts([request.text])[0])
+        parts.append(encoder.embed_texts([request.text], keep=False)[0])  # a user's words
         shares.append(request.weight if request.image is not None else 1.0)
     if request.image is not None:
         parts.append(image_vector(models.embedder(), request.image))
