@@ -20,6 +20,7 @@ from policy_engine.analysis.scoring import (
     FrameScores,
     measurement_key,
     null_prompts,
+    scores_from_probabilities,
 )
 
 
@@ -50,7 +51,6 @@ def combine_scores(sets: Sequence[tuple[str, FrameScores]]) -> CombinedScores:
     keys: dict[str, int] = {}
     categories: list[Category] = []
     probabilities: list[np.ndarray] = []
-    shown: list[np.ndarray] = []
     sources: list[list[str]] = []
     notes: list[str] = []
     for set_name, scores in sets:
@@ -71,25 +71,13 @@ def combine_scores(sets: Sequence[tuple[str, FrameScores]]) -> CombinedScores:
             keys[key] = len(categories)
             categories.append(Category(label, category.prompts))
             probabilities.append(scores.probabilities[:, index])
-            shown.append(scores.shown[:, index])
             sources.append([set_name])
     null = Category(_null_name(sets, categories), null_prompts(sets[0][1].categories), True)
     categories.append(null)
     sources.append([name for name, _ in sets])
-    frames = len(times)
-    real = np.stack(probabilities, axis=1) if probabilities else np.zeros((frames, 0))
-    real_shown = np.stack(shown, axis=1) if shown else np.zeros((frames, 0), dtype=bool)
-    anything = real_shown.any(axis=1)
-    leftover = 1.0 - real.max(axis=1) if real.shape[1] else np.ones(frames)
-    labels = np.full(frames, len(categories) - 1, dtype=np.int64)
-    if real.shape[1]:
-        labels[anything] = np.where(real_shown, real, -np.inf)[anything].argmax(axis=1)
-    combined = FrameScores(
-        categories=tuple(categories),
-        times=times,
-        probabilities=np.column_stack([real, leftover]).astype(np.float32),
-        labels=labels,
-        shown=np.column_stack([real_shown, ~anything]),
-        measure=MEASURE,
-    )
+    real = np.stack(probabilities, axis=1) if probabilities else np.zeros((len(times), 0))
+    leftover = 1.0 - real.max(axis=1) if real.shape[1] else np.ones(len(times))
+    # read as any scores are: each set's columns are its stored float32 numbers, so what
+    # each frame shows is what that set's own reading showed
+    combined = scores_from_probabilities(categories, times, np.column_stack([real, leftover]))
     return CombinedScores(combined, tuple(tuple(s) for s in sources), tuple(notes))

@@ -18,7 +18,12 @@ import numpy as np
 import torch
 
 from policy_engine.errors import ModelError
-from policy_engine.models.checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
+from policy_engine.models.checkpoint import (
+    Checkpoint,
+    cache_root,
+    resolve_checkpoint,
+    weights_sha256,
+)
 from policy_engine.models.device import DeviceProbes, select_device
 from policy_engine.models.openvino_tower import resolve_runtime
 from policy_engine.models.prompts import DeferredTextEncoder, PromptStore
@@ -94,7 +99,6 @@ def _openvino_tower(
     checkpoint: Checkpoint, runtime: Runtime, model: Any, image_size: int, meta: dict[str, Any]
 ) -> OpenVinoImageTower:
     """The image tower converted for OpenVINO (cached by weights hash and version)."""
-    from policy_engine.models.checkpoint import cache_root
     from policy_engine.models.openvino_tower import OpenVinoImageTower
 
     return OpenVinoImageTower.load(
@@ -104,8 +108,6 @@ def _openvino_tower(
 
 
 def _prompt_store(checkpoint: Checkpoint, runtime: Runtime) -> PromptStore:
-    from policy_engine.models.checkpoint import cache_root
-
     return PromptStore(
         cache_root(), weights_sha256(checkpoint), runtime.device.used, runtime.dtype_name
     )
@@ -291,7 +293,6 @@ class ClipEmbedder:
     ) -> ClipEmbedder | None:
         """The embedder from the cached OpenVINO conversion and the kept prompts, without
         transformers (loaded later only for a new prompt); None where nothing is cached."""
-        from policy_engine.models.checkpoint import cache_root
         from policy_engine.models.openvino_tower import OpenVinoImageTower
 
         image_size = _vision_image_size(checkpoint)

@@ -182,12 +182,10 @@ def _section(
         ruleset = None  # the stored text was edited into nonsense: the banner says so
     scan = scans.get(decision.scan_id)
     coverage, scores = None, None
-    measure = decision.measure or LEGACY_MEASURE
     if scan is not None and ruleset is not None:
-        key = categories_key(ruleset.categories, measure)
-        stored = store.score_sets([scan.id], key).get(scan.id)
-        if stored is not None and stored.size == len(scan.times) * len(ruleset.categories):
-            scores = scores_from_probabilities(ruleset.categories, scan.times, stored, measure)
+        measure = decision.measure or LEGACY_MEASURE
+        scores = _stored_scores(store, scan.id, scan.times, ruleset.categories, measure)
+        if scores is not None:
             coverage = coverage_from_scores(
                 scores,
                 start=scan.window_start,
@@ -253,6 +251,17 @@ ENVIRONMENT_OPTIONS: dict[str, Any] = {
 }
 
 
+def _stored_scores(
+    store: Store, scan_id: int, times: np.ndarray, categories: Sequence[Any], measure: str
+) -> FrameScores | None:
+    """The scan's stored scores for these categories, read as ``measure`` made them; None
+    where there are none, or they do not fit the scan's frames."""
+    stored = store.score_sets([scan_id], categories_key(categories, measure)).get(scan_id)
+    if stored is None or stored.size != len(times) * len(categories):
+        return None
+    return scores_from_probabilities(categories, times, stored, measure)
+
+
 def _scenes(store: Store, scan: Any, sections: list[RulesetSection]) -> SceneSection | None:
     """The judged scan's scenes with each rule set's per-scene coverage."""
     from policy_engine.store.scenes import Scenes
@@ -285,13 +294,8 @@ def _scene_shares(store: Store, scan: Any, section: RulesetSection, scenes: list
         return values
     scores = section.scores
     if section.decision.scan_id != scan.id:  # decided on another scan: these scenes' own
-        stored = store.score_sets([scan.id], key).get(scan.id)
         times = np.frombuffer(scan.frame_times or b"", dtype=np.float64)
-        if stored is None or stored.size != len(times) * len(section.ruleset.categories):
-            return None
-        scores = scores_from_probabilities(
-            section.ruleset.categories, times, stored, section.measure
-        )
+        scores = _stored_scores(store, scan.id, times, section.ruleset.categories, section.measure)
     if scores is None:
         return None
     begins = np.frombuffer(scan.frame_spans, dtype=np.float64) if scan.frame_spans else None
