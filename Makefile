@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-app bench-pse bench-search lint rules-check clean
+.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-app bench-pse bench-search bench-cluster lint rules-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,7 @@ test: install browser
 	$(PY) -m pytest -q
 
 test-fast: install
-	$(PY) -m pytest -q -m "not media and not slow and not browser"
+	$(PY) -m pytest -q -m "not media and not slow and not browser and not cluster"
 
 # The shipped rule sets must load and pass their own test cases.
 rules-check: install
@@ -68,6 +68,9 @@ bench-pse: install
 
 bench-search: install
 	$(PY) benchmarks/bench_search.py
+
+bench-cluster: install
+	$(PY) benchmarks/bench_cluster.py
 
 lint: install
 	$(VENV)/bin/ruff check policy_engine tests benchmarks migrations

@@ -59,6 +59,13 @@ class Settings:
     rules: str = str(SHIPPED_RULES)  # rule file or folder of rule files
     db: str = DEFAULT_DB_URL  # SQLAlchemy URL: SQLite file or postgresql://…
     reports: str = "reports"  # folder the HTML reports are written to
+    # where scans run: local (this process) | ray (the actors of a Ray cluster, one per
+    # accelerator, sharing a PostgreSQL database); the cluster: empty starts Ray on this
+    # machine, auto joins the cluster this node belongs to, or ray://head:10001
+    executor: str = "local"
+    ray_address: str = ""
+    ray_workers: int = 0  # actors; 0: one per GPU or HPU in the cluster, else per CPU share
+    ray_cpus_per_worker: float = 1.0  # CPUs each actor reserves (decode, and CPU inference)
     # -- nightly ingest (policy-engine schedule) --
     ingest: tuple[str, ...] = ()  # folders watched for new trailers
     include: tuple[str, ...] = VIDEO_PATTERNS  # the same list `scan FOLDER` uses

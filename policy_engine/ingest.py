@@ -11,7 +11,9 @@ One pass (``Ingestor.run_pass``):
    trailer still being copied is left alone.
 3. Settled files are claimed one at a time in the database, hashed, and scanned under
    a lease on their content hash, so a copy or a renamed trailer reuses the first
-   scan's result (and is linked to the same asset) instead of being scanned twice.
+   scan's result (and is linked to the same asset) instead of being scanned twice
+   (``workers.claims``). With ``executor = "ray"`` the due files are handed to a Ray
+   cluster's actors instead, and each claims its own file the same way.
 4. A failure is retried with doubling backoff, then quarantined with its reason; the
    next file goes on. Files still settling, or in other workers' hands, are waited for
    (up to ``settle_wait``), then left for the next run.
@@ -23,7 +25,6 @@ Stopping: ``StopSignals.request()`` once finishes the file in hand, twice abando
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -35,53 +36,34 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine.config import Settings
-from policy_engine.errors import ConfigError, ModelError, PolicyEngineError, StoreError
-from policy_engine.hashing import file_sha256
-from policy_engine.models.provider import ModelProvider
-from policy_engine.pipeline.scan import (
-    FAILED,
-    REUSED,
-    ScanListener,
-    Scanner,
-    ScanOutcome,
-    find_videos,
-)
+from policy_engine.errors import ConfigError, PolicyEngineError, StoreError
+from policy_engine.pipeline.scan import ScanOutcome, find_videos
 from policy_engine.policy.model import RuleSet
 from policy_engine.store import Store
 from policy_engine.store.ingest import (
-    DONE,
     JOBS_FOLDER,
     QUARANTINED,
-    Claim,
-    IngestQueue,
     Observation,
-    QueueTiming,
     Reaped,
     RunCounts,
 )
+from policy_engine.workers.claims import (
+    GIVEN_BACK,
+    NOT_CLAIMED,
+    ClaimWork,
+    Handled,
+    ScanAbandoned,
+    StopSignals,
+    counted_as,
+    why_failed,
+)
+from policy_engine.workers.executor import executor_of
+from policy_engine.workers.worker import QueueWorker, timing_of
 
 log = logging.getLogger(__name__)
 
 LOCKED_RETRY_S = 0.1  # due rows locked by another worker's transaction: look again soon
 HELD_POLL_MAX_S = 2.0  # files in other workers' hands: how often to look whether they came back
-PROGRESS_EVERY_S = 2.0  # how often a scan's progress is written to its queue row
-
-
-class ScanAbandoned(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an error
-    """Raised inside a scan when a second stop request asks to give the file back."""
-
-
-class StopSignals:
-    """Shared between signal handlers and a pass: stop after this file, or now."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.abandon = threading.Event()
-
-    def request(self) -> None:
-        if self.stop.is_set():
-            self.abandon.set()
-        self.stop.set()
 
 
 # -- discovery --------------------------------------------------------------------------
@@ -190,34 +172,10 @@ class PassResult:
     failure: PolicyEngineError | None = None  # what stopped a failed run (its exit code)
 
 
-class _StopAwareListener(ScanListener):
-    """While frames are embedded: checks for an abandon request, and records how far the
-    scan of the claimed file is (at most every PROGRESS_EVERY_S: what a job shows)."""
-
-    def __init__(self, signals: StopSignals, queue: IngestQueue) -> None:
-        self.signals = signals
-        self.queue = queue
-        self.claim: Claim | None = None
-        self._reported = 0.0
-
-    def progress(self, done_seconds: float, total_seconds: float) -> None:
-        if self.signals.abandon.is_set():
-            raise ScanAbandoned
-        now = time.monotonic()
-        if self.claim is None or total_seconds <= 0 or now - self._reported < PROGRESS_EVERY_S:
-            return
-        self._reported = now
-        try:
-            self.queue.report_progress(self.claim, min(done_seconds / total_seconds, 1.0))
-        except StoreError as exc:  # progress is a courtesy: never fails a scan
-            log.warning("could not record progress: %s", exc)
-
-
-timing_of = QueueTiming.from_settings  # the worker's timing, checked
-
-
-class Ingestor:
-    """A worker: registered in the database, heartbeating, running passes on demand."""
+class Ingestor(QueueWorker):
+    """A worker: registered in the database, heartbeating, running passes on demand.
+    With ``executor = "ray"`` a pass hands its due files to a Ray cluster's actors
+    (``workers.cluster``); each claims its own, so the queue stays the one record."""
 
     def __init__(
         self,
@@ -231,81 +189,18 @@ class Ingestor:
                 "no ingest folders: give --ingest DIR, or set ingest in the settings file"
                 " or POLICY_ENGINE_INGEST"
             )
-        self.settings = settings
+        executor_of(settings)  # a wrong executor is refused before anything starts
+        super().__init__(settings, signals=signals, on_create=on_create)
         # the folders on disk, and the queue's analysis jobs (handed in through the API)
         self.folders = [folder_key(f) for f in settings.ingest] + [JOBS_FOLDER]
-        self.signals = signals or StopSignals()
-        self.timing = timing_of(settings)
-        self.store = Store.open(settings.db, on_create=on_create)
-        self.queue = IngestQueue(self.store, self.timing)
-        self._models: dict[tuple[Any, ...], ModelProvider] = {}
         self._pass_lock = threading.Lock()
-        self._closed = threading.Event()
-        self._heartbeats: threading.Thread | None = None
-        self.lost = False
-        self.reaped_at_start: list[Reaped] = []  # reported by the first pass
         self.unclosed: str | None = None  # why a run's claims could not be released yet
-
-    # -- life cycle -----------------------------------------------------------------------
-    def start(self) -> Ingestor:
-        try:
-            self.reaped_at_start = self.queue.register()
-        except BaseException:
-            self.store.close()
-            raise
-        log.info("worker %s started on %s", self.queue.worker_id, self.store.url)
-        self._heartbeats = threading.Thread(target=self._beat, name="ingest-heartbeat", daemon=True)
-        self._heartbeats.start()
-        return self
+        self.cluster: Any = None  # the Ray actor pool, started by the first pass using it
 
     def close(self, reason: str = "finished") -> None:
-        self._closed.set()
-        if self._heartbeats is not None:
-            self._heartbeats.join(timeout=10)
-        try:
-            self.queue.stop(reason)
-        except StoreError as exc:
-            log.error("could not record the stop of worker %s: %s", self.queue.worker_id, exc)
-        self.store.close()
-        log.info("worker %s stopped (%s)", self.queue.worker_id, reason)
-
-    def __enter__(self) -> Ingestor:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close("stopped on request" if self.signals.stop.is_set() else "finished")
-
-    def _beat(self) -> None:
-        while not self._closed.wait(self.settings.heartbeat):
-            try:
-                alive = self.queue.heartbeat()
-            except StoreError as exc:
-                log.warning("heartbeat failed (will retry): %s", exc)
-                continue
-            if not alive and not self.lost:
-                self.lost = True
-                log.error(
-                    "worker %s was presumed dead by another worker (heartbeats too late);"
-                    " abandoning the file in hand",
-                    self.queue.worker_id,
-                )
-                self.signals.abandon.set()
-
-    def _provider(self, settings: Settings) -> ModelProvider:
-        key = (settings.model, settings.device, settings.dtype, settings.runtime)
-        key += (settings.batch_size,)
-        if key not in self._models:
-            self._models.clear()  # one model in memory at a time
-            self._models[key] = ModelProvider(
-                settings.model,
-                device=settings.device,
-                dtype=settings.dtype,
-                runtime=settings.runtime,
-                batch_size=settings.batch_size,
-                # a death while a model loads does not count against the file in hand
-                while_loading=lambda what: self.queue.loading_model(),
-            )
-        return self._models[key]
+        if self.cluster is not None:
+            self.cluster.shutdown()
+        super().close(reason)
 
     # -- one pass -------------------------------------------------------------------------
     def run_pass(self, trigger: str = "once") -> PassResult | None:
@@ -315,26 +210,10 @@ class Ingestor:
             return None
         try:
             if self.lost:
-                self._rejoin()
+                self.rejoin()
             return _Pass(self, trigger).run()
         finally:
             self._pass_lock.release()
-
-    def _rejoin(self) -> None:
-        """After being presumed dead (its claims were taken over), come back as a new
-        worker rather than act on claims that are no longer ours."""
-        old = self.queue.worker_id
-        self.queue = IngestQueue(self.store, self.timing)
-        self.reaped_at_start = self.queue.register()
-        self.signals.abandon.clear()
-        self.lost = False
-        log.warning("worker %s rejoined as %s", old, self.queue.worker_id)
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, PolicyEngineError):
-        return str(exc)
-    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 class _Pass:
@@ -372,7 +251,7 @@ class _Pass:
             self._close(run_id, "stopped", None)
             raise
         except Exception as exc:  # noqa: BLE001 - whatever it was, the run and claims close
-            status, error = "failed", _why(exc)
+            status, error = "failed", why_failed(exc)
             self.failure = exc if isinstance(exc, PolicyEngineError) else None
             if isinstance(exc, PolicyEngineError):
                 log.error("run %d failed: %s", run_id, error)
@@ -382,8 +261,6 @@ class _Pass:
         return self._close(run_id, status, error)
 
     def _run(self) -> None:
-        from policy_engine.api import analysis_options, settings_for_ruleset
-
         rulesets, problems = load_rules(self.settings.rules, self.ingestor.store)
         for problem in problems:  # first: the summary opens with the rules in force
             self._problem(problem)
@@ -392,17 +269,15 @@ class _Pass:
             self._reaped(dead)
         if not rulesets:
             raise ConfigError(f"no rule set could be loaded from {self.settings.rules}")
-        settings = settings_for_ruleset(self.settings, rulesets[0])
-        scanner = Scanner(
-            self.ingestor.store,
-            rulesets,
-            self.ingestor._provider(settings),
-            analysis_options(settings),
-            reports_dir=Path(settings.reports),
-            listener=_StopAwareListener(self.signals, self.queue),
-            worker_id=self.queue.worker_id,
-        )
-        self._work(scanner)
+        if self.ingestor.cluster is None and self.settings.executor == "ray":
+            from policy_engine.workers.cluster import ScanCluster
+
+            self.ingestor.cluster = ScanCluster(self.settings)
+        if self.ingestor.cluster is not None:
+            self._work(lambda: self._drain_on_cluster(rulesets))
+        else:
+            work = self.ingestor.claim_work(rulesets)
+            self._work(lambda: self._drain(work))
 
     def _close(self, run_id: int, status: str, error: str | None) -> PassResult:
         """Record the end of the run; after a failure, nothing this worker holds stays
@@ -449,13 +324,13 @@ class _Pass:
             if not problems or observations:
                 self.counts["new"] += self.queue.observe(folder, observations)
 
-    def _work(self, scanner: Scanner) -> None:
+    def _work(self, drain: Callable[[], None]) -> None:
         deadline = time.monotonic() + self.settings.settle_wait
         first = True
         while not self.signals.stop.is_set():
             self._observe(first)
             first = False
-            self._drain(scanner)
+            drain()
             if self.signals.stop.is_set():
                 return
             wait = self._until_next_look(deadline)
@@ -463,7 +338,7 @@ class _Pass:
                 return
             self.signals.stop.wait(wait)  # wakes early on a stop request
 
-    def _drain(self, scanner: Scanner) -> None:
+    def _drain(self, work: ClaimWork) -> None:
         """Claim and process files until none can be claimed right now."""
         while not self.signals.stop.is_set():
             claim = self.queue.claim_next(self.folders, skip=self.tried)
@@ -471,14 +346,36 @@ class _Pass:
                 return
             self._locked_since = None
             self.tried.add(claim.id)
-            try:
-                self._process(scanner, claim)
-            except (PolicyEngineError, ScanAbandoned, KeyboardInterrupt):
-                raise  # the run's problem, not the file's: the claim is back already
-            except Exception as exc:  # a bug must cost one file, not the night
-                log.exception("%s: internal error", claim.file)
-                why = f"internal error: {type(exc).__name__}: {exc}"
-                self._record(claim, ScanOutcome(path=claim.file, error=why))
+            self._account(work.process(claim))
+
+    def _drain_on_cluster(self, rulesets: list[RuleSet]) -> None:
+        """Hand every file due now to the cluster; each task claims its own file."""
+        due = self.queue.due_ids(self.folders, skip=self.tried)
+        if not due:
+            return
+        self._locked_since = None
+        self.tried.update(due)
+        self.ingestor.cluster.run(due, rulesets, self.signals, self._account)
+
+    def _account(self, handled: Handled) -> None:
+        """Count what became of a file handed to a worker (here or on the cluster)."""
+        if handled.kind == GIVEN_BACK:
+            self.tried.discard(handled.queue_id)  # it may be tried again in this pass
+            return
+        if handled.kind == NOT_CLAIMED:
+            log.info("file %s not claimed: %s", handled.path, handled.note)
+            return
+        assert handled.outcome is not None
+        self.outcomes.append(handled.outcome)
+        self.handled.add(handled.path)
+        self.counts[counted_as(handled) or "failed"] += 1
+        for problem in handled.problems:
+            self._problem(problem)
+        if handled.state == QUARANTINED:
+            self._quarantined(
+                handled.outcome.path,
+                f"after {handled.attempts} failed attempt(s): {handled.outcome.error}",
+            )
 
     def _until_next_look(self, deadline: float) -> float | None:
         """Seconds until the queue may have work for this pass again; None when the pass
@@ -509,99 +406,6 @@ class _Pass:
             return None
         log.info("%d file(s) still settling; next check in %.1f s", len(backlog.settling), wait)
         return max(wait, 0.05)
-
-    def _process(self, scanner: Scanner, claim: Claim) -> None:
-        path = Path(claim.file)
-        if self._changed(path, claim):
-            return
-        digest = None
-        with contextlib.suppress(OSError):  # the scanner records why it cannot be read
-            digest = file_sha256(path)
-        if digest is not None and self._changed(path, claim):
-            return
-        lease = self.queue.content_lease(digest) if digest else None
-        if lease is not None and (holder := self.queue.acquire(lease)) is not None:
-            log.info("%s: the same content is being scanned by %s; later", path, holder.id)
-            self._give_back(claim, delay=min(max(self.settings.settle_seconds, 1.0), 30.0))
-            return
-        try:
-            outcome = self._scan(scanner, path, claim, digest)
-        finally:
-            if lease is not None:
-                self.queue.release(lease)
-        self._record(claim, outcome)
-
-    def _give_back(self, claim: Claim, delay: float = 0.0) -> None:
-        """Not this file's turn after all: back in the queue, to be tried again."""
-        self.queue.requeue(claim, delay=delay)
-        self.tried.discard(claim.id)
-
-    def _scan(self, scanner: Scanner, path: Path, claim: Claim, digest: str | None) -> ScanOutcome:
-        log.info("scanning %s (attempt %d)", path, claim.attempts)
-        if isinstance(scanner.listener, _StopAwareListener):
-            scanner.listener.claim = claim
-        try:
-            return scanner.scan_file(path, content_sha256=digest)
-        except ScanAbandoned:
-            log.warning("%s: given back unfinished (stop requested)", path)
-            self.queue.requeue(claim)
-            raise
-        except (StoreError, ModelError, ConfigError, KeyboardInterrupt):
-            with contextlib.suppress(StoreError):  # else the run's end releases it
-                self.queue.requeue(claim)  # not the file's fault: it keeps its attempts
-            raise
-
-    def _changed(self, path: Path, claim: Claim) -> bool:
-        """True if the file changed since it was last looked at (still being written): its
-        record then takes the new size and mtime and it settles again before any claim,
-        instead of being claimed again at once from the stale record."""
-        try:
-            stat = path.stat()
-        except OSError:
-            return False  # gone or unreadable: the scan says so
-        if (stat.st_size, stat.st_mtime_ns) == (claim.size, claim.mtime_ns):
-            return False
-        log.info("%s changed since it was looked at; waiting for it to settle", path)
-        self.queue.requeue_changed(claim, stat.st_size, stat.st_mtime_ns)
-        self.tried.discard(claim.id)
-        return True
-
-    def _record(self, claim: Claim, outcome: ScanOutcome) -> None:
-        self.outcomes.append(outcome)
-        self.handled.add(claim.path)
-        failed = outcome.status == FAILED
-        state = self.queue.finish(
-            claim,
-            error=outcome.error if failed else None,
-            content_sha256=outcome.content_sha256,
-            asset_id=outcome.asset_id,
-            scan_id=outcome.scan_id,
-        )
-        key = "failed" if failed else "reused" if outcome.status == REUSED else "scanned"
-        self.counts[key] += 1
-        if outcome.report_error:
-            self._problem(f"{claim.file}: {outcome.report_error}")
-        if failed:
-            log.error("%s failed (attempt %d): %s", claim.file, claim.attempts, outcome.error)
-        else:
-            verdict = outcome.verdict or {}
-            log.info("%s %s: %s", claim.file, outcome.status, verdict.get("schedule", "-"))
-        if claim.source is not None and state in (DONE, QUARANTINED):
-            self._announce(claim)  # an analysis job is finished (done or given up)
-        if state == QUARANTINED:
-            self._quarantined(
-                claim.file, f"after {claim.attempts} failed attempt(s): {outcome.error}"
-            )
-
-    def _announce(self, claim: Claim) -> None:
-        from policy_engine.pipeline.jobs import announce_finished
-
-        try:
-            problem = announce_finished(self.settings, self.ingestor.store, claim.id)
-        except StoreError as exc:
-            problem = f"the webhook of {claim.path} could not be recorded: {exc}"
-        if problem:
-            self._problem(problem)
 
     def _quarantined(self, path: str, why: str) -> None:
         self.counts["quarantined"] += 1
@@ -670,3 +474,9 @@ class _Pass:
         return PassResult(
             run_id, status, counts, self.outcomes, self.problems, summary, error, self.failure
         )
+
+
+__all__ = [
+    "Ingestor", "PassResult", "ScanAbandoned", "StopSignals", "discover", "folder_key",
+    "load_rules", "timing_of",
+]  # fmt: skip

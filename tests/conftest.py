@@ -99,6 +99,12 @@ def postgres_url(request: pytest.FixtureRequest):
     yield from _postgres_schema(request)
 
 
+@pytest.fixture
+def another_postgres_url(request: pytest.FixtureRequest):
+    """A second fresh database (schema), to compare two runs side by side."""
+    yield from _postgres_schema(request)
+
+
 def _postgres_schema(request: pytest.FixtureRequest):
     import uuid
 

@@ -324,7 +324,7 @@ def test_a_running_job_shows_how_far_its_scan_is(setup, monkeypatch) -> None:
         view = Jobs(store).get(job_id)  # what a client polling the job sees now
         seen.append((view.status, view.progress))
 
-    monkeypatch.setattr("policy_engine.ingest.PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr("policy_engine.workers.claims.PROGRESS_EVERY_S", 0.0)
     monkeypatch.setattr(IngestQueue, "report_progress", report_and_look)
     worker_pass(settings)
     assert seen and all(status == "running" for status, _ in seen)

@@ -22,8 +22,9 @@ PURE = [
     "policy_engine.media.framing",
     "policy_engine.config",
     "policy_engine.logsetup",
+    "policy_engine.workers.executor",
 ]
-HEAVY = ["torch", "av", "transformers", "sqlalchemy", "jinja2", "PIL", "cv2"]
+HEAVY = ["torch", "av", "transformers", "sqlalchemy", "jinja2", "PIL", "cv2", "ray"]
 
 
 def test_pure_modules_import_no_heavy_libraries() -> None:
@@ -64,7 +65,7 @@ def test_commands_that_need_no_model_load_no_model_or_video_library(tmp_path) ->
         "             ['history'], ['config', 'show'], ['ingest', 'status'], ['--help']):\n"
         f"    result = CliRunner().invoke(app, ['--db', {db!r}, *args])\n"
         "    assert result.exit_code == 0, (args, result.output)\n"
-        "print(sorted(m for m in ['torch', 'transformers', 'av', 'cv2', 'scenedetect']"
+        "print(sorted(m for m in ['torch', 'transformers', 'av', 'cv2', 'scenedetect', 'ray']"
         " if m in sys.modules))"
     )
     result = subprocess.run(

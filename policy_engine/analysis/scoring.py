@@ -261,9 +261,7 @@ def score_frames(
     nulls = [c.null for c in categories]
     times_array = np.asarray(times, dtype=np.float64)
     if isinstance(image_embeddings, np.ndarray):
-        probs = category_probabilities(
-            image_embeddings, text_embeddings, owner, nulls, logit_scale
-        )
+        probs = category_probabilities(image_embeddings, text_embeddings, owner, nulls, logit_scale)
     else:
         probs = np.zeros((len(image_embeddings), len(categories)))
         by_crops: dict[int, list[int]] = {}

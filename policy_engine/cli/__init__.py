@@ -16,17 +16,13 @@ import typer
 from rich.markup import escape
 
 from policy_engine import __version__
-from policy_engine.cli import (  # noqa: F401 - they register commands
-    accounts,
-    analysis,
-    ask,
-    ingest,
-    pse,
-    records,
-    rules,
-    search,
-    serve,
-)
+
+# isort: off
+# they register commands; `policy-engine --help` lists them in this order
+from policy_engine.cli import analysis, scanning, reevaluation, records, ask  # noqa: F401
+from policy_engine.cli import ingest, pse, rules, search, serve, accounts  # noqa: F401
+
+# isort: on
 from policy_engine.cli.common import app, err, out
 
 

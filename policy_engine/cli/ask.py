@@ -18,11 +18,12 @@ from policy_engine.cli.common import (
     ModelOpt,
     app,
     fail,
+    model_provider,
     open_store,
     out,
     settings_for,
 )
-from policy_engine.cli.records import _models, _no_asset
+from policy_engine.cli.records import _no_asset
 from policy_engine.errors import ConfigError, PolicyEngineError
 from policy_engine.escaping import visible_controls
 from policy_engine.media.timecode import format_timecode
@@ -59,7 +60,8 @@ def ask(
             if len(found) > 1:
                 ids = ", ".join(str(a.id) for a in found)
                 raise ConfigError(f"{asset!r} matches assets {ids}; give one id")
-            result = ask_store(store, _models(settings), found[0].id, query, threshold=threshold)
+            models = model_provider(settings)
+            result = ask_store(store, models, found[0].id, query, threshold=threshold)
         finally:
             store.close()
     except PolicyEngineError as exc:

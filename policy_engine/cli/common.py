@@ -4,7 +4,10 @@ the small helpers that turn flags into settings, rule sets and a store."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -144,6 +147,23 @@ PseOpt = Annotated[
         show_default=False,
     ),
 ]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="Where the work runs: local (this process) | ray (a Ray cluster: an actor per"
+        " accelerator for scans, parts of the archive for reevaluate; needs PostgreSQL)"
+        " \\[default: local]",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="With --executor ray: auto (the cluster this node belongs to) | ray://head:10001"
+        " \\[default: start Ray on this machine]",
+    ),
+]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (TOML or YAML).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -195,6 +215,71 @@ def open_store(settings: Settings) -> Any:
     from policy_engine.store import Store
 
     return Store.open(settings.db, on_create=lambda note: err.print(note, highlight=False))
+
+
+# -- what several commands take: rules, reports, model, dates ------------------------------
+RulesPathOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--rules",
+        help="Rule file or folder. \\[default: the configured rules, else the shipped rule sets]",
+    ),
+]
+ReportsOpt = Annotated[
+    Path | None, typer.Option("--reports", help="Report folder. \\[default: reports]")
+]
+Paths = Annotated[list[Path], typer.Argument(help="Video files or folders (searched recursively).")]
+
+
+def rulesets_for(settings: Settings, rules: Path | None) -> list[Any]:
+    if rules is None and (note := settings.rules_note()):
+        err.print(note, highlight=False, markup=False, soft_wrap=True)
+    return load_rulesets(rules or Path(settings.rules))
+
+
+def model_provider(
+    settings: Settings, on_loading: Callable[[str | None], None] | None = None
+) -> Any:
+    """The configured model, loaded when first needed; ``on_loading`` hears
+    "loading model NAME …" before the image model loads and None once it has."""
+    from policy_engine.models.provider import ModelProvider
+
+    if settings.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {settings.batch_size}")
+
+    @contextmanager
+    def announced(what: str) -> Iterator[None]:
+        if on_loading is None:
+            yield
+            return
+        on_loading(what)
+        try:
+            yield
+        finally:
+            on_loading(None)
+
+    return ModelProvider(
+        settings.model,
+        device=settings.device,
+        dtype=settings.dtype,
+        runtime=settings.runtime,
+        batch_size=settings.batch_size,
+        while_loading=announced,
+    )
+
+
+def parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--since {value!r}: write a date (2026-11-01) or date-time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def when_text(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
 # -- progress columns that know a total may not be known yet ------------------------------

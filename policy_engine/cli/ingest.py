@@ -19,12 +19,16 @@ from policy_engine.cli.common import (
     ConfigOpt,
     DeviceOpt,
     DtypeOpt,
+    ExecutorOpt,
     FpsOpt,
     FramingOpt,
     IntervalOpt,
     JsonOpt,
     ModelOpt,
     PseOpt,
+    RayAddressOpt,
+    ReportsOpt,
+    RulesPathOpt,
     RuntimeOpt,
     SamplingOpt,
     app,
@@ -34,7 +38,6 @@ from policy_engine.cli.common import (
     out,
     settings_for,
 )
-from policy_engine.cli.records import ReportsOpt, RulesPathOpt
 from policy_engine.config import Settings
 from policy_engine.errors import ConfigError, PolicyEngineError, exit_code
 
@@ -111,6 +114,8 @@ def schedule(
     batch_size: BatchSizeOpt = None,
     interval: IntervalOpt = None,
     pse: PseOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     log_format: LogFormatOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -135,6 +140,8 @@ def schedule(
             batch_size=batch_size,
             interval=interval,
             pse=pse,
+            executor=executor,
+            ray_address=ray_address,
             log_format=log_format,
         )
         logsetup.configure(settings.log_format)

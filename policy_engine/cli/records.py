@@ -5,54 +5,27 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from policy_engine.accounts import local_operator
 from policy_engine.cli.common import (
-    BatchSizeOpt,
     ConfigOpt,
-    CountColumn,
-    DeviceOpt,
-    DtypeOpt,
-    EndOpt,
-    FpsOpt,
-    FramingOpt,
-    IntervalOpt,
     JsonOpt,
-    MaxFramesOpt,
-    ModelOpt,
-    PseOpt,
-    RuntimeOpt,
-    SamplingOpt,
-    StartOpt,
-    Window,
+    ReportsOpt,
     app,
     db_app,
     err,
     escape,
     fail,
-    load_rulesets,
     open_store,
     out,
-    rules_app,
     settings_for,
+    when_text,
 )
-from policy_engine.config import Settings
 from policy_engine.errors import ConfigError, PolicyEngineError
 from policy_engine.escaping import visible_controls
 from policy_engine.hashing import text_matches, text_sha256
@@ -60,463 +33,15 @@ from policy_engine.media.timecode import format_timecode
 from policy_engine.policy.evaluate import Measurement
 from policy_engine.policy.overrides import engine_ruling, review_steps, ruling_in_force
 
-RulesPathOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--rules",
-        help="Rule file or folder. \\[default: the configured rules, else the shipped rule sets]",
-    ),
-]
-ReportsOpt = Annotated[
-    Path | None, typer.Option("--reports", help="Report folder. \\[default: reports]")
-]
-Paths = Annotated[list[Path], typer.Argument(help="Video files or folders (searched recursively).")]
 
-
-def _rulesets(settings: Settings, rules: Path | None) -> list[Any]:
-    if rules is None and (note := settings.rules_note()):
-        err.print(note, highlight=False, markup=False, soft_wrap=True)
-    return load_rulesets(rules or Path(settings.rules))
-
-
-def _models(settings: Settings, on_loading: Callable[[str | None], None] | None = None) -> Any:
-    """The configured model, loaded when first needed; ``on_loading`` hears
-    "loading model NAME …" before the image model loads and None once it has."""
-    from policy_engine.models.provider import ModelProvider
-
-    if settings.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {settings.batch_size}")
-
-    @contextmanager
-    def announced(what: str) -> Iterator[None]:
-        if on_loading is None:
-            yield
-            return
-        on_loading(what)
-        try:
-            yield
-        finally:
-            on_loading(None)
-
-    return ModelProvider(
-        settings.model,
-        device=settings.device,
-        dtype=settings.dtype,
-        runtime=settings.runtime,
-        batch_size=settings.batch_size,
-        while_loading=announced,
-    )
-
-
-def _since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"--since {value!r}: write a date (2026-11-01) or date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
-
-
-# -- scan -------------------------------------------------------------------------------------
-class _ProgressListener:
-    """Two bars on a terminal: files done, and seconds of the current file; while the
-    model loads (seconds to minutes, before the first frame) the file's bar says so."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.bars = progress
-        self.files: TaskID = progress.add_task("files", total=None)
-        self.current: TaskID | None = None
-        self.current_name = ""
-
-    def file_started(self, path: Path, index: int, total: int) -> None:
-        self.bars.update(self.files, total=total, completed=index)
-        if self.current is not None:
-            self.bars.remove_task(self.current)
-        self.current_name = escape(path.name[:50])
-        self.current = self.bars.add_task(self.current_name, total=None)
-
-    def model_loading(self, note: str | None) -> None:
-        """Show ``note`` in place of the file's name (None: loaded, the name again); drawn
-        at once, since a refresh could come only after the load."""
-        if self.current is not None:
-            shown = f"{self.current_name}: {escape(note)}" if note else self.current_name
-            self.bars.update(self.current, description=shown, refresh=True)
-
-    def progress(self, done: float, total: float) -> None:
-        if self.current is not None:
-            self.bars.update(self.current, completed=done, total=total)
-
-    def file_finished(self, outcome: Any) -> None:
-        self.bars.advance(self.files)
-        mark = {"failed": "[red]failed[/]", "reused": "reused"}.get(outcome.status, "scanned")
-        self.bars.console.print(f"{mark} {escape(outcome.path)}", highlight=False)
-
-
-@app.command()
-def scan(
-    ctx: typer.Context,
-    paths: Paths,
-    rules: RulesPathOpt = None,
-    reports: ReportsOpt = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Scan again even if already scanned alike.")
-    ] = False,
-    strict: Annotated[
-        bool,
-        typer.Option("--strict", help="Exit 1 if any file failed (else 0 however many failed)."),
-    ] = False,
-    model: ModelOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    runtime: RuntimeOpt = None,
-    fps: FpsOpt = None,
-    sampling: SamplingOpt = None,
-    framing: FramingOpt = None,
-    start: StartOpt = None,
-    end: EndOpt = None,
-    max_frames: MaxFramesOpt = None,
-    batch_size: BatchSizeOpt = None,
-    interval: IntervalOpt = None,
-    pse: PseOpt = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Scan videos: sample, classify, measure, decide against the rule sets, store, report.
-    The categories are the rule sets' (see `analyze --category` for ad-hoc ones)."""
-    from policy_engine.pipeline.scan import find_videos
-
-    try:
-        settings = settings_for(
-            ctx,
-            {
-                "model": model,
-                "device": device,
-                "dtype": dtype,
-                "runtime": runtime,
-                "fps": fps,
-                "sampling": sampling,
-                "framing": framing,
-                "batch_size": batch_size,
-                "interval": interval,
-                "pse": pse,
-                "reports": str(reports) if reports else None,
-            },
-            config,
-        )
-        rulesets = _rulesets(settings, rules)
-        files = find_videos(
-            paths,
-            outside_links=settings.outside_links,
-            on_error=lambda problem: err.print(f"warning: {problem}", markup=False),
-        )
-        if not files:
-            raise ConfigError(f"no video files in {', '.join(map(str, paths))}")
-        outcomes = scan_files(
-            settings,
-            rulesets,
-            files,
-            force=force,
-            quiet=as_json,
-            window=Window(start, end, max_frames),
-        )
-    except PolicyEngineError as exc:
-        raise fail(exc) from None
-    if as_json:
-        sys.stdout.write(json.dumps([o.to_dict() for o in outcomes], indent=2, default=str) + "\n")
-    else:
-        _print_scan_summary(outcomes, Path(settings.reports))
-    if strict and any(o.status == "failed" for o in outcomes):
-        raise typer.Exit(1)
-
-
-def scan_files(
-    settings: Settings,
-    rulesets: list[Any],
-    files: list[Path],
-    *,
-    force: bool,
-    quiet: bool,
-    window: Window | None = None,
-) -> list[Any]:
-    """The main job over ``files`` with a progress display (used by `scan` and `demo`)."""
-    from policy_engine.api import analysis_options, settings_for_ruleset
-    from policy_engine.pipeline.scan import Scanner
-    from policy_engine.reporting import write_run_summary
-
-    settings = settings_for_ruleset(settings, rulesets[0])
-    options = analysis_options(settings, **asdict(window or Window()))
-    store = open_store(settings)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        CountColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet or not err.is_terminal,
-        transient=True,
-    )
-    started = datetime.now(UTC)
-    try:
-        with progress:
-            listener = _ProgressListener(progress)
-            scanner = Scanner(
-                store,
-                rulesets,
-                _models(settings, on_loading=listener.model_loading),
-                options,
-                reports_dir=Path(settings.reports),
-                force=force,
-                listener=listener,  # type: ignore[arg-type]
-            )
-            outcomes = scanner.scan(files)
-        from policy_engine.pipeline.search import update_indexes
-
-        for problem in update_indexes(store, settings, outcomes):
-            err.print(f"warning: {problem}", markup=False)
-    finally:
-        store.close()
-    for outcome in outcomes:
-        if outcome.report_error:
-            err.print(f"warning: {outcome.path}: {outcome.report_error}", markup=False)
-    try:
-        summary = write_run_summary(outcomes, Path(settings.reports), started=started)
-    except OSError as exc:  # the scans and decisions are stored all the same
-        err.print(f"warning: the run summary could not be written: {exc}", markup=False)
-    else:
-        err.print(f"run summary: {summary}", highlight=False, markup=False)
-    return outcomes
-
-
-def _print_scan_summary(outcomes: list[Any], reports: Path) -> None:
-    table = Table(show_edge=False, header_style="bold")
-    table.add_column("file", no_wrap=True)  # a path is an identifier: never broken
-    for column in ("status", "verdict", "tags", "review", "time"):
-        table.add_column(column, justify="right" if column == "time" else "left")
-    for o in outcomes:
-        verdict = o.verdict
-        table.add_row(
-            escape(o.path),
-            o.status,
-            verdict["schedule"] if verdict else f"[red]{escape(o.error or '')}[/]",
-            escape(", ".join(verdict["tags"])) if verdict else "",
-            "REVIEW" if verdict and verdict["review"] else "",
-            f"{o.seconds:.1f} s",
-        )
-    out.print(table)
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("scanned", "reused", "failed")}
-    out.print(
-        f"{len(outcomes)} file(s): {counts['scanned']} scanned, {counts['reused']} reused"
-        f" (already scanned alike; --force to redo), {counts['failed']} failed."
-        f" Reports in {reports}/",
-        highlight=False,
-        markup=False,
-    )
-
-
-@app.command()
-def demo(
-    ctx: typer.Context,
-    workdir: Annotated[
-        Path, typer.Option(help="Where the demo's model, ingest folder and database go.")
-    ] = Path(".demo"),
-    video: Annotated[
-        Path | None, typer.Argument(help="A video. \\[default: generated ones]")
-    ] = None,
-) -> None:
-    """The main job, offline: a tiny model scans generated trailers (and a broken file)
-    into a database, decides against the rules (the shipped rule sets unless configured)
-    and writes the reports."""
-    from policy_engine.demo import prepare_demo
-
-    try:
-        model_dir, files = prepare_demo(workdir, video)
-        settings = settings_for(ctx, {"model": str(model_dir)}, None)
-        if settings.source_of("db") == "default":
-            settings = replace(settings, db=f"sqlite:///{workdir / 'policy-engine.sqlite'}")
-        err.print(
-            f"demo: tiny random-weight model at {model_dir} (labels mean nothing); real use:"
-            " policy-engine scan INGEST --model openai/clip-vit-base-patch32 (see README)",
-            highlight=False,
-            markup=False,
-        )
-        outcomes = scan_files(settings, _rulesets(settings, None), files, force=False, quiet=False)
-    except PolicyEngineError as exc:
-        raise fail(exc) from None
-    _print_scan_summary(outcomes, Path(settings.reports))
-    out.print(
-        f"database {settings.db}: try `policy-engine --db {settings.db} history`",
-        highlight=False,
-        markup=False,
-    )
-
-
-# -- re-evaluation ----------------------------------------------------------------------------
-@app.command()
-def reevaluate(
-    ctx: typer.Context,
-    rules: RulesPathOpt = None,
-    since: Annotated[
-        str | None, typer.Option(help="Only scans finished since this date (2026-11-01).")
-    ] = None,
-    always: Annotated[
-        bool, typer.Option("--always", help="Record a decision even where nothing changed.")
-    ] = False,
-    reports: ReportsOpt = None,
-    model: ModelOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Apply the current rule sets to stored scans (no video, no image model); record
-    new decisions where the outcome changed, show what changed and why, and rewrite the
-    reports (and index) of the assets that got a new decision."""
-    _reevaluate(
-        ctx, rules, since, always, model, device, dtype, config, as_json, reports, dry_run=False
-    )
-
-
-@rules_app.command("diff")
-def rules_diff(
-    ctx: typer.Context,
-    new_rules: Annotated[Path, typer.Argument(help="The edited rule file or folder.")],
-    since: Annotated[str | None, typer.Option(help="Only scans finished since this date.")] = None,
-    model: ModelOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Dry run: which stored assets would change verdict if these rules were live.
-    Writes nothing."""
-    _reevaluate(
-        ctx, new_rules, since, False, model, device, dtype, config, as_json, None, dry_run=True
-    )
-
-
-def _reevaluate(
-    ctx: typer.Context,
-    rules: Path | None,
-    since: str | None,
-    always: bool,
-    model: str | None,
-    device: str | None,
-    dtype: str | None,
-    config: Path | None,
-    as_json: bool,
-    reports: Path | None,
-    *,
-    dry_run: bool,
-) -> None:
-    from policy_engine.pipeline.review import reevaluate as run
-    from policy_engine.pipeline.review import reevaluation_summary
-
-    try:
-        settings = settings_for(
-            ctx,
-            {
-                "model": model,
-                "device": device,
-                "dtype": dtype,
-                "reports": str(reports) if reports else None,
-            },
-            config,
-        )
-        rulesets = _rulesets(settings, rules)
-        store = open_store(settings)
-        result, pages = run(
-            store,
-            rulesets,
-            _models(settings),
-            reports_dir=Path(settings.reports),
-            since=_since(since),
-            always=always,
-            dry_run=dry_run,
-        )
-    except PolicyEngineError as exc:
-        raise fail(exc) from None
-    written = pages.written
-    _warn(pages.problems)
-    if as_json:
-        data = {**reevaluation_summary(result), "reports": [str(p) for p in written]}
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    else:
-        _print_reevaluation(result)
-        if written:
-            folders = ", ".join(sorted({str(p.parent) for p in written}))
-            out.print(
-                f"{len(written)} report(s) rewritten in {folders} (and its index.html)",
-                highlight=False,
-                markup=False,
-            )
-
-
-def _warn(problems: list[str]) -> None:
+def warn(problems: list[str]) -> None:
     for problem in problems:
         err.print(f"warning: {visible_controls(problem)}", highlight=False, markup=False)
 
 
-def _verdict_text(schedule: str, tags: Any, review: bool) -> str:
+def verdict_text(schedule: str, tags: Any, review: bool) -> str:
     text = schedule + (" +review" if review else "")
     return text + (f" [{', '.join(tags)}]" if tags else "")
-
-
-def _print_reevaluation(result: Any) -> None:
-    names = ", ".join(f"{r.name} v{r.version}" for r in result.rulesets)
-    if result.dry_run:
-        out.print(
-            f"[bold]dry run[/] (nothing written): if {escape(names)} were live,", highlight=False
-        )
-    changed_assets = len({c.asset_id for c in result.changes})
-    verb = "would change" if result.dry_run else "changed"
-    out.print(
-        f"{changed_assets} of {result.scans} scanned asset(s) {verb} verdict"
-        f" ({len(result.changes)} rule-set decision(s); {result.unchanged} unchanged)",
-        highlight=False,
-        markup=False,
-    )
-    transitions: dict[tuple[str, str], int] = {}
-    for c in result.changes:
-        before = c.before.schedule if c.before else "(none)"
-        transitions[(before, c.after.schedule)] = transitions.get((before, c.after.schedule), 0) + 1
-    for (before, after), count in sorted(transitions.items()):
-        if before != after:
-            out.print(f"  {count} from {before} to {after}", highlight=False, markup=False)
-    if result.changes:
-        table = Table(show_edge=False, header_style="bold")
-        for column in ("asset", "rule set", "before", "after", "why"):
-            table.add_column(column, no_wrap=column == "asset")
-        for c in result.changes:
-            before = (
-                _verdict_text(c.before.schedule, c.before.tags, c.before.review)
-                if c.before
-                else "-"
-            )
-            table.add_row(
-                escape(c.path),
-                escape(c.ruleset),
-                escape(before),
-                escape(_verdict_text(c.after.schedule, c.after.tags, c.after.review)),
-                "\n".join(escape(why) for why in c.why),
-            )
-        out.print(table)
-    for scan, problem in result.problems:
-        err.print(
-            f"[yellow]skipped[/] scan {scan.id} ({escape(scan.path)}): {escape(problem)}",
-            highlight=False,
-        )
-    tail = "nothing written" if result.dry_run else f"{result.appended} decision(s) recorded"
-    out.print(
-        f"{result.from_stored_scores} judged on stored probabilities, {result.rescored} rescored"
-        f" with the text tower; {result.seconds:.2f} s; {tail}.",
-        highlight=False,
-        markup=False,
-    )
 
 
 # -- inspecting ---------------------------------------------------------------------------------
@@ -588,7 +113,7 @@ def _print_assets(store: Any) -> None:
             escape(schedule) + (" (overridden)" if overridden else ""),
             escape(", ".join(sorted({t for r in ruled for t in r.tags}))),
             "REVIEW" if any(r.review for r in ruled) else "",
-            _when(max((d.created_at for d in mine), default=None)),
+            when_text(max((d.created_at for d in mine), default=None)),
         )
     out.print(table)
     out.print(f"{len(assets)} asset(s) in {store.url}", highlight=False, markup=False)
@@ -598,12 +123,12 @@ def _print_asset_history(store: Any, asset_id: int) -> None:
     asset, scans, decisions = store.asset_history(asset_id)
     out.print(
         f"[bold]asset {asset.id}[/] {asset.content_sha256} ({asset.size_bytes} bytes),"
-        f" first seen {_when(asset.first_seen)}",
+        f" first seen {when_text(asset.first_seen)}",
         highlight=False,
     )
     for p in asset.paths:
         out.print(
-            f"  seen at {visible_controls(p.path)} ({_when(p.first_seen)})",
+            f"  seen at {visible_controls(p.path)} ({when_text(p.first_seen)})",
             highlight=False,
             markup=False,
         )
@@ -617,7 +142,7 @@ def _print_asset_history(store: Any, asset_id: int) -> None:
             )
         )
         out.print(
-            f"  scan {s.id} {_when(s.started_at)} {s.status}: {detail}",
+            f"  scan {s.id} {when_text(s.started_at)} {s.status}: {detail}",
             highlight=False,
             markup=False,
         )
@@ -627,9 +152,9 @@ def _print_asset_history(store: Any, asset_id: int) -> None:
 
 def _print_decision_line(d: Any) -> None:
     out.print(
-        f"  decision {d.id} {_when(d.created_at)} ({d.cause}, scan {d.scan_id}):"
+        f"  decision {d.id} {when_text(d.created_at)} ({d.cause}, scan {d.scan_id}):"
         f" {d.ruleset.name} v{d.ruleset.version} {d.ruleset.sha256[:19]}… ->"
-        f" {_verdict_text(d.schedule, d.tags, d.review)}",
+        f" {verdict_text(d.schedule, d.tags, d.review)}",
         highlight=False,
         markup=False,
     )
@@ -658,7 +183,7 @@ def _override_text(o: Any, before: Any, after: Any) -> str:
     tags = f"tags [{old}] -> [{new}]" if old != new else f"tags [{new}] (unchanged)"
     settled = "; review settled" if before.review else ""
     return (
-        f"override {o.id} by {o.reviewer} {_when(o.created_at)}: {level}; {tags}{settled}"
+        f"override {o.id} by {o.reviewer} {when_text(o.created_at)}: {level}; {tags}{settled}"
         f" — {o.justification}"
     )
 
@@ -702,8 +227,8 @@ def show(
 def _print_decision(d: Any) -> None:
     s = d.scan
     out.print(
-        f"[bold]decision {d.id}[/] ({d.cause}, {_when(d.created_at)}):"
-        f" [bold]{escape(_verdict_text(d.schedule, d.tags, d.review))}[/]",
+        f"[bold]decision {d.id}[/] ({d.cause}, {when_text(d.created_at)}):"
+        f" [bold]{escape(verdict_text(d.schedule, d.tags, d.review))}[/]",
         highlight=False,
     )
     out.print(
@@ -718,12 +243,12 @@ def _print_decision(d: Any) -> None:
     if d.overrides:
         ruled = ruling_in_force(d)
         out.print(
-            f"  in force after review: {_verdict_text(ruled.schedule, ruled.tags, ruled.review)}",
+            f"  in force after review: {verdict_text(ruled.schedule, ruled.tags, ruled.review)}",
             highlight=False,
             markup=False,
         )
     out.print(
-        f"  scan {s.id} {_when(s.started_at)}: model {s.model_name} {s.weights_sha256} on"
+        f"  scan {s.id} {when_text(s.started_at)}: model {s.model_name} {s.weights_sha256} on"
         f" {s.device_used} (asked {s.device_asked}), {s.dtype}, {s.runtime or 'torch'};"
         f" sampling {s.sampling};"
         f" policy_engine {s.software_version}",
@@ -814,11 +339,11 @@ def override(
     except PolicyEngineError as exc:
         raise fail(exc) from None
     before, after = result.before, result.after
-    _warn(result.report_problems)
+    warn(result.report_problems)
     out.print(
         f"override {result.override_id} recorded on decision {decision}:"
-        f" {_verdict_text(before.schedule, before.tags, before.review)} ->"
-        f" {_verdict_text(after.schedule, after.tags, after.review)};"
+        f" {verdict_text(before.schedule, before.tags, before.review)} ->"
+        f" {verdict_text(after.schedule, after.tags, after.review)};"
         f" report {', '.join(map(str, result.reports))}",
         highlight=False,
         markup=False,

@@ -17,11 +17,13 @@ from policy_engine.cli.common import (
     ModelOpt,
     app,
     fail,
+    model_provider,
     open_store,
     out,
+    parse_since,
     settings_for,
 )
-from policy_engine.cli.records import _models, _no_asset, _since
+from policy_engine.cli.records import _no_asset
 from policy_engine.errors import ConfigError, PolicyEngineError
 from policy_engine.escaping import visible_controls
 from policy_engine.media.timecode import format_timecode
@@ -87,9 +89,9 @@ def search(
                 text=query, image=picture, like=_frame_ref(like) if like else None,
                 weight=weight, kind="scenes" if scenes else "frames",
                 asset_ids=_asset_ids(store, asset) if asset else None,
-                verdict=verdict, since=_since(since), limit=limit,
+                verdict=verdict, since=parse_since(since), limit=limit,
             )  # fmt: skip
-            result = search_store(store, _models(settings), settings, request)
+            result = search_store(store, model_provider(settings), settings, request)
             written = _write_thumbnails(store, result.hits, thumbnails) if thumbnails else {}
         finally:
             store.close()

@@ -61,9 +61,7 @@ def resolve_runtime(asked: str, device_used: str, dtype: str) -> str:
     and runs the dtype (fp32, bf16), else torch; accelerators keep torch."""
     asked = (asked or "auto").lower()
     if asked not in RUNTIME_CHOICES:
-        raise ConfigError(
-            f"unknown runtime {asked!r}; choose one of: {', '.join(RUNTIME_CHOICES)}"
-        )
+        raise ConfigError(f"unknown runtime {asked!r}; choose one of: {', '.join(RUNTIME_CHOICES)}")
     if asked == "torch":
         return "torch"
     usable = device_used == "cpu" and dtype in _PRECISIONS and openvino_installed()
@@ -194,12 +192,19 @@ def _compile(core: Any, model: Any, dtype: str) -> Any:
 def _config(dtype: str) -> dict[str, Any]:
     """How the tower is compiled. Latency (one stream, every core on one batch), and no
     pinning of its threads to cores: the decoder thread shares the two cores, and a 2 fps
-    scan of 720p took 2.85 s unpinned against 2.94 s pinned (3 rounds each, medians)."""
-    return {
+    scan of 720p took 2.85 s unpinned against 2.94 s pinned (3 rounds each, medians).
+    A process that its scheduler gave fewer cores says so in OMP_NUM_THREADS (Ray sets it
+    to each actor's CPUs): OpenVINO, which does not read it, is held to it too, or two
+    actors on two cores would each run two threads."""
+    config: dict[str, Any] = {
         "INFERENCE_PRECISION_HINT": _PRECISIONS[dtype],
         "PERFORMANCE_HINT": "LATENCY",
         "ENABLE_CPU_PINNING": False,
     }
+    threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if threads.isdigit() and int(threads) > 0:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
 
 
 def _convert(tower: Any, image_size: int) -> Any:

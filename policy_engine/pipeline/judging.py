@@ -225,12 +225,15 @@ def reevaluate(
     since: datetime | None = None,
     always: bool = False,
     dry_run: bool = False,
+    scan_ids: Sequence[int] | None = None,
 ) -> Reevaluation:
-    """Apply ``rulesets`` to each asset's latest completed scan. Appends a decision where
-    the outcome changed (or for every pair with ``always``); ``dry_run`` writes nothing."""
+    """Apply ``rulesets`` to each asset's latest completed scan (or to ``scan_ids``: one
+    part of the archive, on a cluster). Appends a decision where the outcome changed (or
+    for every pair with ``always``); ``dry_run`` writes nothing."""
     started = time.perf_counter()
-    scans = store.completed_scans(since=since)
-    current = store.current_decisions([s.asset_id for s in scans] if since else None)
+    scans = store.completed_scans(since=since, scan_ids=scan_ids)
+    some = since is not None or scan_ids is not None
+    current = store.current_decisions([s.asset_id for s in scans] if some else None)
     judging = judge(store, scans, rulesets, models, save_scores=not dry_run)
     changes: list[Change] = []
     new: list[NewDecision] = []

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine.analysis.scoring import LEGACY_MEASURE
+from policy_engine.config import Settings
 from policy_engine.errors import ConfigError
 from policy_engine.hashing import text_matches
 from policy_engine.models.provider import ModelProvider
@@ -24,6 +25,7 @@ from policy_engine.policy.loader import parse_ruleset
 from policy_engine.policy.model import RuleSet
 from policy_engine.policy.overrides import Ruling, ruling_in_force
 from policy_engine.store import Store
+from policy_engine.workers.executor import executor_of
 
 
 @dataclass(frozen=True)
@@ -300,10 +302,19 @@ def reevaluate(
     since: datetime | None = None,
     always: bool = False,
     dry_run: bool = False,
+    settings: Settings | None = None,
 ) -> tuple[Reevaluation, RefreshedPages]:
     """Re-evaluation (see ``judging.reevaluate``), then the reports of every asset that
-    got a new decision, and their index, rewritten (none in a dry run)."""
-    result = judge_again(store, rulesets, models, since=since, always=always, dry_run=dry_run)
+    got a new decision, and their index, rewritten (none in a dry run). With
+    ``settings`` whose executor is ray, the archive is judged in parts on the cluster."""
+    if settings is not None and executor_of(settings) == "ray":
+        from policy_engine.workers.cluster_reevaluate import reevaluate_on_cluster
+
+        result = reevaluate_on_cluster(
+            settings, store, rulesets, since=since, always=always, dry_run=dry_run
+        )
+    else:
+        result = judge_again(store, rulesets, models, since=since, always=always, dry_run=dry_run)
     if dry_run or reports_dir is None or not result.appended:
         return result, RefreshedPages([], [])
     return result, refresh_reports(store, result.decided_assets, reports_dir)

@@ -73,7 +73,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(text: str) -> Engine:
+def make_engine(
+    text: str, *, pool_size: int | None = None, application_name: str | None = None
+) -> Engine:
+    """``pool_size``: at most this many connections to a server database (None: the
+    default pool). A cluster's worker keeps one, so that hundreds of them do not exhaust
+    PostgreSQL's connection limit; ``application_name`` names its connections on the
+    server (pg_stat_activity), so a DBA can tell whose they are."""
     url = parse_url(text)
     options: dict[str, Any] = {"future": True}
     if url.get_backend_name() == "sqlite":
@@ -95,6 +101,10 @@ def make_engine(text: str) -> Engine:
         options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     else:
         options["pool_pre_ping"] = True  # a server restarted overnight is not an error
+        if pool_size is not None:
+            options.update(pool_size=pool_size, max_overflow=0)
+        if application_name and url.get_backend_name() == "postgresql":
+            options["connect_args"] = {"application_name": application_name[:63]}
     try:
         engine = create_engine(url, **options)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:

@@ -114,6 +114,26 @@ class QueueTiming:
 
 
 @dataclass(frozen=True)
+class QueueEntry:
+    """One queue row as a task handed its id finds it."""
+
+    id: int
+    path: str
+    source: str | None
+    state: str
+    claimed_by: str | None
+    attempts: int
+    last_error: str | None
+    content_sha256: str | None
+    asset_id: int | None
+    scan_id: int | None
+
+    @property
+    def file(self) -> str:
+        return self.source or self.path
+
+
+@dataclass(frozen=True)
 class FileRow:
     path: str
     state: str
@@ -513,24 +533,62 @@ class IngestQueue(StoreFacet):
                 row = s.scalar(query)
                 if row is None:
                     return None
-                claim = Claim(
-                    row.id, row.path, row.size_bytes, row.mtime_ns, row.attempts + 1,
-                    row.source_path,
-                )  # fmt: skip
-                taken = s.execute(
-                    update(IngestFile)
-                    .where(IngestFile.id == row.id, IngestFile.state.in_(DUE_STATES))
-                    .values(
-                        state=CLAIMED,
-                        claimed_by=self.worker_id,
-                        claimed_at=now,
-                        attempts=IngestFile.attempts + 1,
-                        progress=None,
-                    )
-                )
-                if taken.rowcount:
+                claim = self._take(s, row, now)
+                if claim is not None:
                     return claim
         return None
+
+    def due_ids(self, folders: Iterable[str], *, skip: Iterable[int] = ()) -> list[int]:
+        """The ids of the files due now in ``folders``, oldest first, without claiming
+        them: a cluster's driver hands these out, and each task claims its own."""
+        with self._transaction() as s:
+            query = (
+                select(IngestFile.id)
+                .where(self._due(self.now()), IngestFile.folder.in_(list(folders)))
+                .where(IngestFile.id.not_in(list(skip)))
+                .order_by(IngestFile.id)
+            )
+            return list(s.scalars(query))
+
+    def claim_id(self, file_id: int) -> Claim | None:
+        """Claim the file with queue id ``file_id`` if it is due; None if it is not (done
+        already, in another worker's hands, waiting, quarantined or gone: ``entry`` says)."""
+        now = self.now()
+        with self._transaction() as s:
+            query = select(IngestFile).where(IngestFile.id == file_id, self._due(now))
+            if self.postgres:
+                query = query.with_for_update(skip_locked=True)
+            row = s.scalar(query)
+            return None if row is None else self._take(s, row, now)
+
+    def entry(self, file_id: int) -> QueueEntry | None:
+        """Where the file with queue id ``file_id`` is in the queue (None: no such id)."""
+        with self._transaction() as s:
+            row = s.get(IngestFile, file_id)
+            if row is None:
+                return None
+            return QueueEntry(
+                row.id, row.path, row.source_path, row.state, row.claimed_by, row.attempts,
+                row.last_error, row.content_sha256, row.asset_id, row.scan_id,
+            )  # fmt: skip
+
+    def _take(self, s: Session, row: IngestFile, now: datetime) -> Claim | None:
+        """Compare-and-set ``row`` from due to claimed by this worker; None if lost."""
+        claim = Claim(  # read before the UPDATE, which may refresh ``row`` in the session
+            row.id, row.path, row.size_bytes, row.mtime_ns, row.attempts + 1, row.source_path
+        )
+        taken = s.execute(
+            update(IngestFile)
+            .where(IngestFile.id == row.id, IngestFile.state.in_(DUE_STATES))
+            .values(
+                state=CLAIMED,
+                claimed_by=self.worker_id,
+                claimed_at=now,
+                attempts=IngestFile.attempts + 1,
+                progress=None,
+            )
+        )
+        return claim if taken.rowcount else None
 
     def _mine(self, s: Session, claim: Claim) -> IngestFile | None:
         return s.scalar(
@@ -756,6 +814,6 @@ def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
 
 __all__ = [
     "CLAIMED", "DONE", "GONE", "QUARANTINED", "RETRY", "WAITING", "Claim", "FileRow",
-    "IngestQueue", "Observation", "QueueTiming", "RunCounts", "WorkerBusyError",
+    "IngestQueue", "Observation", "QueueEntry", "QueueTiming", "RunCounts", "WorkerBusyError",
     "backoff", "job_store", "process_scope",
 ]  # fmt: skip

@@ -133,6 +133,11 @@ class Jobs(StoreFacet):
             finished_at=queued.finished_at,
         )
 
+    def queue_id(self, job_id: int) -> int:
+        """The ingest queue row that carries job ``job_id``."""
+        with self._transaction() as s:
+            return int(s.get_one(AnalysisJob, job_id).ingest_file_id)
+
     def webhook_of(self, queue_id: int) -> tuple[int, str] | None:
         """The job behind an ingest queue row, if it wants a webhook not yet delivered."""
         with self._transaction() as s:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, bindparam, func, or_, select
+from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -307,6 +307,17 @@ def _reason_row(position: int, kind: str, reason: Reason) -> ReasonRecord:
     )
 
 
+def _latest_completed(since: datetime | None) -> Any:
+    """The condition: a scan is its asset's latest completed one (finished since ``since``)."""
+    latest = (
+        select(func.max(Scan.id))
+        .where(Scan.status == COMPLETED, Scan.asset_id.is_not(None))
+        .group_by(Scan.asset_id)
+    )
+    condition = Scan.id.in_(latest)
+    return condition if since is None else and_(condition, Scan.finished_at >= since)
+
+
 @database.retries_transient_errors
 class Store:
     """The database of assets, scans, frames, rule sets, decisions and overrides. Every
@@ -318,10 +329,25 @@ class Store:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str, *, on_create: Callable[[str], None] | None = None) -> Store:
-        """Connect, make a new database's schema, refuse one whose schema is behind."""
-        engine = database.make_engine(url)
-        database.ensure_schema(engine, on_create=on_create)
+    def open(
+        cls,
+        url: str,
+        *,
+        on_create: Callable[[str], None] | None = None,
+        pool_size: int | None = None,
+        application_name: str | None = None,
+    ) -> Store:
+        """Connect, make a new database's schema, refuse one whose schema is behind;
+        ``pool_size`` caps the connections to a server database, and
+        ``application_name`` names them there."""
+        engine = database.make_engine(url, pool_size=pool_size, application_name=application_name)
+        # making a schema holds a lock on one connection while migrating on another
+        schema = engine if pool_size is None else database.make_engine(url)
+        try:
+            database.ensure_schema(schema, on_create=on_create)
+        finally:
+            if schema is not engine:
+                schema.dispose()
         return cls(engine)
 
     @property
@@ -563,21 +589,21 @@ class Store:
         """Each asset's latest completed scan (finished since ``since``), or these scans."""
         with self._transaction() as s:
             if scan_ids is None:
-                latest = (
-                    select(func.max(Scan.id))
-                    .where(Scan.status == COMPLETED, Scan.asset_id.is_not(None))
-                    .group_by(Scan.asset_id)
-                )
-                query = select(Scan).where(Scan.id.in_(latest))
-                if since is not None:
-                    query = query.where(Scan.finished_at >= since)
-                rows = list(s.scalars(query.order_by(Scan.id)))
+                query = select(Scan).where(_latest_completed(since)).order_by(Scan.id)
+                rows = list(s.scalars(query))
             else:
                 rows = []
                 for chunk in _chunks(list(scan_ids)):
                     rows.extend(s.scalars(select(Scan).where(Scan.id.in_(chunk))))
                 rows.sort(key=lambda r: r.id)
         return [self._stored_scan(row) for row in rows if row.status == COMPLETED]
+
+    def latest_scan_ids(self, *, since: datetime | None = None) -> list[int]:
+        """The ids of each asset's latest completed scan (finished since ``since``): what
+        ``completed_scans`` reads, without reading it (to divide an archive into parts)."""
+        with self._transaction() as s:
+            query = select(Scan.id).where(_latest_completed(since)).order_by(Scan.id)
+            return list(s.scalars(query))
 
     def asset_scans(self, asset_id: int) -> list[StoredScan]:
         """Every completed scan of an asset, the newest first."""

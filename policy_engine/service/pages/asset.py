@@ -142,8 +142,11 @@ def overrule(asset_id: int, request: Request, who: Reviewer, form: Form) -> Redi
     current = {d.id: d for d in store.current_decisions([asset_id]).values()}
     decision_id = _number(form.get("decision_id", ""))
     if decision_id not in current:
-        raise PageError(409, "The verdict has changed",
-                        "the decision you ruled on is no longer in force; reload the page")
+        raise PageError(
+            409,
+            "The verdict has changed",
+            "the decision you ruled on is no longer in force; reload the page",
+        )
     _claimed_by_another(request, who, asset_id)
     in_force = current[decision_id].ruled()
     tags = _tag_list(form.get("tags", ""))

@@ -62,9 +62,7 @@ def catalogue(
         problems.append("To see what may air, give both a territory and a time.")
     sort = sort if sort in SORTS else "newest"
     store = resources(request).store()
-    page = list_assets(
-        store, wanted, after=cursor, limit=limit, newest_first=sort == "newest"
-    )
+    page = list_assets(store, wanted, after=cursor, limit=limit, newest_first=sort == "newest")
     ids = [item["id"] for item in page.items]
     reviews = Reviews(store)
     kept = {**query, "sort": sort, **({"limit": str(limit)} if limit != 50 else {})}

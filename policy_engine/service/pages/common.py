@@ -123,6 +123,8 @@ def utc_day(text: str) -> datetime:
     """The start (UTC) of a day given as YYYY-MM-DD; ValueError otherwise."""
     day = date.fromisoformat(text)
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 Reviewer = Annotated[Visitor, Depends(page_require(OVERRULE))]
 Editor = Annotated[Visitor, Depends(page_require(EDIT_RULES))]
 
@@ -182,8 +184,10 @@ def environment() -> Environment:
 def render(
     request: Request, template: str, who: Visitor | None, status: int = 200, **context: Any
 ) -> HTMLResponse:
-    html = environment().get_template(template).render(
-        request=request, who=who, path=request.url.path, live=True, **context
+    html = (
+        environment()
+        .get_template(template)
+        .render(request=request, who=who, path=request.url.path, live=True, **context)
     )
     return HTMLResponse(html, status_code=status)
 
