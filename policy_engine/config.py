@@ -66,6 +66,9 @@ class Settings:
     ray_address: str = ""
     ray_workers: int = 0  # actors; 0: one per GPU or HPU in the cluster, else per CPU share
     ray_cpus_per_worker: float = 1.0  # CPUs each actor reserves (decode, and CPU inference)
+    # actors sharing one GPU or Gaudi card: each decodes on CPUs of its own, so a node
+    # whose accelerator outruns one decoder keeps it busy with several
+    ray_workers_per_accelerator: int = 1
     # -- nightly ingest (policy-engine schedule) --
     ingest: tuple[str, ...] = ()  # folders watched for new trailers
     include: tuple[str, ...] = VIDEO_PATTERNS  # the same list `scan FOLDER` uses

@@ -280,3 +280,26 @@ def test_reevaluate_on_ray_appends_the_changes_a_local_dry_run_predicts(
     assert done.scans == len(clips) and done.appended == len(done.changes)
     assert sorted(done.decided_assets) == sorted({c.asset_id for c in done.changes})
     assert (again.changes, again.appended, again.unchanged) == ([], 0, len(clips))
+
+
+def test_the_scan_command_on_ray_in_a_real_process(clips, tiny_clip_dir, tmp_path, postgres_url):
+    """The user's command, its own Ray started and stopped, on files just written (a
+    command line's files need not settle as an ingest folder's do)."""
+    import json
+    import subprocess
+    import sys
+
+    cli = Path(sys.executable).parent / "policy-engine"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "RAY_ADDRESS": ""}
+    done = subprocess.run(
+        [str(cli), "--db", postgres_url, "scan", str(clips[0].parent), "--executor", "ray",
+         "--model", str(tiny_clip_dir), "--device", "cpu", "--reports", str(tmp_path / "r"),
+         "--json"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    outcomes = json.loads(done.stdout)
+    assert sorted(o["path"] for o in outcomes) == sorted(str(c.resolve()) for c in clips)
+    assert {o["status"] for o in outcomes} == {"scanned"}
+    assert all(o["verdict"]["schedule"] for o in outcomes)
+    assert "run summary:" in done.stderr

@@ -42,7 +42,7 @@ def test_ray_on_a_sqlite_database_is_refused_with_what_to_do():
 def test_nonsense_worker_counts_are_refused():
     with pytest.raises(ConfigError, match="ray_workers must be 0"):
         executor_of(on(ray_workers=-1))
-    with pytest.raises(ConfigError, match="ray_cpus_per_worker positive"):
+    with pytest.raises(ConfigError, match="ray_cpus_per_worker\\s+positive"):
         executor_of(on(ray_cpus_per_worker=0))
 
 
@@ -54,6 +54,18 @@ def test_auto_takes_gaudi_cards_first_then_gpus_then_cpus():
     assert (gpu.count, gpu.accelerator, gpu.options["num_gpus"]) == (4, "GPU", 1)
     cpu = plan_actors(on(ray_cpus_per_worker=4), {"CPU": 18}, at_most=100)
     assert (cpu.count, cpu.accelerator, cpu.options) == (4, "CPU", {"num_cpus": 4})
+
+
+def test_several_actors_can_share_a_card_each_decoding_on_its_own_cpus():
+    gpu = plan_actors(on(ray_workers_per_accelerator=4), {"CPU": 64, "GPU": 2}, at_most=100)
+    assert (gpu.count, gpu.options["num_gpus"]) == (8, 0.25)
+    assert gpu.describe() == "8 worker(s), 0.25 GPU each"
+    hpu = plan_actors(on(ray_workers_per_accelerator=2), {"CPU": 64, "HPU": 8}, at_most=100)
+    assert (hpu.count, hpu.options["resources"]) == (16, {"HPU": 0.5})
+    cpu = plan_actors(on(ray_workers_per_accelerator=4), {"CPU": 4}, at_most=100)
+    assert cpu.count == 4  # no card to share: one per CPU share as before
+    with pytest.raises(ConfigError, match="ray_workers_per_accelerator at least 1"):
+        executor_of(on(ray_workers_per_accelerator=0))
 
 
 def test_never_more_actors_than_files_nor_than_asked_for():
@@ -107,4 +119,45 @@ def test_a_task_claims_its_file_by_id_once_and_finds_it_done_afterwards(store, t
     assert done is not None and (done.state, done.content_sha256) == (DONE, "ab" * 32)
     assert queue.claim_id(queue_id) is None
     assert queue.entry(queue_id + 1000) is None
+    queue.stop()
+
+
+# -- the command line's refusals, before Ray starts ---------------------------------------
+def test_scan_on_ray_against_sqlite_exits_2_saying_to_use_postgresql(tmp_path, colour_video):
+    from typer.testing import CliRunner
+
+    from policy_engine.cli import app
+
+    db = f"sqlite:///{tmp_path / 'e.sqlite'}"
+    result = CliRunner().invoke(app, ["--db", db, "scan", str(colour_video), "--executor", "ray"])
+    assert result.exit_code == 2, result.output
+    assert "executor ray needs a database every node can reach" in result.output
+    assert "Use PostgreSQL" in result.output
+    unknown = CliRunner().invoke(app, ["--db", db, "scan", str(colour_video), "--executor", "dask"])
+    assert unknown.exit_code == 2 and "is not one of local, ray" in unknown.output
+
+
+def test_a_task_claims_a_file_handed_to_it_before_it_has_settled_but_not_one_backing_off(
+    store, tmp_path
+):
+    """Whether a file has settled is the driver's call (an ingest pass hands out only
+    settled files; `scan` names its files): a task claims what it is handed, unless the
+    file is backing off after a failure."""
+    import time
+
+    quiet = QueueTiming(
+        settle_seconds=30, quiet_seconds=60, claim_timeout=60, max_attempts=3, retry_backoff=300
+    )
+    queue = IngestQueue(store, quiet)
+    queue.register()
+    fresh = Observation(str(tmp_path / "new.mp4"), "folder", 1, time.time_ns())
+    queue.observe("folder", [fresh])
+    assert queue.due_ids(["folder"]) == []  # not settled: a pass would not hand it out
+    [queue_id] = IngestQueue(store, TIMING).due_ids(["folder"])  # settled at once there
+    claim = queue.claim_id(queue_id)
+    assert claim is not None and claim.path == fresh.path
+    queue.finish(claim, error="unreadable")  # a failure: it backs off for 300 s
+    backing_off = queue.entry(queue_id)
+    assert backing_off is not None and backing_off.state == "retry"
+    assert queue.claim_id(queue_id) is None
     queue.stop()

@@ -551,11 +551,19 @@ class IngestQueue(StoreFacet):
             return list(s.scalars(query))
 
     def claim_id(self, file_id: int) -> Claim | None:
-        """Claim the file with queue id ``file_id`` if it is due; None if it is not (done
-        already, in another worker's hands, waiting, quarantined or gone: ``entry`` says)."""
+        """Claim the file with queue id ``file_id`` unless it is done already, in another
+        worker's hands, backing off after a failure, quarantined or gone (None: ``entry``
+        says which). Whether it has settled is its driver's call, made when it handed
+        the id out (``due_ids``; files named on a command line need not settle): a file
+        that changed since is caught by the claim's size and mtime."""
         now = self.now()
+        not_backing_off = or_(
+            IngestFile.next_attempt_at.is_(None), IngestFile.next_attempt_at <= now
+        )
         with self._transaction() as s:
-            query = select(IngestFile).where(IngestFile.id == file_id, self._due(now))
+            query = select(IngestFile).where(
+                IngestFile.id == file_id, IngestFile.state.in_(DUE_STATES), not_backing_off
+            )
             if self.postgres:
                 query = query.with_for_update(skip_locked=True)
             row = s.scalar(query)

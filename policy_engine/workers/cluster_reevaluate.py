@@ -63,7 +63,25 @@ def reevaluate_on_cluster(
     most two parts per worker's share of CPUs in flight at once (back-pressure)."""
     executor_of(settings)
     started = time.perf_counter()
-    ray = connect(settings)
+    ray, connected_here = connect(settings)
+    try:
+        results = _judge_in_parts(ray, settings, store, rulesets, since, always, dry_run, per_task)
+    finally:
+        if connected_here:
+            ray.shutdown()
+    return merged(list(rulesets), results, dry_run, time.perf_counter() - started)
+
+
+def _judge_in_parts(
+    ray: Any,
+    settings: Settings,
+    store: Store,
+    rulesets: Sequence[RuleSet],
+    since: datetime | None,
+    always: bool,
+    dry_run: bool,
+    per_task: int,
+) -> list[Reevaluation]:
     ids = store.latest_scan_ids(since=since)
     parts = [ids[i : i + per_task] for i in range(0, len(ids), per_task)]
     task = ray.remote(judge_part).options(num_cpus=settings.ray_cpus_per_worker)
@@ -77,7 +95,7 @@ def reevaluate_on_cluster(
             results.extend(ray.get(done))
         running.append(task.remote(settings, rules, part, always, dry_run))
     results.extend(ray.get(running))
-    return merged(list(rulesets), results, dry_run, time.perf_counter() - started)
+    return results
 
 
 def merged(

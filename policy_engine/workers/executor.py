@@ -32,11 +32,16 @@ def executor_of(settings: Settings) -> str:
                 f"executor ray needs a database every node can reach; {settings.db} is a"
                 " SQLite file on this machine. Use PostgreSQL: --db postgresql://user@host/db"
             )
-        if settings.ray_workers < 0 or settings.ray_cpus_per_worker <= 0:
+        if (
+            settings.ray_workers < 0
+            or settings.ray_cpus_per_worker <= 0
+            or settings.ray_workers_per_accelerator < 1
+        ):
             raise ConfigError(
-                "ray_workers must be 0 (one per accelerator) or more, and"
-                f" ray_cpus_per_worker positive; got {settings.ray_workers} and"
-                f" {settings.ray_cpus_per_worker:g}"
+                "ray_workers must be 0 (one per accelerator) or more, ray_cpus_per_worker"
+                " positive and ray_workers_per_accelerator at least 1; got"
+                f" {settings.ray_workers}, {settings.ray_cpus_per_worker:g} and"
+                f" {settings.ray_workers_per_accelerator}"
             )
     return executor
 
@@ -50,15 +55,17 @@ class ActorPlan:
     options: dict[str, Any]  # for ``ActorClass.options(...)``
 
     def describe(self) -> str:
-        return f"{self.count} worker(s), one per {self.accelerator}" + (
-            f" ({self.options['num_cpus']:g} CPU each)" if self.accelerator == "CPU" else ""
-        )
+        if self.accelerator == "CPU":
+            return f"{self.count} worker(s) of {self.options['num_cpus']:g} CPU each"
+        share = self.options.get("num_gpus") or self.options["resources"]["HPU"]
+        return f"{self.count} worker(s), {share:g} {self.accelerator} each"
 
 
 def plan_actors(settings: Settings, resources: dict[str, float], *, at_most: int) -> ActorPlan:
     """One actor per accelerator of the kind ``settings.device`` asks for (auto: Gaudi,
-    then CUDA, then CPUs), never more than ``at_most`` (the files to scan) nor more
-    than ``ray_workers`` where that is set. Ray names Gaudi cards ``HPU``."""
+    then CUDA, then CPUs; ``ray_workers_per_accelerator`` share each card), never more
+    than ``at_most`` (the files to scan) nor more than ``ray_workers`` where that is
+    set. Ray names Gaudi cards ``HPU``."""
     device = settings.device.strip().lower()
     have = {kind: int(resources.get(kind, 0)) for kind in ("HPU", "GPU")}
     if device == "auto":
@@ -70,7 +77,8 @@ def plan_actors(settings: Settings, resources: dict[str, float], *, at_most: int
     else:
         kind = "CPU"
     cpus = settings.ray_cpus_per_worker
-    available = int(resources.get("CPU", 0) // cpus) if kind == "CPU" else have[kind]
+    sharing = settings.ray_workers_per_accelerator if kind != "CPU" else 1
+    available = int(resources.get("CPU", 0) // cpus) if kind == "CPU" else have[kind] * sharing
     if available < 1:
         shown = ", ".join(f"{k} {v:g}" for k, v in sorted(resources.items()) if k.isupper())
         raise ConfigError(
@@ -81,7 +89,7 @@ def plan_actors(settings: Settings, resources: dict[str, float], *, at_most: int
     count = min(settings.ray_workers or available, available, max(at_most, 1))
     options: dict[str, Any] = {"num_cpus": cpus}
     if kind == "GPU":
-        options["num_gpus"] = 1
+        options["num_gpus"] = 1 / sharing
     elif kind == "HPU":
-        options["resources"] = {"HPU": 1}
+        options["resources"] = {"HPU": 1 / sharing}
     return ActorPlan(count, kind, options)
