@@ -303,3 +303,21 @@ def test_the_scan_command_on_ray_in_a_real_process(clips, tiny_clip_dir, tmp_pat
     assert {o["status"] for o in outcomes} == {"scanned"}
     assert all(o["verdict"]["schedule"] for o in outcomes)
     assert "run summary:" in done.stderr
+
+
+def test_a_model_the_workers_cannot_load_fails_the_batch_and_gives_the_files_back(
+    local_ray, tmp_path, postgres_url
+):
+    """Not the files' fault: the batch fails with the model's error (exit 4 on the
+    command line, as here), and the files keep their place and their attempts."""
+    from policy_engine.errors import ModelError
+
+    settings = settings_for(postgres_url, tmp_path / "no-such-model", tmp_path)
+    clip = write_color_segments(tmp_path / "a.mp4", [(1.0, (90, 90, 90))], size=(64, 36))
+    with pytest.raises(ModelError):
+        scan_on_cluster(settings, rulesets(), [clip])
+    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as c:
+        queued = c.execute(text("SELECT state, attempts FROM ingest_files")).all()
+    engine.dispose()
+    assert [tuple(row) for row in queued] == [("waiting", 0)]

@@ -91,6 +91,7 @@ class Handled:
     problems: list[str] = field(default_factory=list)
     note: str = ""
     worker_id: str = ""
+    error_kind: str = ""  # a run error's class (a cluster's actor could not scan at all)
 
 
 FINISHED, GIVEN_BACK, NOT_CLAIMED = "finished", "given-back", "not-claimed"

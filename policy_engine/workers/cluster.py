@@ -137,8 +137,8 @@ class ScanActor:
             return Handled(queue_id, "", GIVEN_BACK, note="abandoned on request")
         except PolicyEngineError as exc:
             return Handled(
-                queue_id, "", RUN_ERROR, note=str(exc), problems=[type(exc).__name__],
-                worker_id=self.worker_id,
+                queue_id, "", RUN_ERROR, note=str(exc), worker_id=self.worker_id,
+                error_kind=type(exc).__name__,
             )  # fmt: skip
 
     def _handle(self, queue_id: int, rulesets: list[RuleSet]) -> Handled:
@@ -244,7 +244,7 @@ class ScanCluster:
                 else:
                     self.actors.remove(actor)
                 if handled.kind == RUN_ERROR:
-                    failure = failure or _rebuilt(handled.problems[0], handled.note)
+                    failure = failure or _rebuilt(handled.error_kind, handled.note)
                     continue
                 on_result(handled)
             if waiting and not self.actors:
