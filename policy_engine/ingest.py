@@ -368,7 +368,7 @@ class _Pass:
         assert handled.outcome is not None
         self.outcomes.append(handled.outcome)
         self.handled.add(handled.path)
-        self.counts[counted_as(handled) or "failed"] += 1
+        self.counts[counted_as(handled.outcome)] += 1
         for problem in handled.problems:
             self._problem(problem)
         if handled.state == QUARANTINED:

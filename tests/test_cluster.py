@@ -15,13 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from policy_engine.cli.common import load_rulesets
 from policy_engine.config import SHIPPED_RULES, Settings
 from policy_engine.media.synthetic import write_color_segments
 from policy_engine.pipeline.scan import Scanner
 from policy_engine.store import Store
+from policy_engine.store.database import make_engine
 from policy_engine.store.ingest import DONE, IngestQueue
 from policy_engine.workers.claims import StopSignals
 from policy_engine.workers.cluster import ScanCluster
@@ -111,7 +112,7 @@ def test_a_folder_scanned_on_ray_gets_the_local_executors_decisions(
 def _provider(settings: Settings):
     from policy_engine.models.provider import ModelProvider
 
-    return ModelProvider(settings.model, device="cpu", runtime=settings.runtime)
+    return ModelProvider.from_settings(settings)
 
 
 def _options(settings: Settings):
@@ -134,7 +135,7 @@ def test_an_actor_killed_mid_scan_leaves_exactly_one_scan_and_one_decision_per_r
     ]
     settings = settings_for(postgres_url, tiny_clip_dir, tmp_path)
     Store.open(postgres_url).close()  # the schema, before the poller below reads it
-    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    engine = make_engine(postgres_url)
     result: dict = {}
     runner = threading.Thread(
         target=lambda: result.update(out=scan_on_cluster(settings, rulesets(), files)),
@@ -188,7 +189,7 @@ def test_each_actor_holds_one_named_database_connection(
     local_ray, clips, tiny_clip_dir, tmp_path, postgres_url
 ):
     settings = settings_for(postgres_url, tiny_clip_dir, tmp_path)
-    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    engine = make_engine(postgres_url)
     seen: list[dict[str, int]] = []
 
     def count_connections(_outcome) -> None:
@@ -236,7 +237,7 @@ def test_the_nightly_pass_hands_its_files_to_the_cluster(
     folder = clips[0].parent
     result = schedule_once(postgres_url, folder, "--executor", "ray")
     assert result.exit_code == 0, result.output
-    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    engine = make_engine(postgres_url)
     with engine.connect() as c:
         scans = c.execute(text(
             "SELECT s.status, w.id, w.stop_reason FROM scans s"
@@ -316,7 +317,7 @@ def test_a_model_the_workers_cannot_load_fails_the_batch_and_gives_the_files_bac
     clip = write_color_segments(tmp_path / "a.mp4", [(1.0, (90, 90, 90))], size=(64, 36))
     with pytest.raises(ModelError):
         scan_on_cluster(settings, rulesets(), [clip])
-    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    engine = make_engine(postgres_url)
     with engine.connect() as c:
         queued = c.execute(text("SELECT state, attempts FROM ingest_files")).all()
     engine.dispose()

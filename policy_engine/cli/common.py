@@ -258,14 +258,7 @@ def model_provider(
         finally:
             on_loading(None)
 
-    return ModelProvider(
-        settings.model,
-        device=settings.device,
-        dtype=settings.dtype,
-        runtime=settings.runtime,
-        batch_size=settings.batch_size,
-        while_loading=announced,
-    )
+    return ModelProvider.from_settings(settings, while_loading=announced)
 
 
 def parse_since(value: str | None) -> datetime | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -64,6 +64,23 @@ class ModelProvider:
         # One load at a time: concurrent first requests would each load the same model
         # (and importing transformers from two threads at once can fail outright).
         self._loading = threading.RLock()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Any,
+        *,
+        while_loading: Callable[[str], AbstractContextManager[object]] | None = None,
+    ) -> ModelProvider:
+        """The model the engine's settings name (model, device, dtype, runtime, batch)."""
+        return cls(
+            settings.model,
+            device=settings.device,
+            dtype=settings.dtype,
+            runtime=settings.runtime,
+            batch_size=settings.batch_size,
+            while_loading=while_loading,
+        )
 
     def checkpoint(self) -> CheckpointIdentity:
         """Name, folder and weights hash of the configured model (reads files, loads no

@@ -37,10 +37,7 @@ class Resources:
             if self._models is None:
                 from policy_engine.models.provider import ModelProvider
 
-                self._models = ModelProvider(
-                    self.settings.model, device=self.settings.device,
-                    dtype=self.settings.dtype, runtime=self.settings.runtime,
-                )  # fmt: skip
+                self._models = ModelProvider.from_settings(self.settings)
             return self._models
 
     def close(self) -> None:

@@ -24,7 +24,6 @@ from policy_engine.config import Settings
 from policy_engine.errors import ConfigError, ModelError, PolicyEngineError, StoreError
 from policy_engine.hashing import file_sha256
 from policy_engine.pipeline.scan import FAILED, REUSED, ScanListener, Scanner, ScanOutcome
-from policy_engine.store import Store
 from policy_engine.store.ingest import DONE, QUARANTINED, Claim, IngestQueue
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,6 @@ class Handled:
     attempts: int = 0
     problems: list[str] = field(default_factory=list)
     note: str = ""
-    worker_id: str = ""
     error_kind: str = ""  # a run error's class (a cluster's actor could not scan at all)
 
 
@@ -106,9 +104,8 @@ def why_failed(exc: BaseException) -> str:
 class ClaimWork:
     """The steps for one claimed file, for one worker (its queue, scanner and settings)."""
 
-    def __init__(self, settings: Settings, store: Store, queue: IngestQueue, scanner: Scanner):
+    def __init__(self, settings: Settings, queue: IngestQueue, scanner: Scanner):
         self.settings = settings
-        self.store = store
         self.queue = queue
         self.scanner = scanner
 
@@ -187,10 +184,7 @@ class ClaimWork:
             asset_id=outcome.asset_id,
             scan_id=outcome.scan_id,
         )
-        handled = Handled(
-            claim.id, claim.path, FINISHED, outcome, state, claim.attempts,
-            worker_id=self.queue.worker_id,
-        )  # fmt: skip
+        handled = Handled(claim.id, claim.path, FINISHED, outcome, state, claim.attempts)
         if outcome.report_error:
             handled.problems.append(f"{claim.file}: {outcome.report_error}")
         if failed:
@@ -208,15 +202,13 @@ class ClaimWork:
         from policy_engine.pipeline.jobs import announce_finished
 
         try:
-            return announce_finished(self.settings, self.store, claim.id)
+            return announce_finished(self.settings, self.queue.store, claim.id)
         except StoreError as exc:
             return f"the webhook of {claim.path} could not be recorded: {exc}"
 
 
-def counted_as(handled: Handled) -> str | None:
+def counted_as(outcome: ScanOutcome) -> str:
     """The run count a finished file adds to: failed, reused or scanned."""
-    if handled.outcome is None:
-        return None
-    if handled.outcome.status == FAILED:
+    if outcome.status == FAILED:
         return "failed"
-    return "reused" if handled.outcome.status == REUSED else "scanned"
+    return "reused" if outcome.status == REUSED else "scanned"

@@ -116,13 +116,6 @@ class ScanActor:
         except PolicyEngineError as exc:
             log.error("the model could not be loaded: %s", exc)
 
-    def where(self) -> dict[str, Any]:
-        return {"host": socket.gethostname(), "pid": os.getpid(), "worker": self.worker_id}
-
-    @property
-    def worker_id(self) -> str:
-        return self.worker.queue.worker_id
-
     def abandon(self) -> None:
         """Give the file in hand back unfinished (a second stop request at the driver)."""
         self.worker.signals.abandon.set()
@@ -136,10 +129,7 @@ class ScanActor:
         except ScanAbandoned:
             return Handled(queue_id, "", GIVEN_BACK, note="abandoned on request")
         except PolicyEngineError as exc:
-            return Handled(
-                queue_id, "", RUN_ERROR, note=str(exc), worker_id=self.worker_id,
-                error_kind=type(exc).__name__,
-            )  # fmt: skip
+            return Handled(queue_id, "", RUN_ERROR, note=str(exc), error_kind=type(exc).__name__)
 
     def _handle(self, queue_id: int, rulesets: list[RuleSet]) -> Handled:
         worker = self.worker
@@ -168,7 +158,7 @@ class ScanActor:
         held = f" by {entry.claimed_by}" if entry.claimed_by else ""
         return Handled(
             queue_id, entry.path, NOT_CLAIMED, state=entry.state, attempts=entry.attempts,
-            note=f"{entry.state}{held}", worker_id=self.worker_id,
+            note=f"{entry.state}{held}",
         )  # fmt: skip
 
     def _work_for(self, rulesets: list[RuleSet]) -> ClaimWork:

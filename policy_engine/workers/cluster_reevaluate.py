@@ -39,9 +39,7 @@ def judge_part(
 
     store = Store.open(settings.db, pool_size=1, application_name="policy-engine ray reevaluate")
     try:
-        models = ModelProvider(
-            settings.model, device=settings.device, dtype=settings.dtype, runtime=settings.runtime
-        )
+        models = ModelProvider.from_settings(settings)
         return reevaluate(
             store, rulesets, models, always=always, dry_run=dry_run, scan_ids=scan_ids
         )

@@ -106,12 +106,8 @@ class QueueWorker:
         key += (settings.batch_size,)
         if key not in self._models:
             self._models.clear()  # one model in memory at a time
-            self._models[key] = ModelProvider(
-                settings.model,
-                device=settings.device,
-                dtype=settings.dtype,
-                runtime=settings.runtime,
-                batch_size=settings.batch_size,
+            self._models[key] = ModelProvider.from_settings(
+                settings,
                 # a death while a model loads does not count against the file in hand
                 while_loading=lambda what: self.queue.loading_model(),
             )
@@ -140,7 +136,7 @@ class QueueWorker:
             listener=StopAwareListener(self.signals, self.queue),
             worker_id=self.queue.worker_id,
         )
-        return ClaimWork(settings, self.store, self.queue, scanner)
+        return ClaimWork(settings, self.queue, scanner)
 
     def rejoin(self) -> None:
         """After being presumed dead (its claims were taken over), come back as a new
