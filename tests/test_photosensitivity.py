@@ -497,3 +497,64 @@ def test_per_second_series_and_worst_second() -> None:
     assert result.worst_second is not None
     assert result.worst_second.luminance_transitions == 5
     assert result.worst_second.end - result.worst_second.start < 1.0
+
+
+# -- batches: pictures are measured several at a time ----------------------------------------
+
+
+def varied_stream() -> list[tuple[float, np.ndarray]]:
+    """Scan-sized pictures with everything the check measures: stripes that come, move and
+    go, red flashes, a partial-area flash, noise, and a change of size mid-stream."""
+    height, width = 90, 160
+    rng = np.random.default_rng(7)
+    plain = picture(grey(0.45), height, width)
+    stripes = plain.copy()
+    for k in range(10):
+        stripes[:, 8 * k : 8 * k + 4] = grey(0.05)
+        stripes[:, 8 * k + 4 : 8 * k + 8] = grey(0.9)
+    red, black = picture((255, 0, 0), height, width), picture(0, height, width)
+    frames = []
+    for i in range(140):
+        if i < 30:
+            p = stripes if i % 7 else np.roll(stripes, 4, axis=1)
+        elif i < 60:
+            p = red if (i // 3) % 2 else black
+        elif i < 90:
+            p = plain.copy()
+            p[20:70, 30:130] = grey(0.1 if (i // 2) % 2 else 0.5)
+        elif i < 110:
+            p = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        else:
+            p = picture(255 if (i // 4) % 2 else 0, 45, 80)
+        frames.append((i / NTSC, p))
+    return frames
+
+
+@pytest.mark.parametrize("area", ["regions", "wcag-field", "frame"])
+def test_measuring_in_batches_changes_no_result(area: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every per-frame column equals, bit for bit, what one picture at a time gives."""
+    from policy_engine.analysis.photosensitivity import analyzer
+
+    settings = PseSettings(area=area)
+    batched = analyze_frames(varied_stream(), settings)
+    monkeypatch.setattr(analyzer, "BATCH_BYTES", 1)  # one picture a batch
+    single = analyze_frames(varied_stream(), settings)
+    assert batched.frame_count == single.frame_count == 140
+    for name, column in single.frames.columns.items():
+        np.testing.assert_array_equal(batched.frames.columns[name], column, err_msg=name)
+    assert batched.to_dict() == single.to_dict()
+    assert batched.frames.pattern_area[:30].max() >= 0.25
+    assert batched.frames.red_transitions.max() >= 6
+
+
+def test_a_picture_array_reused_by_the_caller_is_measured_as_it_was_when_added() -> None:
+    """A decoder may hand over the same array refilled: the batch keeps its own copy."""
+    frames = varied_stream()[:100]
+    reused = np.empty_like(frames[0][1])
+    analyzer = PhotosensitivityAnalyzer()
+    for time, p in frames:
+        reused[...] = p
+        analyzer.add_frame(time, reused)
+    expected = analyze_frames(frames)
+    assert analyzer.result().to_dict() == expected.to_dict()
+    assert expected.verdict == "fail"

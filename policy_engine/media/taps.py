@@ -140,7 +140,13 @@ class ReceiverThread:
 
     _DONE = object()
 
-    def __init__(self, receive: Callable[[float, np.ndarray], None], capacity: int = 64) -> None:
+    def __init__(
+        self,
+        receive: Callable[[float, np.ndarray], None],
+        capacity: int = 64,
+        niceness: int = 0,
+    ) -> None:
+        self.niceness = niceness
         self._receive = receive
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._error: BaseException | None = None
@@ -176,6 +182,7 @@ class ReceiverThread:
             raise self._error
 
     def _run(self) -> None:
+        _lower_priority(self.niceness)
         while (item := self._queue.get()) is not self._DONE:
             if self._error is not None:
                 continue  # failed or abandoned: drain without work, so put() never blocks
@@ -187,3 +194,17 @@ class ReceiverThread:
 
 class _Abandoned(Exception):
     """close(abandon=True): the pictures still queued are dropped."""
+
+
+def _lower_priority(niceness: int) -> None:
+    """Lower the calling thread's scheduling priority (Linux schedules threads one by
+    one: a thread's own id takes a niceness of its own); elsewhere, nothing."""
+    if niceness <= 0:
+        return
+    import contextlib
+    import os
+    import threading
+
+    # not Linux, or not allowed: the thread keeps the process's priority
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)

@@ -51,6 +51,7 @@ from policy_engine.policy.model import PHOTOSENSITIVITY, RuleSet
 
 ProgressCallback = Callable[[float, float], None]  # (seconds analysed, seconds in window)
 _QUEUE_BATCHES = 2  # decoded batches buffered ahead of the model
+PSE_THREAD_NICENESS = 10  # the photosensitivity check's thread (Linux: per thread)
 
 
 @dataclass(frozen=True)
@@ -200,8 +201,14 @@ def analyze_video(
 
     flashes, skipped = _photosensitivity_check(options)
     cuts, scenes_skipped = _scene_detection(options)
-    # the check runs beside the decoder, not in its thread: see ReceiverThread
-    flash_receiver = ReceiverThread(flashes.add_frame) if flashes is not None else None
+    # the check runs beside the decoder, not in its thread (see ReceiverThread), at a
+    # lower priority: the image tower's threads wait for each other, so a check thread
+    # taking one of their cores stalls both; niced, it runs in the gaps they leave
+    flash_receiver = (
+        ReceiverThread(flashes.add_frame, niceness=PSE_THREAD_NICENESS)
+        if flashes is not None
+        else None
+    )
     sampler = FrameSampler(
         path,
         options.sampling,

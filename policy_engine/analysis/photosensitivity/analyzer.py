@@ -14,7 +14,12 @@ from policy_engine.analysis.photosensitivity.flashes import (
     FlashChannel,
     Window,
 )
-from policy_engine.analysis.photosensitivity.luminance import FrameMeasurer, FrameMeasures, Layout
+from policy_engine.analysis.photosensitivity.luminance import (
+    FrameMeasurer,
+    FrameMeasures,
+    Layout,
+    as_picture,
+)
 from policy_engine.analysis.photosensitivity.patterns import PatternDetector, StripeRule
 from policy_engine.analysis.photosensitivity.result import (
     COLUMNS,
@@ -37,11 +42,16 @@ _CHANNEL_COLUMNS = (
     "{}_extended_count",
     "{}_result",
 )
+# Pictures are measured in batches of up to this many bytes (the scan's 160x90 pictures:
+# 48 at a time); a 1080p picture is its own batch.
+BATCH_BYTES = 256 << 10
 
 
 class PhotosensitivityAnalyzer:
     """Streaming: frames are pushed one at a time in presentation order; memory stays
-    O(frames) of small per-frame summaries, never O(frames) pictures."""
+    O(frames) of small per-frame summaries and one batch of pictures, never O(frames)
+    pictures. A picture is measured when its batch fills (or at result()): its checks and
+    its errors (a bad picture, a time going back) are immediate."""
 
     def __init__(self, settings: PseSettings = DEFAULT_SETTINGS) -> None:
         self.settings = settings
@@ -75,6 +85,8 @@ class PhotosensitivityAnalyzer:
         self._first_time: float | None = None  # for the frame rate of IRIS's windows
         self._last_time: float | None = None
         self._count = 0
+        self._batch: np.ndarray | None = None  # pictures waiting to be measured
+        self._batch_frames: list[tuple[int, float, float]] = []  # (index, time, duration)
         one_second, extended = Window(1.0), Window(s.extended_window_s)
         self._channels = {
             "luminance": (
@@ -101,18 +113,19 @@ class PhotosensitivityAnalyzer:
         last = self._last_time
         if last is not None and time < last:
             raise ValueError(f"frame times must not go back: {time} after {last}")
-        measures = self._measurer.measure(rgb)
+        picture = as_picture(rgb)
         index = self._count
         if index == 0:
             self._first_time = time
         elif index == 1 and self.settings.window == "frames":
             self._use_frame_windows(time)
-        self._record(index, time, time - last if last is not None else 0.0, measures)
+        self._hold(picture, (index, time, time - last if last is not None else 0.0))
         self._last_time = time
         self._count += 1
 
     def result(self, end_time: float | None = None) -> PseResult:
         """The outcome so far; `end_time` is when the last frame stops being shown."""
+        self._measure_batch()
         frames = PseFrames(
             {
                 name: np.frombuffer(column, dtype=COLUMNS[name][0]).copy()
@@ -124,6 +137,35 @@ class PhotosensitivityAnalyzer:
         return summarise(frames, self.settings, end_time)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _hold(self, picture: np.ndarray, frame: tuple[int, float, float]) -> None:
+        """Add the picture to the batch (a copy: the caller may reuse its array)."""
+        batch, held = self._batch, len(self._batch_frames)
+        if batch is not None and (batch.shape[1:] != picture.shape or held == len(batch)):
+            self._measure_batch()
+            batch = None if batch.shape[1:] != picture.shape else batch
+        if batch is None:
+            # IRIS's changed-pixel count compares each picture with the last: one a batch
+            size = 1 if self._measurer.track_pixels else BATCH_BYTES // picture.nbytes
+            batch = self._batch = np.empty((max(1, size), *picture.shape), dtype=np.uint8)
+        np.copyto(batch[len(self._batch_frames)], picture)
+        self._batch_frames.append(frame)
+
+    def _measure_batch(self) -> None:
+        frames, self._batch_frames = self._batch_frames, []
+        if not frames:
+            return
+        assert self._batch is not None
+        measured = self._measurer.measure_many(self._batch[: len(frames)])
+        patterns = (
+            self._patterns.step_many(measured.pattern_images, len(frames))
+            if self._patterns
+            else [(0.0, False)] * len(frames)
+        )
+        for (index, time, duration), measures, pattern in zip(
+            frames, measured.frames, patterns, strict=True
+        ):
+            self._record(index, time, duration, measures, pattern)
 
     def _use_frame_windows(self, time: float) -> None:
         """IRIS's windows: round(frame rate) frames a second, from the nominal rate."""
@@ -148,7 +190,14 @@ class PhotosensitivityAnalyzer:
             self._measures[key] = AreaMeasure(mode, layout.weights, self.settings.area_threshold)
         return self._measures[key]
 
-    def _record(self, index: int, time: float, duration: float, m: FrameMeasures) -> None:
+    def _record(
+        self,
+        index: int,
+        time: float,
+        duration: float,
+        m: FrameMeasures,
+        pattern: tuple[float, bool],
+    ) -> None:
         s = self.settings
         inputs = {
             "luminance": (m.cell_luminance, m.changed_share),
@@ -182,7 +231,7 @@ class PhotosensitivityAnalyzer:
             values = (flash_area, flashing, level, counter.count, outcome)
             for column, value in zip(self._channel_columns[name], values):
                 column.append(value)
-        pattern_area, moving = self._patterns.step(m.pattern_image) if self._patterns else (0, 0)
+        pattern_area, moving = pattern
         columns = self._columns
         columns["time"].append(time)
         columns["average_luminance"].append(m.average_luminance)

@@ -119,20 +119,27 @@ class Layout:
         )
 
     def cell_sums(self, values: np.ndarray, last_column: np.ndarray | None) -> np.ndarray:
-        """Sums over each cell of per-unit values (height, units) plus the odd column."""
-        sums = np.zeros((self.cells_down, self.cells_across), dtype=np.float64)
-        if values.shape[1]:
+        """Sums over each cell of per-unit values (..., height, units) plus the odd column
+        (..., height): leading axes are pictures of a batch."""
+        leading = values.shape[:-2]
+        sums = np.zeros((*leading, self.cells_down, self.cells_across), dtype=np.float64)
+        if values.shape[-1]:
             # columns first: the second reduction then runs over a narrow array
-            across = np.add.reduceat(values, self.unit_edges[:-1], axis=1)
-            sums += np.add.reduceat(across, self.row_edges[:-1], axis=0)
+            across = np.add.reduceat(values, self.unit_edges[:-1], axis=-1)
+            sums += np.add.reduceat(across, self.row_edges[:-1], axis=-2)
         if last_column is not None:
-            sums[:, -1] += np.add.reduceat(last_column, self.row_edges[:-1])
+            sums[..., -1] += np.add.reduceat(last_column, self.row_edges[:-1], axis=-1)
         return sums
 
     def pixel_cell_sums(self, plane: np.ndarray) -> np.ndarray:
         """Sums over each cell of per-pixel values (height, width)."""
         across = np.add.reduceat(plane, self.column_edges[:-1], axis=1, dtype=np.float64)
         return np.add.reduceat(across, self.row_edges[:-1], axis=0)
+
+    def cell_index(self, pixel: np.ndarray) -> np.ndarray:
+        """The flat cell index of each flat pixel index."""
+        rows, columns = np.divmod(pixel, self.width)
+        return self.row_cell[rows] * self.cells_across + self.column_cell[columns]
 
 
 @dataclass
@@ -144,11 +151,20 @@ class FrameMeasures:
     average_red: float
     changed_share: float  # share of pixels whose colour changed (only when tracked)
     red_changed_share: float  # share of pixels whose red value changed (only when tracked)
-    pattern_image: np.ndarray | None  # luminance at the pattern detector's resolution
 
     @property
     def pixels(self) -> int:
         return self.layout.pixels
+
+
+@dataclass
+class BatchMeasures:
+    """The measures of a batch of pictures of one size, in presentation order."""
+
+    frames: list[FrameMeasures]
+    # (pictures, down, across) luminance at the pattern detector's resolution; None when
+    # not asked for or the pictures are too small to hold a pattern
+    pattern_images: np.ndarray | None
 
 
 def as_picture(picture: np.ndarray) -> np.ndarray:
@@ -180,18 +196,6 @@ class RedPixels:
     def empty(self) -> bool:
         return self.plane is None and not self.index.size
 
-    def cell_sums(self, layout: Layout) -> np.ndarray:
-        if self.plane is not None:
-            return layout.pixel_cell_sums(self.plane)
-        cells = np.zeros((layout.cells_down, layout.cells_across), dtype=np.float64)
-        if self.index.size:
-            rows, columns = np.divmod(self.index, layout.width)
-            flat = layout.row_cell[rows] * layout.cells_across + layout.column_cell[columns]
-            cells += np.bincount(flat, weights=self.value, minlength=cells.size).reshape(
-                cells.shape
-            )
-        return cells
-
     def dense(self, pixels: int) -> np.ndarray:
         if self.plane is not None:
             return self.plane.ravel()
@@ -205,38 +209,43 @@ DENSE_RED_SHARE = 1 / 8  # above this share of candidate pixels, compute every p
 
 
 class _Buffers:
-    """Scratch arrays for one picture size: fresh multi-megabyte temporaries cost more in
-    page faults than the arithmetic done in them."""
+    """Scratch arrays for a batch of pictures of one size: fresh multi-megabyte
+    temporaries cost more in page faults than the arithmetic done in them."""
 
-    def __init__(self, height: int, width: int, *, track_pixels: bool) -> None:
+    def __init__(self, capacity: int, height: int, width: int, *, track_pixels: bool) -> None:
+        self.capacity, self.size = capacity, (height, width)
         pairs = width // 2
-        self.units = np.empty((height, pairs), dtype=np.float32)
-        self.scratch = np.empty((height, pairs), dtype=np.float32)
-        self.byte = np.empty((height, width), dtype=np.uint8)
-        self.limit = np.empty((height, width), dtype=np.uint8)
-        self.flag = np.empty((height, width), dtype=bool)
+        self.units = np.empty((capacity, height, pairs), dtype=np.float32)
+        self.scratch = np.empty((capacity, height, pairs), dtype=np.float32)
+        self.byte = np.empty((capacity, height, width), dtype=np.uint8)
+        self.limit = np.empty((capacity, height, width), dtype=np.uint8)
+        self.flag = np.empty((capacity, height, width), dtype=bool)
         # the last picture, only for IRIS's count of changed pixels
         shape = (height, width, 3) if track_pixels else (0, 0, 3)
         self.flags3 = np.empty(shape, dtype=bool)
         self.previous = np.empty(shape, dtype=np.uint8)
         self._red: list[np.ndarray] = []  # made when a picture is mostly red
-        self.mostly_red = False  # the last picture was: compute every pixel straight away
+        self._red_mask = np.empty(0, dtype=bool)
         self._red_turn = 0
 
-    def red_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """R, G, B and a value plane; the value plane alternates between two so that the
-        last frame's red values survive this frame's (IRIS mode compares them)."""
+    def red_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """R, G, B, a value plane and a mask of one picture; the value plane alternates
+        between two so that the last frame's red values survive this frame's (IRIS mode,
+        one picture a batch, compares them)."""
         if not self._red:
-            shape = self.flag.shape
-            self._red = [np.empty(shape, dtype=np.float32) for _ in range(5)]
+            self._red = [np.empty(self.size, dtype=np.float32) for _ in range(5)]
+            self._red_mask = np.empty(self.size, dtype=bool)
         self._red_turn ^= 1
         r, g, b = self._red[:3]
-        return r, g, b, self._red[3 + self._red_turn]
+        return r, g, b, self._red[3 + self._red_turn], self._red_mask
 
 
 class FrameMeasurer:
     """Turns pictures into per-cell means; keeps the last picture only when asked to
-    count changed pixels (IRIS's flash-area test), never a history of pictures."""
+    count changed pixels (IRIS's flash-area test), never a history of pictures.
+
+    Pictures are measured in batches: at the scan's 160x90 numpy's cost per call, not the
+    arithmetic, was most of a picture's time, and a batch pays it once."""
 
     def __init__(
         self,
@@ -261,45 +270,59 @@ class FrameMeasurer:
             self._layouts[key] = Layout.build(height, width, self.grid, unit)
         return self._layouts[key]
 
-    def _buffers_for(self, height: int, width: int) -> _Buffers:
+    def _buffers_for(self, count: int, height: int, width: int) -> _Buffers:
         buffers = self._buffers
-        if buffers is None or buffers.byte.shape != (height, width):
-            buffers = self._buffers = _Buffers(height, width, track_pixels=self.track_pixels)
+        if buffers is None or buffers.size != (height, width) or buffers.capacity < count:
+            buffers = _Buffers(count, height, width, track_pixels=self.track_pixels)
+            self._buffers = buffers
         return buffers
 
     def measure(self, picture: np.ndarray) -> FrameMeasures:
-        array = as_picture(picture)
-        height, width = array.shape[:2]
-        if array.ndim == 2:
-            units, last, unit = np.take(GRAY_LUMINANCE, array, mode="clip"), None, 1
-            red = NO_RED
+        """One picture's measures (see measure_many)."""
+        return self.measure_many(as_picture(picture)[None]).frames[0]
+
+    def measure_many(self, pictures: np.ndarray) -> BatchMeasures:
+        """Measures of a batch of pictures of one size: uint8 (N, H, W, 3) RGB or
+        (N, H, W) grey, as as_picture() leaves them. With track_pixels, N must be 1 (the
+        changed-pixel count compares each picture with the one before)."""
+        count, height, width = pictures.shape[:3]
+        if self.track_pixels and count != 1:
+            raise ValueError("counting changed pixels measures one picture at a time")
+        buffers = self._buffers_for(count, height, width)
+        if pictures.ndim == 3:
+            units, last, unit = np.take(GRAY_LUMINANCE, pictures, mode="clip"), None, 1
+        elif self.pattern_width and width < 2 * self.pattern_width:
+            # narrow (the scan's 160 wide): pixel pairs would halve the finest stripes
+            # the pattern detector sees; per pixel is as cheap at this size
+            units, last, unit = _pixel_luminance(pictures), None, 1
         else:
-            buffers = self._buffers_for(height, width)
-            if self.pattern_width and width < 2 * self.pattern_width:
-                # narrow (the scan's 160 wide): pixel pairs would halve the finest
-                # stripes the pattern detector sees; per pixel is as cheap at this size
-                units, last, unit = _pixel_luminance(array), None, 1
-            else:
-                units, last = _pair_luminance(array, buffers)
-                unit = 2
-            red = _red_pixels(array, self.red_saturation, buffers)
+            (units, last), unit = _pair_luminance(pictures, buffers), 2
         layout = self.layout(height, width, unit)
         luminance_sums = layout.cell_sums(units, last)
-        red_sums = red.cell_sums(layout)
-        changed = red_changed = 0.0
-        if self.track_pixels:
-            changed, red_changed = self._changes(array, red)
+        if pictures.ndim == 3:
+            red_sums, reds = np.zeros_like(luminance_sums), [NO_RED]
+        else:
+            red_sums, reds = _red_sums(pictures, self.red_saturation, layout, buffers)
         pixels = float(layout.pixels)
-        return FrameMeasures(
-            layout=layout,
-            cell_luminance=luminance_sums / layout.cell_pixels,
-            cell_red=red_sums / layout.cell_pixels,
-            average_luminance=float(luminance_sums.sum() / pixels),
-            average_red=float(red_sums.sum() / pixels),
-            changed_share=changed,
-            red_changed_share=red_changed,
-            pattern_image=self._pattern_image(units, unit) if self.pattern_width else None,
-        )
+        frames = []
+        for index in range(count):
+            luminance, red = luminance_sums[index], red_sums[index]
+            changed = red_changed = 0.0
+            if self.track_pixels:
+                changed, red_changed = self._changes(pictures[index], reds[index])
+            frames.append(
+                FrameMeasures(
+                    layout=layout,
+                    cell_luminance=luminance / layout.cell_pixels,
+                    cell_red=red / layout.cell_pixels,
+                    average_luminance=float(luminance.sum() / pixels),
+                    average_red=float(red.sum() / pixels),
+                    changed_share=changed,
+                    red_changed_share=red_changed,
+                )
+            )
+        patterns = self._pattern_images(units, unit) if self.pattern_width else None
+        return BatchMeasures(frames, patterns)
 
     def _changes(self, array: np.ndarray, red: RedPixels) -> tuple[float, float]:
         """Shares of pixels whose luminance, and whose red value, changed since the last
@@ -307,7 +330,7 @@ class FrameMeasurer:
         height, width = array.shape[:2]
         pixels = height * width
         colour = array if array.ndim == 3 else np.repeat(array[:, :, None], 3, axis=2)
-        buffers = self._buffers_for(height, width)
+        buffers = self._buffers_for(1, height, width)
         previous_shape, self._previous_shape = self._previous_shape, colour.shape
         previous_red, self._previous_red = self._previous_red, red
         if previous_shape is None:
@@ -316,7 +339,7 @@ class FrameMeasurer:
         if previous_shape != colour.shape:
             np.copyto(buffers.previous, colour)
             return 1.0, 1.0  # a new picture size: every pixel is new
-        flags3, moved = buffers.flags3, buffers.flag
+        flags3, moved = buffers.flags3, buffers.flag[0]
         np.not_equal(colour, buffers.previous, out=flags3)
         np.logical_or(flags3[:, :, 0], flags3[:, :, 1], out=moved)
         np.logical_or(moved, flags3[:, :, 2], out=moved)
@@ -326,75 +349,103 @@ class FrameMeasurer:
             return changed, 0.0
         return changed, np.count_nonzero(red.dense(pixels) != previous_red.dense(pixels)) / pixels
 
-    def _pattern_image(self, units: np.ndarray, unit: int) -> np.ndarray | None:
-        """Block means of the luminance down to about pattern_width pixels across."""
+    def _pattern_images(self, units: np.ndarray, unit: int) -> np.ndarray | None:
+        """Block means of the luminance (N, height, units) down to about pattern_width
+        pixels across."""
         assert self.pattern_width is not None
-        height, count = units.shape
+        height, count = units.shape[1:]
         block = max(1, count * unit // self.pattern_width // unit)  # in units
         rows_per = block * unit  # square blocks of pixels
         down, across = height // rows_per, count // block
         if down < 8 or across < 8:
             return None  # too small a picture to hold a pattern of stripes
         # strided adds: a handful of whole-array operations however many blocks
-        columns = units[: down * rows_per, 0 : across * block : block].copy()
+        columns = units[:, : down * rows_per, 0 : across * block : block].copy()
         for offset in range(1, block):
-            columns += units[: down * rows_per, offset : across * block : block]
-        blocks = columns[0::rows_per].copy()
+            columns += units[:, : down * rows_per, offset : across * block : block]
+        blocks = columns[:, 0::rows_per].copy()
         for offset in range(1, rows_per):
-            blocks += columns[offset::rows_per]
+            blocks += columns[:, offset::rows_per]
         blocks /= np.float32(rows_per * block * unit)
         return blocks
 
 
-def _pixel_luminance(array: np.ndarray) -> np.ndarray:
-    """Luminance of each pixel (height, width), float32."""
-    yr, yg, yb = _Y_BY_CHANNEL
-    pixels = np.take(yr, array[:, :, 0])
-    pixels += np.take(yg, array[:, :, 1])
-    pixels += np.take(yb, array[:, :, 2])
-    return pixels
+def _pixel_luminance(pictures: np.ndarray) -> np.ndarray:
+    """Luminance of each pixel (..., height, width), float32: OpenCV's table look-up per
+    channel, then the channels summed by its colour transform, in the order numpy adds
+    them ((R + G) + B; equal bit for bit over all 2^24 colours) at a third of the time."""
+    import cv2  # installed for scene detection; imported here to keep the import light
+
+    shape = pictures.shape[:-1]
+    lines = np.ascontiguousarray(pictures).reshape(-1, shape[-1], 3)
+    return cv2.transform(cv2.LUT(lines, _luminance_lut()), _ONES).reshape(shape)
 
 
-def _pair_luminance(array: np.ndarray, buffers: _Buffers) -> tuple[np.ndarray, np.ndarray | None]:
-    """Summed luminance of each pair of pixels in a row, and of the last column if odd."""
-    height, width, _ = array.shape
+@lru_cache(maxsize=1)
+def _luminance_lut() -> np.ndarray:
+    """Each channel's weighted linear value, as OpenCV's 3-channel look-up table."""
+    return np.stack(_Y_BY_CHANNEL, axis=-1).reshape(1, 256, 3)
+
+
+_ONES = np.ones((1, 3), dtype=np.float32)
+
+
+def _pair_luminance(
+    pictures: np.ndarray, buffers: _Buffers
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Summed luminance of each pair of pixels in a row (N, height, width // 2), and of
+    the last column if the width is odd (N, height)."""
+    count, height, width, _ = pictures.shape
     pairs = width // 2
-    units = buffers.units
+    units = buffers.units[:count]
     if pairs:
-        data = array.reshape(height, width * 3)[:, : pairs * 6]
-        words = data.view("<u2").reshape(height, pairs, 3)
+        data = pictures.reshape(count, height, width * 3)[:, :, : pairs * 6]
+        words = data.view("<u2").reshape(count, height, pairs, 3)
         first, middle, last_pair = _pair_tables()
-        np.take(first, words[:, :, 0], mode="clip", out=units)
-        np.add(units, np.take(middle, words[:, :, 1], mode="clip", out=buffers.scratch), out=units)
-        np.add(
-            units, np.take(last_pair, words[:, :, 2], mode="clip", out=buffers.scratch), out=units
-        )
+        scratch = buffers.scratch[:count]
+        np.take(first, words[..., 0], mode="clip", out=units)
+        np.add(units, np.take(middle, words[..., 1], mode="clip", out=scratch), out=units)
+        np.add(units, np.take(last_pair, words[..., 2], mode="clip", out=scratch), out=units)
     last = None
     if width % 2:
-        last = _pixel_luminance(array[:, -1:])[:, 0]
+        last = _pixel_luminance(pictures[:, :, -1:])[:, :, 0]
     return units, last
 
 
-def _red_pixels(array: np.ndarray, saturation: float, buffers: _Buffers) -> RedPixels:
-    """Red values of the saturated red pixels (IRIS's RedSaturation): an 8-bit test finds
-    the few pixels that may be saturated red, the exact test runs on those."""
-    if buffers.mostly_red:  # red scenes last: go straight to every pixel while they do
-        plane = _red_plane(array, saturation, buffers)
-        buffers.mostly_red = np.count_nonzero(plane) > DENSE_RED_SHARE * plane.size
-        return RedPixels(NO_RED.index, NO_RED.value, plane)
-    others, limit, candidate = buffers.byte, buffers.limit, buffers.flag
-    np.maximum(array[:, :, 1], array[:, :, 2], out=others)
+def _red_sums(
+    pictures: np.ndarray, saturation: float, layout: Layout, buffers: _Buffers
+) -> tuple[np.ndarray, list[RedPixels]]:
+    """Per-cell sums of the red values of saturated red pixels (IRIS's RedSaturation),
+    (N, down, across), and each picture's red pixels. An 8-bit test finds the few pixels
+    that may be saturated red and the exact test runs on those; a picture where many may
+    be is computed whole."""
+    count = pictures.shape[0]
+    cells = layout.cells_down * layout.cells_across
+    sums = np.zeros((count, layout.cells_down, layout.cells_across))
+    reds = [NO_RED] * count
+    others, limit, candidate = buffers.byte[:count], buffers.limit[:count], buffers.flag[:count]
+    np.maximum(pictures[..., 1], pictures[..., 2], out=others)
     np.take(_red_limit(saturation), others, mode="clip", out=limit)
-    np.greater(array[:, :, 0], limit, out=candidate)
+    np.greater(pictures[..., 0], limit, out=candidate)
+    per_picture = np.count_nonzero(candidate.reshape(count, -1), axis=1)
+    if not per_picture.any():
+        return sums, reds
+    for index in np.flatnonzero(per_picture > DENSE_RED_SHARE * layout.pixels):
+        plane = _red_plane(pictures[index], saturation, buffers)
+        sums[index] = layout.pixel_cell_sums(plane)
+        reds[index] = RedPixels(NO_RED.index, NO_RED.value, plane)
+        candidate[index] = False
     candidates = np.flatnonzero(candidate)
-    if not candidates.size:
-        return NO_RED
-    if candidates.size > DENSE_RED_SHARE * candidate.size:
-        buffers.mostly_red = True
-        return RedPixels(NO_RED.index, NO_RED.value, _red_plane(array, saturation, buffers))
-    linear = np.take(LINEAR, np.take(array.reshape(-1, 3), candidates, axis=0))
-    value, keep = _red_values(linear[:, 0], linear[:, 1], linear[:, 2], saturation)
-    return RedPixels(candidates[keep], value[keep])
+    if candidates.size:
+        linear = np.take(LINEAR, np.take(pictures.reshape(-1, 3), candidates, axis=0))
+        value, keep = _red_values(linear[:, 0], linear[:, 1], linear[:, 2], saturation)
+        picture, pixel = np.divmod(candidates[keep], layout.pixels)
+        value = value[keep]
+        cell = picture * cells + layout.cell_index(pixel)
+        sums += np.bincount(cell, weights=value, minlength=sums.size).reshape(sums.shape)
+        if count == 1:  # only IRIS mode (one picture a batch) reads the pixels
+            reds[0] = RedPixels(pixel, value)
+    return sums, reds
 
 
 def _red_values(
@@ -408,12 +459,11 @@ def _red_values(
 
 
 def _red_plane(array: np.ndarray, saturation: float, buffers: _Buffers) -> np.ndarray:
-    """Red values of every pixel, for pictures where red is everywhere (in place: fresh
-    picture-sized temporaries would cost more than the arithmetic)."""
-    r, g, b, value = buffers.red_planes()
+    """Red values of every pixel of one picture, for pictures where red is everywhere (in
+    place: fresh picture-sized temporaries would cost more than the arithmetic)."""
+    r, g, b, value, not_saturated = buffers.red_planes()
     for channel, plane in enumerate((r, g, b)):
         np.take(LINEAR, array[:, :, channel], mode="clip", out=plane)
-    not_saturated = buffers.flag
     np.add(r, g, out=value)
     np.add(value, b, out=value)
     with np.errstate(invalid="ignore", divide="ignore"):
