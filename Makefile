@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-app bench-pse bench-search bench-cluster lint rules-check clean
+.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-app bench-pse bench-search bench-cluster bench-detector lint rules-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,9 @@ bench-app: install
 
 bench-pse: install
 	$(PY) benchmarks/bench_pse.py
+
+bench-detector: install
+	$(PY) benchmarks/bench_detector.py
 
 bench-search: install
 	$(PY) benchmarks/bench_search.py

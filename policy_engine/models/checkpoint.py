@@ -88,6 +88,12 @@ def weights_sha256(checkpoint: Checkpoint) -> str:
         raise ModelError(
             f"{checkpoint.path} holds no weights (no *.safetensors or pytorch_model*.bin)"
         )
+    return files_sha256(files)
+
+
+def files_sha256(files: list[Path]) -> str:
+    """SHA-256 over files (names and bytes, in the order given), cached like
+    weights_sha256's."""
     key = "|".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     cache = _load_hash_cache()
     if key in cache:
