@@ -97,13 +97,13 @@ def test_boxes_come_back_in_picture_pixels_with_duplicates_suppressed(tiny: Onnx
     assert len(tiny.detect(np.zeros((128, 128, 3), np.uint8))) == 0  # dark: no scores
 
 
-def test_a_wide_picture_is_padded_below_and_boxes_are_clipped_to_it(tiny: OnnxDetector) -> None:
+def test_a_wide_picture_is_padded_below_and_boxes_there_are_dropped(tiny: OnnxDetector) -> None:
     found = tiny.detect(white(64, 128))  # letterboxed: the lower half of the input is black
-    np.testing.assert_allclose(found.confidence, [0.5, 0.4], atol=2e-3)
-    knife, person = found.xyxy
-    np.testing.assert_allclose(knife, [16, 16, 48, 48], atol=1e-4)
-    assert person[1] == person[3] == 64  # below the picture: clipped to its edge
-    assert all(len(d) == 2 for d in tiny.detect_many([white(64, 128), white(64, 128)]))
+    np.testing.assert_allclose(found.confidence, [0.5], atol=2e-3)
+    np.testing.assert_allclose(found.xyxy, [[16, 16, 48, 48]], atol=1e-4)
+    # the person's box lies wholly in the padding: clipped to nothing, it is no detection
+    assert list(found.data["class_name"]) == ["knife"]
+    assert all(len(d) == 1 for d in tiny.detect_many([white(64, 128), white(64, 128)]))
 
 
 def test_a_category_counts_only_its_classes_above_its_confidence_and_area(
@@ -116,6 +116,8 @@ def test_a_category_counts_only_its_classes_above_its_confidence_and_area(
     assert len(DetectionFilter(("person",), min_confidence=0.9).apply(found, area)) == 0
     with pytest.raises(ValueError, match="min_confidence"):
         DetectionFilter(("knife",), min_confidence=1.5)
+    with pytest.raises(ValueError, match="dropped before NMS"):
+        DetectionFilter(("knife",), min_confidence=0.1)
 
 
 def test_classes_and_input_size_are_read_from_an_ultralytics_export(tmp_path: Path) -> None:
@@ -215,3 +217,19 @@ def test_nudenet_scores_match_nudenets_own_code_on_a_real_frame(
         ]
         assert match, found
         assert ours.confidence[match[0]] == pytest.approx(found["score"], abs=1e-5)
+
+
+def test_a_hidden_box_smaller_than_a_block_is_filled_and_grey_pictures_are_refused() -> None:
+    import supervision as sv
+
+    picture = checkerboard(360, 640)  # blocks of 18 pixels
+    small = sv.Detections(
+        xyxy=np.array([[100, 100, 108, 140]], np.float32),
+        confidence=np.array([0.9], np.float32),
+        class_id=np.array([0]),
+        data={"class_name": np.array(["knife"], dtype=object)},
+    )
+    shown = draw_evidence(picture, small, hidden_classes={"knife"})
+    assert detail(shown[104:136, 103:106]) < 0.1 * detail(picture[104:136, 103:106])
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        draw_evidence(picture[..., 0], small, hidden_classes={"knife"})

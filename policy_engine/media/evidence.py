@@ -33,6 +33,11 @@ def draw_evidence(
     reviewers in the app only)."""
     import supervision as sv
 
+    if picture.dtype != np.uint8 or picture.ndim != 3 or picture.shape[2] != 3:
+        raise ValueError(
+            f"evidence pictures are uint8 RGB (height, width, 3), got {picture.dtype}"
+            f" {picture.shape}"
+        )
     # supervision draws in OpenCV's BGR order (its palette's colours are BGR there)
     scene = np.ascontiguousarray(picture[..., ::-1])
     if len(detections) == 0:

@@ -144,7 +144,7 @@ class ReceiverThread:
         self,
         receive: Callable[[float, np.ndarray], None],
         capacity: int = 64,
-        niceness: int = 0,
+        niceness: int = 0,  # steps below the caller's priority (Linux)
     ) -> None:
         self.niceness = niceness
         self._receive = receive
@@ -197,8 +197,9 @@ class _Abandoned(Exception):
 
 
 def _lower_priority(niceness: int) -> None:
-    """Lower the calling thread's scheduling priority (Linux schedules threads one by
-    one: a thread's own id takes a niceness of its own); elsewhere, nothing."""
+    """Lower the calling thread's scheduling priority by `niceness` steps from where it
+    is (Linux schedules threads one by one: a thread's own id takes a niceness of its
+    own); elsewhere, nothing. Never raises a priority, whatever the process's start."""
     if niceness <= 0:
         return
     import contextlib
@@ -207,4 +208,6 @@ def _lower_priority(niceness: int) -> None:
 
     # not Linux, or not allowed: the thread keeps the process's priority
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        thread = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + niceness))

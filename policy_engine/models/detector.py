@@ -92,8 +92,11 @@ class DetectionFilter:
     def __post_init__(self) -> None:
         if not self.classes:
             raise ValueError("a detection filter needs at least one class")
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if not RAW_CONFIDENCE <= self.min_confidence <= 1.0:
+            raise ValueError(
+                f"min_confidence must be in [{RAW_CONFIDENCE}, 1] (weaker predictions are"
+                f" dropped before NMS), got {self.min_confidence}"
+            )
         if not 0.0 <= self.min_area < 1.0:
             raise ValueError(f"min_area must be in [0, 1), got {self.min_area}")
         object.__setattr__(self, "_wanted", frozenset(self.classes))
@@ -115,6 +118,7 @@ class OnnxDetector:
     def __init__(self, session: Any, identity: DetectorIdentity) -> None:
         self._session = session
         self._input = session.get_inputs()[0].name
+        self._one_at_a_time = session.get_inputs()[0].shape[0] == 1
         self.identity = identity
 
     @property
@@ -189,7 +193,12 @@ class OnnxDetector:
             return []
         size, bgr = self.identity.input_size, self.identity.channels == "bgr"
         blobs, scales = zip(*(letterbox(p[..., ::-1] if bgr else p, size) for p in pictures))
-        raw = self._session.run(None, {self._input: np.stack(blobs)})[0]
+        if self._one_at_a_time:  # an export with a fixed batch of one
+            raw = np.concatenate(
+                [self._session.run(None, {self._input: blob[None]})[0] for blob in blobs]
+            )
+        else:
+            raw = self._session.run(None, {self._input: np.stack(blobs)})[0]
         return [
             self._detections(raw[i], scales[i], picture.shape[:2])
             for i, picture in enumerate(pictures)
@@ -209,10 +218,14 @@ class OnnxDetector:
         xyxy = np.concatenate([centre - size / 2, centre + size / 2], axis=1) * scale
         height, width = shape
         np.clip(xyxy, 0, [width, height, width, height], out=xyxy)
+        # a box wholly in the letterbox's padding is clipped to nothing: not a detection
+        inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        if not inside.any():
+            return _empty_detections()
         detections = sv.Detections(
-            xyxy=xyxy.astype(np.float32),
-            confidence=confidence[keep].astype(np.float32),
-            class_id=class_id[keep].astype(int),
+            xyxy=xyxy[inside].astype(np.float32),
+            confidence=confidence[keep][inside].astype(np.float32),
+            class_id=class_id[keep][inside].astype(int),
         )
         detections = detections.with_nms(threshold=NMS_IOU, class_agnostic=False)
         detections.data["class_name"] = np.array(
@@ -228,10 +241,11 @@ def subset(detections: sv.Detections, keep: np.ndarray) -> sv.Detections:
 
 def letterbox(picture: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     """The model's input (3, size, size) float32 in [0, 1] from a uint8 RGB picture:
-    padded with black at the bottom and right to a square, then resized to `size` (the
-    order NudeNet's and Ultralytics' own code use: resizing first and padding after gives
-    other pixels, and scores a few hundredths apart); and the factor from input pixels
-    back to the picture's."""
+    padded with black at the bottom and right to a square, then resized to `size`, as
+    NudeNet's own code does (resizing first and padding after gives other pixels, and
+    scores a few hundredths apart); and the factor from input pixels back to the
+    picture's. Ultralytics' own predict resizes first and pads centred with grey: its
+    exports score a little differently here than there."""
     import cv2  # installed for scene detection
 
     height, width = picture.shape[:2]
@@ -277,6 +291,7 @@ def load_nudenet(threads: int | None = None) -> OnnxDetector:
 def _onnxruntime() -> Any:
     try:
         import onnxruntime
+        import supervision  # noqa: F401 - detections are supervision's: fail here, not later
     except ImportError as exc:
         raise ModelError(
             "detector categories need onnxruntime and supervision: pip install"

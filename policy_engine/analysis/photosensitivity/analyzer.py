@@ -43,7 +43,7 @@ _CHANNEL_COLUMNS = (
     "{}_result",
 )
 # Pictures are measured in batches of up to this many bytes (the scan's 160x90 pictures:
-# 48 at a time); a 1080p picture is its own batch.
+# 6 at a time); a 1080p picture is its own batch.
 BATCH_BYTES = 256 << 10
 
 
