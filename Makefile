@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-app bench-pse bench-search bench-cluster bench-detector lint rules-check clean
+.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-app bench-pse bench-search bench-cluster bench-detector bench-xclip lint rules-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,9 @@ bench-pse: install
 
 bench-detector: install
 	$(PY) benchmarks/bench_detector.py
+
+bench-xclip: install
+	$(PY) benchmarks/bench_xclip.py
 
 bench-search: install
 	$(PY) benchmarks/bench_search.py

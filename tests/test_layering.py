@@ -10,6 +10,7 @@ PURE = [
     "policy_engine.analysis.ask",
     "policy_engine.analysis.photosensitivity",
     "policy_engine.analysis.scenes",
+    "policy_engine.analysis.windows",
     "policy_engine.accounts",
     "policy_engine.policy.loader",
     "policy_engine.policy.evaluate",

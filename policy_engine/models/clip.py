@@ -133,7 +133,7 @@ class _TextTower(torch.nn.Module):
         return self.projection(pooled)
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """Our own progress display is the one users see; silence the library's bars/notes."""
     from transformers.utils import logging as hf_logging
 
@@ -212,7 +212,7 @@ class LoadedTextEncoder(TextEncoder):
     def __init__(self, checkpoint: Checkpoint, runtime: Runtime, *, batch_size: int = 32):
         from transformers import CLIPConfig, CLIPTextModelWithProjection
 
-        _quiet_transformers()
+        quiet_transformers()
         config = CLIPConfig.from_pretrained(checkpoint.path)
         text_config = config.text_config
         # Older configs leave the text sub-config's projection size at its default.
@@ -250,7 +250,7 @@ class ClipEmbedder:
         run by OpenVINO on the CPU: see models/openvino_tower.py)."""
         from transformers import CLIPModel
 
-        _quiet_transformers()
+        quiet_transformers()
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         model = CLIPModel.from_pretrained(checkpoint.path)
