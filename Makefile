@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-app bench-pse bench-search bench-cluster bench-detector bench-xclip lint rules-check clean
+.PHONY: install venv run test test-fast browser bench bench-reevaluate bench-ingest bench-service bench-app bench-pse bench-search bench-cluster bench-detector bench-xclip bench-fast-decode lint rules-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,9 @@ bench-detector: install
 
 bench-xclip: install
 	$(PY) benchmarks/bench_xclip.py
+
+bench-fast-decode: install
+	$(PY) benchmarks/bench_fast_decode.py
 
 bench-search: install
 	$(PY) benchmarks/bench_search.py

@@ -43,9 +43,24 @@ def analysis_options(
             start=parse_duration(start) if start is not None else 0.0,
             end=parse_duration(end) if end is not None else None,
             max_frames=max_frames,
+            fast_decode=settings.fast_decode,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    if settings.fast_decode and (settings.pse or settings.scenes):
+        needs = " and ".join(
+            what
+            for what, on in (
+                ("the photosensitivity check", settings.pse),
+                ("scene detection", settings.scenes),
+            )
+            if on
+        )
+        raise ConfigError(
+            f"fast_decode skips frames that {needs} must see: turn them off for such scans"
+            " (--no-pse; scenes = false in the settings file or POLICY_ENGINE_SCENES=false),"
+            " or leave fast_decode off"
+        )
     if settings.interval <= 0:
         raise ConfigError(f"--interval must be positive, got {settings.interval}")
     return AnalysisOptions(

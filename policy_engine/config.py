@@ -44,6 +44,9 @@ class Settings:
     framing: str = "letterbox"  # letterbox | tiles | center | squash
     batch_size: int = 32
     interval: float = 10.0  # seconds per dominant-label interval
+    # fps sampling: skip non-reference frames when decoding (faster; a sample may be a frame
+    # or two further from its target). Needs pse = false and scenes = false.
+    fast_decode: bool = False
     # the photosensitivity (flash and pattern) check on every frame of each scan
     pse: bool = True
     pse_area: str = "regions"  # regions | frame (as IRIS) | wcag-field

@@ -19,6 +19,7 @@ from policy_engine.cli.common import (
     DeviceOpt,
     DtypeOpt,
     EndOpt,
+    FastDecodeOpt,
     FpsOpt,
     FramingOpt,
     IntervalOpt,
@@ -98,6 +99,7 @@ def analyze(
     batch_size: BatchSizeOpt = None,
     interval: IntervalOpt = None,
     pse: PseOpt = None,
+    fast_decode: FastDecodeOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     frames: Annotated[
@@ -118,6 +120,7 @@ def analyze(
                 "batch_size": batch_size,
                 "interval": interval,
                 "pse": pse,
+                "fast_decode": fast_decode,
             },
             config_file=config,
         )

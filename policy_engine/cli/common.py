@@ -147,6 +147,16 @@ PseOpt = Annotated[
         show_default=False,
     ),
 ]
+FastDecodeOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--fast-decode/--exact-decode",
+        help="fps sampling: skip non-reference frames when decoding (faster; a sample may be"
+        " a frame or two from its target, recorded with the scan). Needs --no-pse and"
+        " scenes off. \\[default: exact]",
+        show_default=False,
+    ),
+]
 ExecutorOpt = Annotated[
     str | None,
     typer.Option(

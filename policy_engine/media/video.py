@@ -72,6 +72,10 @@ class SamplingSpec:
     end: float | None = None
     max_frames: int | None = None
     scene_gap: float = 10.0  # scenes mode: a long scene gets one frame per this many seconds
+    # fps mode: FFmpeg skips non-reference frames (skip_frame=NONREF): decoding is faster,
+    # and a sample may be a frame or two further from its target (the scan records by how
+    # much); checks that need every frame cannot run with it
+    fast_decode: bool = False
 
     def __post_init__(self) -> None:
         rated = self.mode in (SamplingMode.FPS, SamplingMode.SCENES)
@@ -85,6 +89,11 @@ class SamplingSpec:
             raise ValueError(f"sampling end ({self.end} s) must be after start ({self.start} s)")
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError(f"max frames must be at least 1, got {self.max_frames}")
+        if self.fast_decode and self.mode is not SamplingMode.FPS:
+            raise ValueError(
+                f"fast decoding is for fps sampling; {self.mode.value} sampling needs every"
+                " frame (or, for keyframes, decodes key frames only already)"
+            )
 
     def describe(self) -> dict[str, Any]:
         rated = self.mode in (SamplingMode.FPS, SamplingMode.SCENES)
@@ -97,6 +106,8 @@ class SamplingSpec:
         }
         if self.mode is SamplingMode.SCENES:  # only here: other scans keep their reuse key
             described["scene_gap"] = self.scene_gap
+        if self.fast_decode:  # likewise: exact scans keep theirs
+            described["decode"] = "fast (skip_frame=NONREF)"
         return described
 
 
@@ -167,6 +178,8 @@ class SamplingSummary:
     missing_timestamps: int = 0
     stopped_early: bool = False  # max_frames reached before the end of the video
     keyframes_only: bool = False  # only keyframes were decoded
+    nonref_skipped: bool = False  # non-reference frames were not decoded (fast decoding)
+    largest_offset: float = 0.0  # fps sampling: the furthest a sample is from its target, s
     plans: list[FramePlan] = field(default_factory=list)
 
     @property
@@ -270,6 +283,11 @@ class FrameSampler:
         if self.spec.mode is SamplingMode.KEYFRAMES:
             stream.codec_context.skip_frame = "NONKEY"
             self.summary.keyframes_only = True
+        if self.spec.fast_decode:
+            if self._taps:
+                raise ValueError("fast decoding skips frames that every-frame checks must see")
+            stream.codec_context.skip_frame = "NONREF"
+            self.summary.nonref_skipped = True
 
     def _timed_frames(self, container: Any, stream: Any) -> Iterator[tuple[Any, float]]:
         """Decoded frames with their presentation time, in presentation order."""
@@ -353,9 +371,12 @@ class FrameSampler:
                 # For each target time passed, keep whichever neighbour is nearer.
                 while next_target <= time and self._room_for_more():
                     chosen = self._nearest(previous, (frame, time), next_target)
+                    offset = abs(chosen[1] - next_target)
                     next_target += spacing
                     fresh = chosen[1] != last_emitted_time  # fps above the frame rate
                     if fresh and chosen[1] >= spec.start - 0.5 * spacing:
+                        summary = self.summary
+                        summary.largest_offset = max(summary.largest_offset, offset)
                         yield emit(*chosen)
                 previous = (frame, time)
             elif self._room_for_more() and time >= next_target - 1e-9:

@@ -298,6 +298,9 @@ def analyze_video(
             "timestamps_reordered": summary.timestamps_reordered,
             "missing_timestamps": summary.missing_timestamps,
             "crops_per_frame": sorted({p.crops_per_frame for p in summary.plans}),
+            # fps sampling: how far the furthest sample is from its target time
+            "largest_offset_s": round(summary.largest_offset, 6),
+            **({"skip_frame": "NONREF"} if summary.nonref_skipped else {}),
             # threads and wait policies the image tower ran with (measured choices)
             "execution": _execution(embedder),
         },
