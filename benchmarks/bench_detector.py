@@ -27,11 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("POLICY_ENGINE_SHARED") or ROOT.parent / "shared") / "media"
 
-from policy_engine.models.detector import (  # noqa: E402
-    NUDENET_EXPOSED,
-    DetectionFilter,
-    load_nudenet,
-)
+from policy_engine.analysis.detections import NUDENET, NUDENET_EXPOSED, DetectorSpec  # noqa: E402
+from policy_engine.models.detector import load_nudenet, qualifying  # noqa: E402
 
 CONFIDENCES = (0.5, 0.25)
 
@@ -58,7 +55,7 @@ def main() -> None:
     identity = detector.identity
     print(f"{identity.name}: {identity.runtime}, input {identity.input_size}")
 
-    filters = {c: DetectionFilter(NUDENET_EXPOSED, min_confidence=c) for c in CONFIDENCES}
+    filters = {c: DetectorSpec(NUDENET, NUDENET_EXPOSED, min_confidence=c) for c in CONFIDENCES}
     fired: dict[float, collections.Counter[str]] = {c: collections.Counter() for c in CONFIDENCES}
     frames_with: dict[float, int] = dict.fromkeys(CONFIDENCES, 0)
     total, seconds = 0, 0.0
@@ -70,7 +67,7 @@ def main() -> None:
             seconds += time.perf_counter() - started
             area = picture.shape[0] * picture.shape[1]
             for confidence, keep in filters.items():
-                kept = keep.apply(found, area)
+                kept = qualifying(found, keep, area)
                 frames_with[confidence] += bool(len(kept))
                 for name in kept.data["class_name"]:
                     fired[confidence][f"{name} ({clip.name})"] += 1

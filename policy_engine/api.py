@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from policy_engine.analysis.photosensitivity import PseSettings
@@ -14,6 +15,7 @@ from policy_engine.media.timecode import parse_duration
 from policy_engine.media.video import SamplingMode, SamplingSpec
 from policy_engine.models.clip import ClipEmbedder
 from policy_engine.pipeline import AnalysisOptions
+from policy_engine.pipeline.detection import DetectorSet
 from policy_engine.policy.model import RuleSet
 
 # rule-set sampling keys -> settings fields
@@ -110,6 +112,18 @@ def load_embedder(settings: Settings) -> ClipEmbedder:
         batch_size=settings.batch_size,
         runtime=settings.runtime,
     )
+
+
+def load_detectors(settings: Settings, rulesets: Sequence[RuleSet]) -> DetectorSet | None:
+    """The object detectors the rule sets' detector categories name, loaded; None when
+    they name none."""
+    from policy_engine.models.provider import ModelProvider
+    from policy_engine.pipeline.detection import detector_specs
+
+    specs = detector_specs(rulesets)
+    if not specs:
+        return None
+    return DetectorSet.for_specs(specs, ModelProvider.from_settings(settings).detectors(specs))
 
 
 def settings_for_ruleset(settings: Settings, ruleset: RuleSet) -> Settings:

@@ -14,70 +14,23 @@ pytest.importorskip("onnxruntime", reason="the `detectors` extra is not installe
 pytest.importorskip("supervision", reason="the `detectors` extra is not installed")
 onnx = pytest.importorskip("onnx", reason="the `test` extra (onnx) is not installed")
 
-from onnx import TensorProto, helper  # noqa: E402
 from PIL import Image  # noqa: E402
+from tiny_detector import CLASSES, SIZE, tiny_detector  # noqa: E402
 
+from policy_engine.analysis.detections import (  # noqa: E402
+    NUDENET_CLASSES,
+    NUDENET_EXPOSED,
+    DetectorSpec,
+)
 from policy_engine.errors import ModelError  # noqa: E402
 from policy_engine.media.evidence import draw_evidence, evidence_jpeg  # noqa: E402
 from policy_engine.models.detector import (  # noqa: E402
-    NUDENET_CLASSES,
-    NUDENET_EXPOSED,
-    DetectionFilter,
     OnnxDetector,
+    kept_detections,
     load_nudenet,
     nudenet_model_path,
+    qualifying,
 )
-
-SIZE = 64  # the tiny model's input
-CLASSES = ("knife", "person")
-# anchors: centre x, centre y, width, height (input pixels), and per-class weights; a
-# class's score is the weight times the input's mean brightness
-ANCHORS = [
-    ((16, 16, 16, 16), (1.0, 0.0)),  # a knife
-    ((18, 16, 16, 16), (0.9, 0.0)),  # the same knife again: NMS keeps one
-    ((48, 48, 8, 8), (0.0, 0.8)),  # a person
-    ((48, 16, 32, 32), (0.1, 0.0)),  # too unsure to keep at all
-]
-
-
-def tiny_detector(path: Path, *, metadata: dict[str, str] | None = None, classes: int = 2) -> Path:
-    """(N, 3, S, S) -> (N, 4 + classes, anchors): constant boxes, scores from brightness."""
-    anchors = len(ANCHORS)
-    boxes = np.array([a[0] for a in ANCHORS], np.float32).T[None]  # (1, 4, A)
-    weights = np.zeros((1, classes, anchors), np.float32)
-    weights[0, :2] = np.array([a[1] for a in ANCHORS], np.float32).T
-    nodes = [
-        helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0),
-        helper.make_node("Reshape", ["mean", "shape"], ["mean3"]),
-        helper.make_node("Mul", ["mean3", "weights"], ["scores"]),
-        helper.make_node("Mul", ["mean3", "zeros"], ["nothing"]),  # the batch dimension
-        helper.make_node("Add", ["nothing", "boxes"], ["placed"]),
-        helper.make_node("Concat", ["placed", "scores"], ["output0"], axis=1),
-    ]
-    initializers = [
-        helper.make_tensor("shape", TensorProto.INT64, [3], [-1, 1, 1]),
-        helper.make_tensor("weights", TensorProto.FLOAT, weights.shape, weights.ravel()),
-        helper.make_tensor("zeros", TensorProto.FLOAT, boxes.shape, np.zeros(boxes.size)),
-        helper.make_tensor("boxes", TensorProto.FLOAT, boxes.shape, boxes.ravel()),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny-detector",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
-        [
-            helper.make_tensor_value_info(
-                "output0", TensorProto.FLOAT, ["batch", 4 + classes, anchors]
-            )
-        ],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for key, value in (metadata or {}).items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 @pytest.fixture()
@@ -110,14 +63,22 @@ def test_a_category_counts_only_its_classes_above_its_confidence_and_area(
     tiny: OnnxDetector,
 ) -> None:
     found, area = tiny.detect(white(128, 128)), 128 * 128
-    knives = DetectionFilter(("knife",), min_confidence=0.5, min_area=0.05).apply(found, area)
+
+    def spec(classes: tuple[str, ...], **limits: float) -> DetectorSpec:
+        return DetectorSpec("tiny", classes, **limits)  # type: ignore[arg-type]
+
+    knives = qualifying(found, spec(("knife",), min_confidence=0.5, min_area=0.05), area)
     assert list(knives.data["class_name"]) == ["knife"]  # 32x32 is 6% of the picture
-    assert len(DetectionFilter(("knife",), min_area=0.1).apply(found, area)) == 0
-    assert len(DetectionFilter(("person",), min_confidence=0.9).apply(found, area)) == 0
+    assert len(qualifying(found, spec(("knife",), min_area=0.1), area)) == 0
+    assert len(qualifying(found, spec(("person",), min_confidence=0.9), area)) == 0
     with pytest.raises(ValueError, match="min_confidence"):
-        DetectionFilter(("knife",), min_confidence=1.5)
-    with pytest.raises(ValueError, match="dropped before NMS"):
-        DetectionFilter(("knife",), min_confidence=0.1)
+        spec(("knife",), min_confidence=1.5)
+    with pytest.raises(ValueError, match="not kept"):
+        spec(("knife",), min_confidence=0.1)
+    kept = kept_detections(found, "tiny", (128, 128))
+    assert [d.class_name for d in kept] == ["knife", "person"]
+    assert kept[0].box == pytest.approx((0.125, 0.125, 0.375, 0.375))
+    assert kept[0].area == pytest.approx(0.0625)
 
 
 def test_classes_and_input_size_are_read_from_an_ultralytics_export(tmp_path: Path) -> None:

@@ -9,9 +9,13 @@ from policy_engine.policy.ruletests import run_tests
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+def yaml_blocks() -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S)
+
+
 def test_readme_rule_set_example_is_valid() -> None:
-    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S)
-    assert blocks, "README has no yaml example"
+    blocks = [b for b in yaml_blocks() if "violence-after-watershed" in b]
+    assert blocks, "README has no rule set example"
     ruleset = parse_ruleset(blocks[0], "README.md")
     assert [r.id for r in ruleset.rules] == ["violence-after-watershed", "sustained"]
     outcomes = run_tests(ruleset)
@@ -30,3 +34,11 @@ def test_readme_settings_example_loads_with_every_value_from_the_file(tmp_path: 
     assert settings.poll == 900 and settings.timezone == "Europe/London"
     from_file = {name for name, source in settings.sources.items() if source.startswith("file")}
     assert len(from_file) >= 20
+
+
+def test_readme_detector_example_is_valid() -> None:
+    [block] = [b for b in yaml_blocks() if "detector:" in b]
+    ruleset = parse_ruleset(block, str(README))
+    assert [c.name for c in ruleset.detectors] == ["nudity", "knives"]
+    knives = ruleset.category("knives").detector
+    assert knives is not None and knives.model_path == str(README.parent / "models/knife.onnx")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from policy_engine.analysis.detections import DetectorSpec
 from policy_engine.hashing import text_sha256
 
 MEASURE = "one-vs-null/1"  # how probabilities are made now: part of every score set's key
@@ -49,14 +50,24 @@ NOTHING = -1  # the label of a frame that shows nothing, in a set without a null
 
 @dataclass(frozen=True)
 class Category:
+    """A category measured by CLIP against its prompts, or (``detector``) by an object
+    detector's boxes (analysis/detections.py): never both."""
+
     name: str
     prompts: tuple[str, ...]
     null: bool = False
+    detector: DetectorSpec | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a category needs a name")
-        if not self.prompts:
+        if self.detector is not None:
+            if self.prompts or self.null:
+                raise ValueError(
+                    f"category {self.name!r} is measured by a detector: it has no prompts and"
+                    " is not null"
+                )
+        elif not self.prompts:
             raise ValueError(f"category {self.name!r} has no prompts")
 
 
@@ -120,6 +131,8 @@ def measurement_key(category: Category, categories: Sequence[Category]) -> str:
     """What one category's numbers depend on (its prompts and its set's null prompts, in
     any order: the measure takes their means): two categories with the same key measure
     the same on the same frames."""
+    if category.detector is not None:  # its detector's boxes, whatever sits beside it
+        return text_sha256(json.dumps(["detector", category.detector.key()], sort_keys=True))
     canonical = [
         MEASURE, sorted(category.prompts), category.null, sorted(null_prompts(categories))
     ]  # fmt: skip
@@ -196,9 +209,14 @@ def category_probabilities(
 
 
 def read_probabilities(
-    probabilities: np.ndarray, null_flags: Sequence[bool], measure: str = MEASURE
+    probabilities: np.ndarray,
+    null_flags: Sequence[bool],
+    measure: str = MEASURE,
+    thresholds: Sequence[float | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, shown) from (F, K) probabilities, as ``measure`` made them."""
+    """(labels, shown) from (F, K) probabilities, as ``measure`` made them; a column
+    with a threshold (a detector category's minimum confidence) shows where it reaches
+    that, instead of where it exceeds one half."""
     probs = np.asarray(probabilities)
     count = len(probs)
     if measure == LEGACY_MEASURE:
@@ -211,6 +229,9 @@ def read_probabilities(
     nullish = np.asarray(null_flags, dtype=bool)
     shown = np.zeros(probs.shape, dtype=bool)
     shown[:, ~nullish] = probs[:, ~nullish] > SHOWN_AT
+    for column, threshold in enumerate(thresholds or ()):
+        if threshold is not None:
+            shown[:, column] = probs[:, column] >= np.float32(threshold)
     anything = shown.any(axis=1)
     labels = np.full(count, NOTHING, dtype=np.int64)
     labels[anything] = np.where(shown, probs, -np.inf)[anything].argmax(axis=1)
@@ -232,7 +253,8 @@ def scores_from_probabilities(
     """FrameScores from probabilities, as float32: what the store keeps, so decisions made
     now and re-evaluations made later from stored probabilities see the same numbers."""
     probs = np.asarray(probabilities, dtype=np.float32).reshape(len(times), len(categories))
-    labels, shown = read_probabilities(probs, [c.null for c in categories], measure)
+    thresholds = [c.detector.min_confidence if c.detector else None for c in categories]
+    labels, shown = read_probabilities(probs, [c.null for c in categories], measure, thresholds)
     return FrameScores(
         categories=tuple(categories),
         times=np.asarray(times, dtype=np.float64),

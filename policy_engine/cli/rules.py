@@ -52,7 +52,7 @@ def rules_validate(paths: RulePaths = None) -> None:
         raise fail(exc) from None
     for ruleset in rulesets:
         out.print(
-            f"ok  {ruleset.path}: {ruleset.name} v{ruleset.version}, {len(ruleset.categories)}"
+            f"ok  {ruleset.path}: {ruleset.name} v{ruleset.version}, {len(ruleset.all_categories)}"
             f" categories, {len(ruleset.rules)} rules, {len(ruleset.tests)} tests,"
             f" {ruleset.sha256[:19]}…",
             highlight=False,

@@ -118,6 +118,9 @@ class SampledFrame:
     pts: int | None
     pixels: np.ndarray  # (crops, size, size, 3) uint8, ready for the model
     thumbnail: bytes | None = None  # JPEG of the whole picture, display orientation
+    # the whole picture as RGB (long side ``picture_size``, display orientation), for
+    # object detectors; None unless asked for
+    picture: np.ndarray | None = None
     # scenes sampling: where the time this frame stands for starts (its scene's cut, or its
     # part of a long scene), so coverage stays time-weighted; None: at its own time
     stands_from: float | None = None
@@ -211,10 +214,12 @@ class FrameSampler:
         thumbnail_size: int = 0,
         every_frame: PictureTap | Sequence[PictureTap] | None = None,
         cuts: CutSource | None = None,
+        picture_size: int = 0,
     ) -> None:
         """``every_frame``: the taps that see every decoded frame of the window (each
         picture converted once per size and format); ``cuts``: a scene detector fed the
-        same way, required by ``scenes`` sampling."""
+        same way, required by ``scenes`` sampling; ``picture_size``: each sampled frame
+        also as an RGB picture of that long side (for object detectors; 0: none)."""
         self.path = Path(path)
         self.spec = spec
         self.size = size
@@ -222,6 +227,7 @@ class FrameSampler:
         self.pad_value = pad_value
         self.decode_threads = decode_threads
         self.thumbnail_size = thumbnail_size  # long side in pixels; 0: no thumbnails
+        self.picture_size = picture_size
         self.summary = SamplingSummary()
         self.info = probe(self.path)
         self._plans: dict[tuple[int, int, int], FramePlan] = {}
@@ -355,6 +361,7 @@ class FrameSampler:
                 pts=frame.pts,
                 pixels=self._convert(frame),
                 thumbnail=self._thumbnail(frame) if self.thumbnail_size else None,
+                picture=self._display(frame, self.picture_size) if self.picture_size else None,
             )
             self.summary.sampled_frames += 1
             return sampled
@@ -426,7 +433,8 @@ class FrameSampler:
     def _sampled(self, frame: Any, time: float) -> SampledFrame:
         """A frame converted for the model (numbered when it is chosen)."""
         thumbnail = self._thumbnail(frame) if self.thumbnail_size else None
-        return SampledFrame(-1, time, frame.pts, self._convert(frame), thumbnail)
+        picture = self._display(frame, self.picture_size) if self.picture_size else None
+        return SampledFrame(-1, time, frame.pts, self._convert(frame), thumbnail, picture)
 
     def _numbered(self, chosen: list[tuple[SampledFrame, float]]) -> Iterator[SampledFrame]:
         for sampled, stands_from in chosen:
@@ -487,10 +495,17 @@ class FrameSampler:
     def _thumbnail(self, frame: Any) -> bytes:
         """The whole picture, long side ``thumbnail_size``, as a JPEG (evidence for
         reviewers: what was on screen, not the model's letterboxed square)."""
+        buffer = io.BytesIO()
+        Image.fromarray(self._display(frame, self.thumbnail_size)).save(buffer, "JPEG", quality=80)
+        return buffer.getvalue()
+
+    def _display(self, frame: Any, long_side: int) -> np.ndarray:
+        """The whole picture as shown (display aspect and orientation), RGB, its long side
+        ``long_side``."""
         plan = plan_framing(
             frame.width,
             frame.height,
-            self.thumbnail_size,
+            long_side,
             Framing.LETTERBOX,
             sample_aspect_ratio=self.info.sample_aspect_ratio,
             rotation_degrees=frame.rotation or self.info.rotation,
@@ -499,9 +514,7 @@ class FrameSampler:
             width=plan.scaled_width, height=plan.scaled_height, format="rgb24"
         )
         picture = np.rot90(scaled, k=plan.quarter_turns) if plan.quarter_turns else scaled
-        buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(picture)).save(buffer, "JPEG", quality=80)
-        return buffer.getvalue()
+        return np.ascontiguousarray(picture)
 
     def _plan_for(self, frame: Any) -> FramePlan:
         rotation = frame.rotation or self.info.rotation

@@ -17,49 +17,25 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from policy_engine.analysis.detections import (
+    NUDENET,
+    NUDENET_CLASSES,
+    RAW_CONFIDENCE,
+    Detection,
+    DetectorSpec,
+)
 from policy_engine.errors import ModelError
 from policy_engine.models.checkpoint import files_sha256
 
 if TYPE_CHECKING:
     import supervision as sv
 
-NUDENET = "nudenet-320n"  # the name a rule file uses for NudeNet's detector
-# NudeNet 3.4's classes, in the order of its model's outputs (also in the model's metadata)
-NUDENET_CLASSES = (
-    "FEMALE_GENITALIA_COVERED",
-    "FACE_FEMALE",
-    "BUTTOCKS_EXPOSED",
-    "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED",
-    "MALE_BREAST_EXPOSED",
-    "ANUS_EXPOSED",
-    "FEET_EXPOSED",
-    "BELLY_COVERED",
-    "FEET_COVERED",
-    "ARMPITS_COVERED",
-    "ARMPITS_EXPOSED",
-    "FACE_MALE",
-    "BELLY_EXPOSED",
-    "MALE_GENITALIA_EXPOSED",
-    "ANUS_COVERED",
-    "FEMALE_BREAST_COVERED",
-    "BUTTOCKS_COVERED",
-)
-# what a nudity rule counts by default: exposed intimate parts, not faces, feet or bellies
-NUDENET_EXPOSED = (
-    "BUTTOCKS_EXPOSED",
-    "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED",
-    "MALE_GENITALIA_EXPOSED",
-    "ANUS_EXPOSED",
-)
-RAW_CONFIDENCE = 0.2  # predictions below this are dropped before NMS (NudeNet's own cut)
 NMS_IOU = 0.45  # boxes of one class overlapping more than this are one detection
 
 
@@ -79,37 +55,31 @@ class DetectorIdentity:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class DetectionFilter:
-    """Which detections count for a category: its classes, a minimum confidence and a
-    minimum box area (a share of the picture: a speck in a corner is noise)."""
+def qualifying(detections: sv.Detections, spec: DetectorSpec, picture_area: float) -> sv.Detections:
+    """The detections that count for a detector category (supervision's own filtering by
+    mask): its classes, at its minimum confidence and box area."""
+    if len(detections) == 0:
+        return detections
+    names = detections.data["class_name"]
+    keep = np.fromiter((name in spec.classes for name in names), bool, len(names))
+    keep &= np.asarray(detections.confidence) >= spec.min_confidence
+    keep &= np.asarray(detections.area) >= spec.min_area * picture_area
+    return subset(detections, keep)
 
-    classes: tuple[str, ...]
-    min_confidence: float = 0.5
-    min_area: float = 0.0
-    _wanted: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if not self.classes:
-            raise ValueError("a detection filter needs at least one class")
-        if not RAW_CONFIDENCE <= self.min_confidence <= 1.0:
-            raise ValueError(
-                f"min_confidence must be in [{RAW_CONFIDENCE}, 1] (weaker predictions are"
-                f" dropped before NMS), got {self.min_confidence}"
-            )
-        if not 0.0 <= self.min_area < 1.0:
-            raise ValueError(f"min_area must be in [0, 1), got {self.min_area}")
-        object.__setattr__(self, "_wanted", frozenset(self.classes))
-
-    def apply(self, detections: sv.Detections, picture_area: float) -> sv.Detections:
-        """The detections that count (supervision's own filtering by mask)."""
-        if len(detections) == 0:
-            return detections
-        names = detections.data["class_name"]
-        keep = np.fromiter((name in self._wanted for name in names), bool, len(names))
-        keep &= np.asarray(detections.confidence) >= self.min_confidence
-        keep &= np.asarray(detections.area) >= self.min_area * picture_area
-        return subset(detections, keep)
+def kept_detections(
+    detections: sv.Detections, model: str, shape: tuple[int, ...]
+) -> list[Detection]:
+    """Detections as a scan keeps them: boxes as shares of the picture."""
+    height, width = shape[:2]
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    names = detections.data["class_name"]
+    return [
+        Detection(model, str(name), float(confidence), tuple(np.asarray(box) / scale))  # type: ignore[arg-type]
+        for name, confidence, box in zip(
+            names, np.asarray(detections.confidence), np.asarray(detections.xyxy), strict=True
+        )
+    ]
 
 
 class OnnxDetector:

@@ -8,16 +8,19 @@ loads at most a text tower, and only when a prompt changed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from policy_engine.errors import ModelError
 from policy_engine.models.checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
+
+if TYPE_CHECKING:
+    from policy_engine.analysis.detections import DetectorSpec
 
 
 class PromptEncoder(Protocol):
@@ -61,6 +64,7 @@ class ModelProvider:
         self._identity: CheckpointIdentity | None = None
         self._embedder = None
         self._text_encoders: dict[str, PromptEncoder] = {}
+        self._detectors: dict[str, Any] = {}  # by model name: models.detector.OnnxDetector
         # One load at a time: concurrent first requests would each load the same model
         # (and importing transformers from two threads at once can fail outright).
         self._loading = threading.RLock()
@@ -117,6 +121,17 @@ class ModelProvider:
                             batch_size=self.batch_size, runtime=self.runtime,
                         )  # fmt: skip
         return self._embedder
+
+    def detectors(self, specs: Sequence[DetectorSpec]) -> dict[str, Any]:
+        """The detectors the specs name, by model name, each loaded once (NudeNet's from
+        its wheel, any other from its .onnx file); a missing one raises ModelError saying
+        how to get it."""
+        with self._loading:
+            for spec in specs:
+                if spec.model not in self._detectors:
+                    with self._while_loading(f"loading detector {spec.model} …"):
+                        self._detectors[spec.model] = _load_detector(spec)
+        return {s.model: self._detectors[s.model] for s in specs}
 
     def runtime_family(self) -> str:
         """``torch`` or ``openvino``: what would run the image tower, without loading it
@@ -176,3 +191,14 @@ class ModelProvider:
             " prompts cannot be scored against them. Give that checkpoint with --model, or"
             " rescan with `policy-engine scan --force`."
         )
+
+
+def _load_detector(spec: DetectorSpec) -> Any:
+    from policy_engine.analysis.detections import NUDENET
+    from policy_engine.models.detector import OnnxDetector, load_nudenet
+
+    if spec.model == NUDENET:
+        return load_nudenet()
+    return OnnxDetector.load(
+        spec.model_path or spec.model, spec.model_classes or None, name=spec.model
+    )

@@ -20,6 +20,7 @@ import numpy as np
 
 from policy_engine import __version__
 from policy_engine.analysis.coverage import DEFAULT_INTERVAL_SECONDS, Coverage, coverage_from_scores
+from policy_engine.analysis.detections import Detection, with_detector_columns
 from policy_engine.analysis.photosensitivity import (
     PhotosensitivityAnalyzer,
     PseResult,
@@ -33,7 +34,7 @@ from policy_engine.analysis.scoring import (
     score_frames,
     validate_categories,
 )
-from policy_engine.errors import EmptyWindowError
+from policy_engine.errors import EmptyWindowError, ModelError
 from policy_engine.media.framing import Framing
 from policy_engine.media.scenes import SceneCuts
 from policy_engine.media.taps import ReceiverThread
@@ -46,6 +47,7 @@ from policy_engine.media.video import (
     VideoInfo,
 )
 from policy_engine.models.clip import ClipEmbedder, ModelIdentity
+from policy_engine.pipeline.detection import DetectorSet
 from policy_engine.policy.evaluate import Decision, evaluate
 from policy_engine.policy.model import PHOTOSENSITIVITY, RuleSet
 
@@ -66,6 +68,9 @@ class AnalysisOptions:
     # scene detection (PySceneDetect) on every frame of the same decode; None: not run
     # (``scenes`` sampling runs it with the defaults when this is None)
     scenes: SceneSettings | None = None
+    # the object detectors run on the sampled frames, by the names rule files give them
+    # (what a scan holds, so part of its reuse key); the loaded models are passed apart
+    detectors: tuple[str, ...] = ()
 
 
 @dataclass
@@ -88,6 +93,9 @@ class AnalysisResult:
     scenes_skipped: str | None = None  # why scenes were not detected, when asked for
     # scenes sampling: where each frame's span starts (its scene's cut); None: its time
     span_starts: np.ndarray | None = None
+    # per sampled frame, every detection of the rule sets' detectors; None: none ran
+    detections: list[list[Detection]] | None = None
+    detector_models: dict[str, dict[str, Any]] = field(default_factory=dict)  # identities
 
     def to_dict(self, *, frames: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -113,6 +121,9 @@ class AnalysisResult:
             ]  # fmt: skip
         if self.scenes_skipped:
             data["scenes_skipped"] = self.scenes_skipped
+        if self.detections is not None:
+            data["detectors"] = self.detector_models
+            data["detections"] = sum(len(found) for found in self.detections)
         if frames:
             names = self.scores.category_names
             data["frames"] = [
@@ -190,9 +201,11 @@ def analyze_video(
     options: AnalysisOptions | None = None,
     *,
     progress: ProgressCallback | None = None,
+    detectors: DetectorSet | None = None,
 ) -> AnalysisResult:
-    """Sample, embed, score and measure coverage for one video. Raises MediaError for
-    unreadable input (the caller decides whether that fails a batch: it should not)."""
+    """Sample, embed, score and measure coverage for one video; ``detectors`` run on the
+    same sampled frames. Raises MediaError for unreadable input (the caller decides
+    whether that fails a batch: it should not)."""
     options = options or AnalysisOptions()
     validate_categories(categories)
     started = time.perf_counter()
@@ -220,6 +233,7 @@ def analyze_video(
             PictureTap(flash_receiver.receive, options.pse_width) if flash_receiver else None
         ),
         cuts=cuts,
+        picture_size=detectors.picture_width if detectors else 0,
     )
     # Before decoding, window_end is the declared end: the progress bar's total.
     window = max(0.0, sampler.window_end - options.sampling.start)
@@ -227,6 +241,7 @@ def analyze_video(
     stands_from: list[float | None] = []
     embeddings: list[np.ndarray] = []
     thumbnails: list[bytes | None] = []
+    detections: list[list[Detection]] | None = [] if detectors else None
     pending: list[SampledFrame] = []
     model_seconds = 0.0
 
@@ -238,13 +253,19 @@ def analyze_video(
         tick = time.perf_counter()
         vectors = embedder.embed_images(pixels)
         model_seconds += time.perf_counter() - tick
+        found = _detect(detectors, pending) if detectors else [[] for _ in pending]
         offset = 0
-        for frame in pending:
+        for frame, in_frame in zip(pending, found, strict=True):
             crops = len(frame.pixels)
             embeddings.append(vectors[offset : offset + crops])
             times.append(frame.time)
             stands_from.append(frame.stands_from)
-            thumbnails.append(frame.thumbnail)
+            thumbnail = frame.thumbnail
+            if detectors and detections is not None and frame.picture is not None:
+                detections.append(in_frame)
+                size = options.thumbnail_size
+                thumbnail = detectors.evidence(frame.picture, in_frame, size) or thumbnail
+            thumbnails.append(thumbnail)
             offset += crops
         if progress is not None:
             progress(max(0.0, pending[-1].time - options.sampling.start), window)
@@ -310,7 +331,16 @@ def analyze_video(
         scene_detection=cuts.summary() if cuts is not None else None,
         scenes_skipped=scenes_skipped,
         span_starts=span_starts,
+        detections=detections,
+        detector_models=detectors.identities() if detectors else {},
     )
+
+
+def _detect(detectors: DetectorSet, frames: list[SampledFrame]) -> list[list[Detection]]:
+    pictures = [f.picture for f in frames]
+    if any(p is None for p in pictures):
+        raise RuntimeError("the sampler gave no picture for the detectors")
+    return detectors.run([p for p in pictures if p is not None])
 
 
 def _execution(embedder: ClipEmbedder) -> dict[str, Any]:
@@ -385,8 +415,29 @@ def decide(
             scores, coverage = result.scores, result.coverage
         else:
             scores, coverage = rescore(result, ruleset.categories, embedder)
+        if ruleset.detectors:
+            scores, coverage = _with_detectors(result, ruleset, scores)
         decisions.append(evaluate(ruleset, coverage, scores, checks=result_checks(result)))
     return decisions
+
+
+def _with_detectors(
+    result: AnalysisResult, ruleset: RuleSet, scores: FrameScores
+) -> tuple[FrameScores, Coverage]:
+    """Scores and coverage with the rule set's detector categories joined."""
+    if result.detections is None:
+        raise ModelError(
+            f"rule set {ruleset.name} has detector categories but no detector ran on this analysis"
+        )
+    scores = with_detector_columns(scores, ruleset.detectors, result.detections)
+    coverage = coverage_from_scores(
+        scores,
+        start=result.coverage.start,
+        end=result.coverage.end,
+        interval_seconds=result.coverage.interval_seconds,
+        begins=result.span_starts,
+    )
+    return scores, coverage
 
 
 def result_checks(result: AnalysisResult) -> dict[str, dict[str, Any]]:

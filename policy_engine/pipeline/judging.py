@@ -20,6 +20,7 @@ from datetime import datetime
 import numpy as np
 
 from policy_engine.analysis.coverage import coverage_from_scores
+from policy_engine.analysis.detections import detections_from_json, with_detector_columns
 from policy_engine.analysis.scoring import (
     LEGACY_MEASURE,
     Category,
@@ -127,6 +128,8 @@ def judge(
     judging = Judging()
     for ruleset in rulesets:
         scores = frame_scores(store, scans, ruleset.categories, models, judging, save=save_scores)
+        if ruleset.detectors:
+            scores = _with_detections(scans, ruleset, scores, judging)
         for scan in scans:
             if scan.id not in scores:
                 continue
@@ -140,6 +143,36 @@ def judge(
             decision = evaluate(ruleset, coverage, scores[scan.id], checks=stored_checks(scan))
             judging.judgements.append(Judgement(scan, ruleset, _of_the_part(decision, scan)))
     return judging
+
+
+def _with_detections(
+    scans: Sequence[StoredScan],
+    ruleset: RuleSet,
+    scores: dict[int, FrameScores],
+    judging: Judging,
+) -> dict[int, FrameScores]:
+    """The rule set's detector categories joined to each scan's scores, from the
+    detections stored with it; a scan its detectors never looked at is a problem to
+    report (scan it again with the rule set loaded), not a pass."""
+    needed = {c.detector.model for c in ruleset.detectors if c.detector is not None}
+    joined = {}
+    for scan in scans:
+        if scan.id not in scores:
+            continue
+        ran, frames = detections_from_json(scan.detections)
+        missing = sorted(needed - ran)
+        if missing or len(frames) != len(scan.times):
+            judging.problems.append(
+                (
+                    scan,
+                    f"rule set {ruleset.name}: detector {', '.join(missing) or 'output'} not"
+                    f" stored with scan {scan.id}; scan the file again (--force) with this"
+                    " rule set loaded",
+                )
+            )
+            continue
+        joined[scan.id] = with_detector_columns(scores[scan.id], ruleset.detectors, frames)
+    return joined
 
 
 def stored_checks(scan: StoredScan) -> Checks:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from policy_engine import __version__
+from policy_engine.analysis.detections import detections_to_json
 from policy_engine.analysis.scenes import frame_vectors, scene_embeddings, scene_shares
 from policy_engine.analysis.scoring import categories_key, category_records
 from policy_engine.errors import MediaError, PolicyEngineError, StoreError
@@ -37,6 +38,7 @@ from policy_engine.pipeline.analysis import (
     pse_summary,
     rescore,
 )
+from policy_engine.pipeline.detection import DetectorSet, detector_models, detector_specs
 from policy_engine.pipeline.judging import judge, outcome
 from policy_engine.policy.evaluate import Decision, combine
 from policy_engine.policy.model import RuleSet
@@ -185,6 +187,8 @@ def sampling_record(options: AnalysisOptions) -> tuple[dict[str, Any], str]:
         }
     if options.scenes is not None:  # scenes are stored with the scan: part of what it holds
         frames["scenes"] = options.scenes.to_dict()
+    if options.detectors:  # likewise the detectors' boxes
+        frames["detectors"] = list(options.detectors)
     key = text_sha256(json.dumps(frames, sort_keys=True))
     return {**frames, "interval": options.interval_seconds}, key
 
@@ -235,7 +239,12 @@ class Scanner:
         self.store = store
         self.rulesets = list(rulesets)
         self.models = models
-        self.options = replace(options, thumbnail_size=options.thumbnail_size or THUMBNAIL_SIZE)
+        self.detector_specs = detector_specs(self.rulesets)
+        self.options = replace(
+            options,
+            thumbnail_size=options.thumbnail_size or THUMBNAIL_SIZE,
+            detectors=detector_models(self.rulesets),
+        )
         self.sampling, self.sampling_key = sampling_record(self.options)
         self.reports_dir = reports_dir
         self.force = force
@@ -336,6 +345,8 @@ class Scanner:
     def _analyse(self, path: Path, result: ScanOutcome, model: ScanModel) -> bool:
         """Sample, embed, store; False (and a failed scan) if the video is unreadable."""
         embedder = self.models.embedder()  # a model that fails to load stops the run here
+        specs = self.detector_specs
+        detectors = DetectorSet.for_specs(specs, self.models.detectors(specs)) if specs else None
         scan_id = result.scan_id = self._start(path, result.asset_id, model)
         try:
             analysis = analyze_video(
@@ -344,6 +355,7 @@ class Scanner:
                 embedder,
                 self.options,
                 progress=self.listener.progress,
+                detectors=detectors,
             )
         except MediaError as exc:
             self.store.fail_scan(scan_id, exc.reason)
@@ -386,6 +398,11 @@ class Scanner:
             decoding=analysis.decoding,
             photosensitivity=pse_summary(analysis.photosensitivity),
             scenes=scan_scenes(analysis),
+            detections=(
+                detections_to_json(analysis.detector_models, analysis.detections)
+                if analysis.detections is not None
+                else None
+            ),
         )
         # Score every rule set's categories now, from full-precision embeddings; judging
         # (now and at every re-evaluation) reads these back. Each scene's coverage too.

@@ -43,6 +43,15 @@ def explain(ruleset: m.RuleSet) -> str:
     for c in ruleset.categories:
         kind = " (null: absorbs frames that match nothing else)" if c.null else ""
         lines.append(f"  {c.name}{kind}: " + "; ".join(f'"{p}"' for p in c.prompts))
+    for c in ruleset.detectors:
+        d = c.detector
+        assert d is not None
+        area = f", boxes of at least {d.min_area:.0%} of the picture" if d.min_area else ""
+        hidden = ", pixelated in every picture shown" if d.hide else ""
+        lines.append(
+            f"  {c.name} (detector {d.model}): {', '.join(d.classes)} at confidence"
+            f" {d.min_confidence:.0%} or more{area}{hidden}"
+        )
     lines.append("")
     lines.append("Rules (the most restrictive schedule of all rules that fire applies):")
     for rule in ruleset.rules:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from policy_engine.analysis.detections import NUDENET, NUDENET_EXPOSED, DetectorSpec
 from policy_engine.analysis.scoring import Category
 from policy_engine.errors import ConfigError
 from policy_engine.hashing import text_sha256
@@ -45,7 +46,8 @@ TOP_KEYS = {
     "rules": "the rules",
     "tests": "test cases for `rules test`",
 }
-CATEGORY_KEYS = ("prompts", "null", "description")
+CATEGORY_KEYS = ("prompts", "null", "description", "detector")
+DETECTOR_KEYS = ("model", "classes", "min_confidence", "min_area", "hide", "model_classes")
 RULE_KEYS = ("id", "description", "reference", "when", "then")
 OUTCOME_KEYS = ("schedule", "tag", "tags", "review", "warning")
 COMBINATORS = ("all", "any", "not")
@@ -177,10 +179,14 @@ class _Parser:
             return None
         name = self.text(top.get("ruleset"), "ruleset", required="ruleset" in top)
         levels = self.levels(top.get("schedule_levels"))
-        categories = self.categories(top["categories"]) if "categories" in top else ()
+        categories, detectors = (
+            self.categories(top["categories"]) if "categories" in top else ((), ())
+        )
         # Names as declared, valid or not: one broken category is one error, not one more
         # for every rule that names it.
-        category_names = {c.name for c in categories} | _declared_names(top.get("categories"))
+        category_names = {c.name for c in (*categories, *detectors)} | _declared_names(
+            top.get("categories")
+        )
         rules = self.rules(top["rules"], category_names, levels) if "rules" in top else ()
         territories = self.territories(top.get("territories"), levels)
         margin = 0.25
@@ -197,6 +203,7 @@ class _Parser:
             version=self.text(top.get("version"), "version"),
             description=self.text(top.get("description"), "description"),
             categories=categories,
+            detectors=detectors,
             rules=rules,
             levels=levels,
             territories=territories,
@@ -248,18 +255,34 @@ class _Parser:
                     result[key] = word
         return result
 
-    def categories(self, node: Node) -> tuple[Category, ...]:
+    def categories(self, node: Node) -> tuple[tuple[Category, ...], tuple[Category, ...]]:
+        """(CLIP's categories, the detectors' categories)."""
         if not isinstance(node, MappingNode) or not node.value:
             self.error(node, "categories must be a mapping of category name to its prompts")
-            return ()
+            return (), ()
         categories: list[Category] = []
+        detectors: list[Category] = []
         for key, body in node.value:
             name = key_text(key)
             if not name.strip():
                 self.error(key, "a category needs a name")
                 continue
-            items = self.mapping(body, CATEGORY_KEYS, f"category {name!r}", required=("prompts",))
-            if not items or "prompts" not in items:
+            items = self.mapping(body, CATEGORY_KEYS, f"category {name!r}")
+            if items is None:
+                continue
+            if ("prompts" in items) == ("detector" in items):
+                self.error(
+                    body,
+                    f"category {name!r} needs 'prompts' (measured by CLIP) or 'detector'"
+                    " (measured by an object detector), not both",
+                )
+                continue
+            if "detector" in items:
+                if "null" in items:
+                    self.error(items["null"], f"category {name!r}: a detector category is not null")
+                spec = self.detector(items["detector"], name)
+                if spec is not None:
+                    detectors.append(Category(name, (), detector=spec))
                 continue
             prompts = self.prompts(items["prompts"], name)
             null = (
@@ -269,7 +292,53 @@ class _Parser:
                 categories.append(Category(name, prompts, null=null))
         if categories and all(c.null for c in categories):
             self.error(node, "every category is null: at least one must be something to look for")
-        return tuple(categories)
+        if detectors and not categories:
+            self.error(
+                node,
+                "a rule set with detector categories needs at least one category with prompts"
+                " beside them (CLIP samples the frames the detectors look at)",
+            )
+        return tuple(categories), tuple(detectors)
+
+    def detector(self, node: Node, category: str) -> DetectorSpec | None:
+        what = f"category {category!r}: detector"
+        items = self.mapping(node, DETECTOR_KEYS, what, required=("model",))
+        if not items or "model" not in items:
+            return None
+        model = self.text(items["model"], f"{what}.model", required=True)
+        model_path = ""
+        if model and model != NUDENET:
+            where = Path(model).expanduser()
+            if not where.is_absolute() and self.path:
+                where = Path(self.path).parent / where  # beside the rule file
+            model_path = str(where)
+        lists = {
+            key: tuple(self.text(item, f"{what}.{key}", required=True) for item in entries)
+            for key in ("classes", "model_classes")
+            if key in items and (entries := self.sequence(items[key], f"{what}.{key}"))
+        }
+        limits = {
+            key: value
+            for key in ("min_confidence", "min_area")
+            if key in items
+            and (value := self.guard(items[key], parse_fraction, f"{what}.{key}")) is not None
+        }
+        classes = lists.get("classes") or (NUDENET_EXPOSED if model == NUDENET else ())
+        hide = self.flag(items["hide"], f"{what}.hide") if "hide" in items else model == NUDENET
+        try:
+            return DetectorSpec(
+                model=model,
+                classes=classes,
+                hide=hide,
+                model_classes=lists.get("model_classes", ()),
+                model_path=model_path,
+                **limits,
+            )
+        except ValueError as exc:
+            # point at the key the message is about, where the file has it
+            about = next((k for k in ("min_confidence", "min_area") if k in str(exc)), "classes")
+            self.error(items.get(about, node), f"{what}: {exc}")
+            return None
 
     def prompts(self, node: Node, category: str) -> tuple[str, ...]:
         items = self.sequence(node, f"category {category!r}: prompts")

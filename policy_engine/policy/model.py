@@ -121,9 +121,10 @@ class RuleSet:
     name: str
     version: str
     description: str
-    categories: tuple[Category, ...]
+    categories: tuple[Category, ...]  # measured by CLIP against their prompts
     rules: tuple[Rule, ...]
     levels: tuple[str, ...] = DEFAULT_LEVELS
+    detectors: tuple[Category, ...] = ()  # measured by object detectors (``detector``)
     territories: tuple[Territory, ...] = ()
     sampling: dict[str, Any] = field(default_factory=dict)
     near_miss_margin: float = 0.25
@@ -136,4 +137,9 @@ class RuleSet:
         return self.levels.index(level)
 
     def category(self, name: str) -> Category:
-        return next(c for c in self.categories if c.name == name)
+        return next(c for c in (*self.categories, *self.detectors) if c.name == name)
+
+    @property
+    def all_categories(self) -> tuple[Category, ...]:
+        """CLIP's categories, then the detectors'."""
+        return (*self.categories, *self.detectors)

@@ -27,7 +27,7 @@ def coverage_for_test(ruleset: m.RuleSet, case: m.RuleTest) -> Coverage:
     """A Coverage built from a test case's numbers. Unstated values follow from the share:
     seconds = share x duration; longest run = all of those seconds; first seen at 0 s."""
     categories = {}
-    for category in ruleset.categories:
+    for category in ruleset.all_categories:
         given = case.coverage.get(category.name, {})
         share = given.get("share", given.get("seconds", 0.0) / case.duration)
         seconds = given.get("seconds", share * case.duration)

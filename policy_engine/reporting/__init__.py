@@ -25,6 +25,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from policy_engine import __version__
 from policy_engine.analysis.coverage import Coverage, coverage_from_scores
+from policy_engine.analysis.detections import detections_from_json, with_detector_columns
 from policy_engine.analysis.scoring import (
     LEGACY_MEASURE,
     FrameScores,
@@ -185,6 +186,8 @@ def _section(
     if scan is not None and ruleset is not None:
         measure = decision.measure or LEGACY_MEASURE
         scores = _stored_scores(store, scan.id, scan.times, ruleset.categories, measure)
+        if scores is not None and ruleset.detectors:
+            scores = _with_stored_detections(scores, ruleset, scan)
         if scores is not None:
             coverage = coverage_from_scores(
                 scores,
@@ -260,6 +263,16 @@ def _stored_scores(
     if stored is None or stored.size != len(times) * len(categories):
         return None
     return scores_from_probabilities(categories, times, stored, measure)
+
+
+def _with_stored_detections(scores: FrameScores, ruleset: RuleSet, scan: Any) -> FrameScores:
+    """The rule set's detector lanes joined, where the scan holds its detectors' boxes
+    (a scan made before them shows CLIP's lanes alone; its decision says why)."""
+    ran, frames = detections_from_json(scan.detections)
+    needed = {c.detector.model for c in ruleset.detectors if c.detector is not None}
+    if not needed <= ran or len(frames) != len(scores.times):
+        return scores
+    return with_detector_columns(scores, ruleset.detectors, frames)
 
 
 def _scenes(store: Store, scan: Any, sections: list[RulesetSection]) -> SceneSection | None:

@@ -31,6 +31,7 @@ class Lane:
     colour: str
     segments: list[tuple[float, float, str, float]]  # (x %, width %, title, start s)
     rulesets: tuple[str, ...] = ()  # the rule sets that measure it (empty: every one)
+    detector: str = ""  # the object detector that measures it (empty: CLIP)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,11 @@ def ticks(duration: float) -> list[tuple[float, str]]:
     return [(100 * i * step / duration, format_timecode(i * step)[:8]) for i in range(count)]
 
 
-def lanes(coverage: Coverage, sources: dict[str, tuple[str, ...]] | None = None) -> list[Lane]:
+def lanes(
+    coverage: Coverage,
+    sources: dict[str, tuple[str, ...]] | None = None,
+    detectors: dict[str, str] | None = None,
+) -> list[Lane]:
     span = coverage.end - coverage.start or 1.0
     found = []
     colours = itertools.cycle(_PALETTE)  # any number of categories that validates
@@ -79,8 +84,15 @@ def lanes(coverage: Coverage, sources: dict[str, tuple[str, ...]] | None = None)
             for s in c.segments
         ]
         colour = _NULL_COLOUR if c.null else next(colours)
-        found.append(Lane(c.name, c.null, colour, segments, (sources or {}).get(c.name, ())))
+        rulesets = (sources or {}).get(c.name, ())
+        detector = (detectors or {}).get(c.name, "")
+        found.append(Lane(c.name, c.null, colour, segments, rulesets, detector))
     return found
+
+
+def _detectors(scores: FrameScores) -> dict[str, str]:
+    """Which lanes an object detector measures, and which detector."""
+    return {c.name: c.detector.model for c in scores.categories if c.detector is not None}
 
 
 def _coverage(judged: Judged, scores: FrameScores) -> Coverage:
@@ -93,6 +105,7 @@ def _coverage(judged: Judged, scores: FrameScores) -> Coverage:
 def _combined(group: Sequence[Judged]) -> Timeline:
     combined = combine_scores([(j.ruleset, j.scores) for j in group])
     coverage = _coverage(group[0], combined.scores)
+    detectors = _detectors(combined.scores)
     names = tuple(j.ruleset for j in group)
     sources = {
         c.name: sets
@@ -100,7 +113,7 @@ def _combined(group: Sequence[Judged]) -> Timeline:
         if len(sets) < len(names)
     }
     return Timeline(
-        names, coverage, lanes(coverage, sources), ticks(coverage.running_time),
+        names, coverage, lanes(coverage, sources, detectors), ticks(coverage.running_time),
         combined.notes, sources,
     )  # fmt: skip
 
@@ -108,7 +121,10 @@ def _combined(group: Sequence[Judged]) -> Timeline:
 def _as_recorded(group: Sequence[Judged]) -> Timeline:
     coverage = _coverage(group[0], group[0].scores)
     names = tuple(j.ruleset for j in group)
-    return Timeline(names, coverage, lanes(coverage), ticks(coverage.running_time))
+    return Timeline(
+        names, coverage, lanes(coverage, detectors=_detectors(group[0].scores)),
+        ticks(coverage.running_time),
+    )  # fmt: skip
 
 
 def build_timelines(judged: Sequence[Judged]) -> list[Timeline]:

@@ -90,6 +90,7 @@ class StoredScan:
     part: str | None = None  # how the scan was limited (a window, a frame cap), if it was
     photosensitivity: dict[str, Any] | None = None  # the check's summary, if it was run
     span_starts: np.ndarray | None = None  # where frames' spans start, if not at their time
+    detections: dict[str, Any] | None = None  # the detectors that ran and what they found
 
 
 def _part_of_video(sampling: dict[str, Any]) -> str | None:
@@ -534,6 +535,7 @@ class Store:
         decoding: dict[str, Any],
         photosensitivity: dict[str, Any] | None = None,
         scenes: Any = None,  # store.scenes.ScanScenes
+        detections: dict[str, Any] | None = None,
     ) -> None:
         """Frames (and scenes) and the scan's completion in one transaction: all or
         nothing, so a scan's frames are searchable from the moment it completes."""
@@ -555,6 +557,7 @@ class Store:
             scan.timings = timings
             scan.decoding = decoding
             scan.photosensitivity = photosensitivity
+            scan.detections = detections
             scan.scenes = scenes.summary if scenes is not None else None
             if scenes is not None:
                 s.add_all(scene_rows(scan_id, scenes))
@@ -637,6 +640,7 @@ class Store:
             span_starts=(
                 np.frombuffer(row.frame_spans, dtype=np.float64) if row.frame_spans else None
             ),
+            detections=row.detections,
         )
 
     def frame_embeddings(self, scan_ids: Sequence[int]) -> dict[int, list[np.ndarray]]:

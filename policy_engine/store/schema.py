@@ -153,6 +153,9 @@ class Scan(Base):
     photosensitivity: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # how cuts were found (detector, threshold, frames seen, cuts); empty when not detected
     scenes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the object detectors' identities and every frame's detections (model, class,
+    # confidence, box as shares of the picture); empty when no detector ran
+    detections: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # the ingest worker that ran it (empty for `policy-engine scan`): a worker that dies
     # leaves its running scans to be marked failed by the one that notices
     worker_id: Mapped[str | None] = mapped_column(String(120), index=True)
