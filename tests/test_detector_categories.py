@@ -123,3 +123,65 @@ def test_detector_columns_join_clips_and_survive_the_store() -> None:
         with_detector_columns(scores, [knives], again[:4])
     with pytest.raises(ValueError, match="not null"):
         Category("x", (), null=True, detector=knives.detector)
+
+
+DISAGREEING = """\
+ruleset: second-opinions
+review_on_disagreement: {review}
+categories:
+  sexual_content: {{prompts: [explicit sexual content]}}
+  background: {{prompts: [something else], null: true}}
+  nudity:
+    detector: {{model: nudenet-320n, second_opinion_for: {opinion}}}
+rules:
+  - id: sexual-content-late
+    when: {{category: sexual_content, coverage_above: 10%}}
+    then: {{schedule: post-watershed}}
+"""
+
+
+def coverage_of(times: list[float], clip: list[bool], detector: list[bool]):
+    """Coverage of 1 s frames where CLIP shows sexual content and the detector nudity."""
+    from policy_engine.analysis.coverage import coverage_from_scores
+
+    categories = [
+        Category("sexual_content", ("explicit sexual content",)),
+        Category("background", ("something else",), null=True),
+        Category("nudity", (), detector=DetectorSpec(NUDENET, NUDENET_EXPOSED)),
+    ]
+    probs = np.array(
+        [[0.9 if c else 0.1, 0.0, 0.8 if d else 0.0] for c, d in zip(clip, detector, strict=True)]
+    )
+    scores = scores_from_probabilities(categories, np.array(times), probs)
+    return coverage_from_scores(scores, start=0.0, end=len(times), interval_seconds=10.0)
+
+
+def test_clip_and_its_second_opinion_disagreeing_far_requires_review_saying_where() -> None:
+    from policy_engine.policy.evaluate import evaluate
+
+    rs = parse_ruleset(DISAGREEING.format(review="true", opinion="sexual_content"), "s.yaml")
+    times = [float(t) for t in range(20)]
+    clip = [5 <= t < 9 for t in range(20)]  # 20% of the running time
+    decision = evaluate(rs, coverage_of(times, clip, [False] * 20))
+    assert decision.fired == ["sexual-content-late"] and decision.review
+    [warning] = decision.warnings
+    assert "CLIP (sexual_content) and the detector nudenet-320n (nudity) disagree" in warning
+    assert (
+        "20% against 0%" in warning
+        and "CLIP alone (sexual_content) at 00:00:05-00:00:09" in warning
+    )
+    # both see it: no dispute
+    agreeing = evaluate(rs, coverage_of(times, clip, clip))
+    assert not agreeing.review and not agreeing.warnings
+    # the detector a little under the threshold is not far below: no dispute either
+    some = [6 <= t < 8 for t in range(20)]  # 10%: not above, but not under 2.5%
+    assert not evaluate(rs, coverage_of(times, clip, some)).review
+    # off unless the rule set asks for it
+    off = parse_ruleset(DISAGREEING.format(review="false", opinion="sexual_content"), "s.yaml")
+    assert not evaluate(off, coverage_of(times, clip, [False] * 20)).review
+
+
+def test_a_second_opinion_must_name_a_category_with_prompts() -> None:
+    found = problems(DISAGREEING.format(review="true", opinion="sexual_contnet"))
+    [problem] = found
+    assert ":7:" in problem and "did you mean 'sexual_content'" in problem

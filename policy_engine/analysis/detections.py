@@ -69,6 +69,8 @@ class DetectorSpec:
     # where the .onnx file is (a rule file's relative path, resolved): not part of what
     # the numbers depend on, which the model's weights hash is
     model_path: str = ""
+    # the CLIP category this detector gives a second opinion on (review_on_disagreement)
+    second_opinion_for: str = ""
 
     def __post_init__(self) -> None:
         if not self.model:

@@ -17,6 +17,7 @@ import numpy as np
 
 from policy_engine.analysis.coverage import CategoryCoverage, Coverage
 from policy_engine.analysis.scoring import FrameScores
+from policy_engine.media.timecode import format_timecode
 from policy_engine.policy import model as m
 from policy_engine.policy.territory import Slot, earliest_slot
 from policy_engine.policy.thresholds import format_fraction, format_seconds
@@ -256,19 +257,106 @@ def evaluate(
         f"{check} was not checked on this scan: review it, or scan again with the check on"
         for check in unmeasured
     )
+    disagreeing = disagreements(ruleset, coverage, fired + close)
+    warnings += tuple(disagreeing)
     return Decision(
         ruleset=ruleset.name,
         ruleset_version=ruleset.version,
         ruleset_sha256=ruleset.sha256,
         schedule=schedule,
         tags=tags,
-        review=any(r.then.review for r in fired) or bool(unmeasured),
+        review=any(r.then.review for r in fired) or bool(unmeasured) or bool(disagreeing),
         warnings=warnings,  # type: ignore[arg-type]
         reasons=tuple(_reason(r, coverage, scores, evidence_frames, checks) for r in fired),
         near_misses=tuple(_reason(r, coverage, scores, evidence_frames, checks) for r in close),
         slots=tuple(earliest_slot(schedule, ruleset.levels, t) for t in ruleset.territories),
         measure=scores.measure if scores is not None else None,
     )
+
+
+# A second opinion disagrees where one model is over a rule's threshold and the other is
+# under this share of it (or at nothing, for a threshold of nothing): a slight difference
+# is two models measuring alike, not a dispute to send to a person.
+FAR_BELOW = 0.25
+_ABOVE_METRICS = (m.SHARE_ABOVE, m.SECONDS_ABOVE, m.LONGEST_RUN_ABOVE)
+
+
+def disagreements(ruleset: m.RuleSet, coverage: Coverage, rules: Sequence[m.Rule]) -> list[str]:
+    """Where a rule that fired or nearly fired reads a category on which CLIP and its
+    second opinion (a detector category's ``second_opinion_for``) disagree far: which
+    models, on what, and when each saw it without the other."""
+    if not ruleset.review_on_disagreement:
+        return []
+    pairs = {
+        (spec.second_opinion_for, c.name): spec.model
+        for c in ruleset.detectors
+        if (spec := c.detector) is not None and spec.second_opinion_for
+    }
+    found: dict[tuple[str, str], str] = {}
+    for rule in rules:
+        for clause in clauses(rule.when):
+            if not isinstance(clause, m.Clause) or clause.metric not in _ABOVE_METRICS:
+                continue
+            for (clip, detector), model in pairs.items():
+                if clause.category not in (clip, detector) or (clip, detector) in found:
+                    continue
+                a = measure(clause, coverage.categories.get(clip)) or 0.0
+                b = measure(clause, coverage.categories.get(detector)) or 0.0
+                t = clause.threshold
+                if (a > t and b <= t * FAR_BELOW) or (b > t and a <= t * FAR_BELOW):
+                    words = _disagreement(clause, clip, detector, model, a, b, coverage)
+                    found[(clip, detector)] = f"{rule.id}: {words}"
+    return list(found.values())
+
+
+def _disagreement(
+    clause: m.Clause,
+    clip: str,
+    detector: str,
+    model: str,
+    clip_value: float,
+    detector_value: float,
+    coverage: Coverage,
+) -> str:
+    show = format_fraction if clause.metric in m.FRACTION_METRICS else format_seconds
+    alone = [
+        (who, _only(coverage, one, other))
+        for who, one, other in ((f"CLIP alone ({clip})", clip, detector),
+                                (f"the detector alone ({detector})", detector, clip))
+    ]  # fmt: skip
+    where = "; ".join(
+        f"{who} at "
+        + ", ".join(f"{_clock(a)}-{_clock(b)}" for a, b in spans[:5])
+        + (f" and {len(spans) - 5} more" if len(spans) > 5 else "")
+        for who, spans in alone
+        if spans
+    )
+    return (
+        f"CLIP ({clip}) and the detector {model} ({detector}) disagree, review required:"
+        f" {show(clip_value)} against {show(detector_value)}"
+        f" ({clause.metric} {show(clause.threshold)}); {where or 'no time apart'}"
+    )
+
+
+def _only(coverage: Coverage, one: str, other: str) -> list[tuple[float, float]]:
+    """The stretches of time where ``one`` is shown and ``other`` is not."""
+    mine = coverage.categories.get(one)
+    theirs = coverage.categories.get(other)
+    spans = [(s.start, s.end) for s in mine.segments] if mine else []
+    for cut in [(s.start, s.end) for s in theirs.segments] if theirs else []:
+        spans = [piece for span in spans for piece in _minus(span, cut)]
+    return [(a, b) for a, b in spans if b - a > 1e-9]
+
+
+def _minus(span: tuple[float, float], cut: tuple[float, float]) -> list[tuple[float, float]]:
+    (a, b), (c, d) = span, cut
+    if d <= a or c >= b:
+        return [span]
+    return [piece for piece in ((a, c), (d, b)) if piece[1] > piece[0]]
+
+
+def _clock(seconds: float) -> str:
+    return format_timecode(seconds)[:8]
 
 
 def combine(

@@ -42,12 +42,21 @@ TOP_KEYS = {
     "schedule_levels": "ordered levels, least restrictive first",
     "territories": "per territory: timezone and a window per level",
     "near_miss_margin": "how close (fraction of a threshold) counts as a near miss",
+    "review_on_disagreement": "review where CLIP and a detector's second opinion disagree",
     "categories": "prompt sets per category",
     "rules": "the rules",
     "tests": "test cases for `rules test`",
 }
 CATEGORY_KEYS = ("prompts", "null", "description", "detector")
-DETECTOR_KEYS = ("model", "classes", "min_confidence", "min_area", "hide", "model_classes")
+DETECTOR_KEYS = (
+    "model",
+    "classes",
+    "min_confidence",
+    "min_area",
+    "hide",
+    "model_classes",
+    "second_opinion_for",
+)
 RULE_KEYS = ("id", "description", "reference", "when", "then")
 OUTCOME_KEYS = ("schedule", "tag", "tags", "review", "warning")
 COMBINATORS = ("all", "any", "not")
@@ -209,6 +218,11 @@ class _Parser:
             territories=territories,
             sampling=self.sampling(top.get("sampling")),
             near_miss_margin=margin,
+            review_on_disagreement=(
+                self.flag(top["review_on_disagreement"], "review_on_disagreement")
+                if "review_on_disagreement" in top
+                else False
+            ),
             tests=tests,
             path=self.path,
             text=text,
@@ -292,6 +306,19 @@ class _Parser:
                 categories.append(Category(name, prompts, null=null))
         if categories and all(c.null for c in categories):
             self.error(node, "every category is null: at least one must be something to look for")
+        clip_names = {c.name for c in categories}
+        for category in detectors:
+            spec = category.detector
+            if spec is not None and spec.second_opinion_for not in ("", *clip_names):
+                where = _detector_key_node(node, category.name, "second_opinion_for")
+                self.known(
+                    where or node,
+                    spec.second_opinion_for,
+                    sorted(clip_names),
+                    f"category {category.name!r}: second_opinion_for names ",
+                    ", which is not a category with prompts here",
+                    listing=f"those: {', '.join(sorted(clip_names))}",
+                )
         if detectors and not categories:
             self.error(
                 node,
@@ -325,6 +352,7 @@ class _Parser:
         }
         classes = lists.get("classes") or (NUDENET_EXPOSED if model == NUDENET else ())
         hide = self.flag(items["hide"], f"{what}.hide") if "hide" in items else model == NUDENET
+        opinion = self.text(items.get("second_opinion_for"), f"{what}.second_opinion_for")
         try:
             return DetectorSpec(
                 model=model,
@@ -332,6 +360,7 @@ class _Parser:
                 hide=hide,
                 model_classes=lists.get("model_classes", ()),
                 model_path=model_path,
+                second_opinion_for=opinion,
                 **limits,
             )
         except ValueError as exc:
@@ -644,6 +673,21 @@ class _Parser:
                         self.known(item, word, rule_ids, f"test {test!r}: no rule ")
                 expect[key] = words
         return expect
+
+
+def _detector_key_node(categories: Node, name: str, key: str) -> Node | None:
+    """The node of ``key`` in category ``name``'s detector block, for an error's line."""
+    for found in _mapping_values(categories, name):
+        for detector in _mapping_values(found, "detector"):
+            for value in _mapping_values(detector, key):
+                return value
+    return None
+
+
+def _mapping_values(node: Node, key: str) -> list[Node]:
+    if not isinstance(node, MappingNode):
+        return []
+    return [value for k, value in node.value if key_text(k) == key]
 
 
 def _declared_names(node: Node | None) -> set[str]:

@@ -125,6 +125,9 @@ class RuleSet:
     rules: tuple[Rule, ...]
     levels: tuple[str, ...] = DEFAULT_LEVELS
     detectors: tuple[Category, ...] = ()  # measured by object detectors (``detector``)
+    # a decision that fires or nearly fires on a category whose second opinion (a
+    # detector's ``second_opinion_for``) disagrees far requires review
+    review_on_disagreement: bool = False
     territories: tuple[Territory, ...] = ()
     sampling: dict[str, Any] = field(default_factory=dict)
     near_miss_margin: float = 0.25
