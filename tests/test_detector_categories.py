@@ -68,7 +68,7 @@ def test_detector_categories_load_beside_clips() -> None:
     assert knives.detector.model_path == str(Path("/rules/models/knife.onnx"))
     assert rs.category("knives") is knives
     text = explain(rs)
-    assert "knives (detector models/knife.onnx): knife at confidence 60%" in text
+    assert "knives (detector /rules/models/knife.onnx): knife at confidence 60%" in text
     assert "pixelated in every picture shown" in text
 
 
@@ -112,13 +112,18 @@ def test_detector_columns_join_clips_and_survive_the_store() -> None:
     times = np.arange(5, dtype=np.float64)
     scores = scores_from_probabilities([clip], times, np.full((5, 1), 0.7))
     knives = Category("knives", (), detector=DetectorSpec("knife.onnx", ("knife",), min_area=0.01))
-    stored = detections_to_json({"knife.onnx": {"weights_sha256": "sha256:x"}}, frames())
+    identities = {"knife.onnx": {"classes": ["knife", "fork"]}, "other.onnx": {}}
+    stored = detections_to_json(identities, frames())
     ran, again = detections_from_json(stored)
-    assert ran == {"knife.onnx"} and again == frames()
+    assert ran == {"knife.onnx", "other.onnx"} and again == frames()
+    assert stored["models"][0]["classes"] == ["knife", "fork"]
+    assert stored["frames"][1] == [[0, 0, 0.9, 0.1, 0.1, 0.3, 0.3]]  # indexes, not names
     merged = with_detector_columns(scores, [knives], again)
     assert merged.category_names == ["violence", "knives"]
     assert merged.shown[:, 1].tolist() == [False, True, False, False, True]
-    assert merged.shown[:, 0].all() and np.array_equal(merged.labels, scores.labels)
+    assert merged.shown[:, 0].all()
+    # read as a whole: the detector's frames may take the dominant label where it is surer
+    assert merged.label_names() == ["violence", "knives", "violence", "violence", "knives"]
     with pytest.raises(ValueError, match="detections for 4 frames"):
         with_detector_columns(scores, [knives], again[:4])
     with pytest.raises(ValueError, match="not null"):
@@ -176,6 +181,11 @@ def test_clip_and_its_second_opinion_disagreeing_far_requires_review_saying_wher
     # the detector a little under the threshold is not far below: no dispute either
     some = [6 <= t < 8 for t in range(20)]  # 10%: not above, but not under 2.5%
     assert not evaluate(rs, coverage_of(times, clip, some)).review
+    # the other way: the detector sees it, CLIP does not, so the rule did not fire
+    missed = evaluate(rs, coverage_of(times, [False] * 20, clip))
+    assert missed.fired == [] and missed.review
+    assert "0% against 20%" in missed.warnings[0]
+    assert "the detector alone (nudity) at 00:00:05-00:00:09" in missed.warnings[0]
     # off unless the rule set asks for it
     off = parse_ruleset(DISAGREEING.format(review="false", opinion="sexual_content"), "s.yaml")
     assert not evaluate(off, coverage_of(times, clip, [False] * 20)).review
@@ -185,3 +195,19 @@ def test_a_second_opinion_must_name_a_category_with_prompts() -> None:
     found = problems(DISAGREEING.format(review="true", opinion="sexual_contnet"))
     [problem] = found
     assert ":7:" in problem and "did you mean 'sexual_content'" in problem
+    nothing = DISAGREEING.format(review="true", opinion='""')
+    [problem] = problems(nothing)
+    assert ":2:" in problem and "needs a second opinion" in problem
+
+
+def test_a_separate_tests_file_names_detector_categories(tmp_path: Path) -> None:
+    from policy_engine.policy.loader import load_ruleset
+
+    rules = tmp_path / "r.yaml"
+    rules.write_text(RULES.split("tests:")[0])
+    (tmp_path / "r.tests.yaml").write_text(
+        "tests:\n  - name: knives tagged\n    duration: 60\n"
+        "    coverage: {knives: 10%}\n    expect: {tags: [Weapons]}\n"
+    )
+    ruleset = load_ruleset(rules)
+    assert [t.name for t in ruleset.tests] == ["knives tagged"]

@@ -83,16 +83,16 @@ def test_a_detector_category_decides_is_stored_and_is_reevaluated_without_the_vi
     [(_, decision)] = outcome.decisions
     assert decision.schedule == "unrestricted"  # white only: 40% of the time
     [scan] = store.completed_scans(scan_ids=[outcome.scan_id])
-    stored = scan.detections
-    assert stored is not None and set(stored["models"]) == {str(model)}
-    assert stored["models"][str(model)]["weights_sha256"].startswith("sha256:")
-    found = [[row[1] for row in frame] for frame in stored["frames"]]
+    stored = store.scan_detections([scan.id])[scan.id]
+    assert stored is not None and [m["name"] for m in stored["models"]] == [str(model)]
+    [detector] = stored["models"]
+    assert detector["identity"]["weights_sha256"].startswith("sha256:")
+    found = [[detector["classes"][row[1]] for row in frame] for frame in stored["frames"]]
     assert len(found) == len(scan.times) == 20
     assert found[0] == [] and found[-1] == ["knife"]  # black: nothing; white: the knife
-    # a scan without the detector's boxes is not reused where they are needed
-    plain = without_detector()
-    with_boxes = Scanner(store, [rules(model, "50%")], models, options)
-    assert with_boxes.sampling_key != Scanner(store, [plain], models, options).sampling_key
+    # the scan records what its boxes and evidence depend on (checked before reuse)
+    [held] = store.scan(outcome.scan_id).sampling["detectors"]
+    assert str(model) in held and "sha256:" in held
 
     # evidence: where the knife counted, the thumbnail has its box drawn
     thumbs = store.thumbnails(outcome.scan_id, range(20))
@@ -118,10 +118,60 @@ def test_a_scan_its_detector_never_saw_is_reported_not_passed(
     result = reevaluate(store, [rules(model, "50%")], None)
     assert not result.changes
     [(_, problem)] = result.problems
-    assert "not stored with scan" in problem and "--force" in problem
+    assert "did not run on scan" in problem and "--force" in problem
 
 
-def test_a_missing_detector_model_fails_the_file_clearly(
+def textured(path: Path, seconds: float = 4.0) -> Path:
+    """A bright checkerboard of 8-pixel squares, 320x180 at 25 fps, kept sharp."""
+    import av
+
+    y, x = np.mgrid[0:180, 0:320]
+    board = np.where(((y // 8) + (x // 8)) % 2 == 0, 255, 160).astype(np.uint8)
+    picture = np.repeat(board[..., None], 3, axis=2)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "8"}
+        for _ in range(round(seconds * 25)):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def detail(picture: np.ndarray) -> float:
+    return float(np.abs(np.diff(picture.astype(float).mean(axis=2), axis=1)).mean())
+
+
+def test_hidden_classes_leave_the_scan_pixelated_and_a_scan_serves_what_it_holds(
+    store: Store, tiny_clip_dir: Path, model: Path, tmp_path: Path
+) -> None:
+    video = textured(tmp_path / "board.mp4")
+    models = ModelProvider(str(tiny_clip_dir), device="cpu", dtype="fp32", batch_size=8)
+    options = AnalysisOptions(sampling=SamplingSpec(fps=2.0))
+    text = RULES.format(model=model, confidence="40%")
+    hiding = parse_ruleset(text.replace("40%\n", "40%\n      hide: true\n"), "w.yaml")
+    assert hiding.detectors[0].detector.hide
+    outcome = Scanner(store, [hiding], models, options).scan_file(video)
+    assert outcome.status == "scanned", outcome.error
+    [thumb] = store.thumbnails(outcome.scan_id, [3]).values()
+    shown = np.asarray(Image.open(io.BytesIO(thumb)).convert("RGB"))
+    inside, outside = shown[32:68, 30:68], shown[32:68, 110:180]  # 192x108
+    assert detail(outside) > 5  # the board, as it was
+    assert detail(inside) < 0.2 * detail(outside)  # the knife's box, pixelated
+
+    # the same file again: a rule set without the detector reuses the scan that holds
+    # more; one that shows the class instead of hiding it does not (its pictures differ)
+    plain = Scanner(store, [without_detector()], models, options).scan_file(video)
+    assert plain.status == "reused" and plain.scan_id == outcome.scan_id
+    showing = Scanner(store, [rules(model, "40%")], models, options).scan_file(video)
+    assert showing.status == "scanned" and showing.scan_id != outcome.scan_id
+    [thumb] = store.thumbnails(showing.scan_id, [3]).values()
+    boxed = np.asarray(Image.open(io.BytesIO(thumb)).convert("RGB"))
+    assert detail(boxed[32:68, 30:68]) > 0.5 * detail(outside)  # boxed, not pixelated
+
+
+def test_a_missing_detector_model_stops_the_run_with_what_to_do(
     store: Store, tiny_clip_dir: Path, video: Path, tmp_path: Path
 ) -> None:
     models = ModelProvider(str(tiny_clip_dir), device="cpu", dtype="fp32", batch_size=8)

@@ -119,15 +119,6 @@ class Detection:
         x1, y1, x2, y2 = self.box
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
-    def to_row(self) -> list[Any]:
-        return [self.model, self.class_name, round(self.confidence, 5), *map(_rounded, self.box)]
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> Detection:
-        model, name, confidence, *box = row
-        x1, y1, x2, y2 = (float(v) for v in box)
-        return cls(str(model), str(name), float(confidence), (x1, y1, x2, y2))
-
 
 FrameDetections = Sequence[Sequence[Detection]]  # per sampled frame, in order
 
@@ -157,8 +148,10 @@ def shown_column(column: np.ndarray, spec: DetectorSpec) -> np.ndarray:
 def with_detector_columns(
     scores: FrameScores, categories: Sequence[Category], frames: FrameDetections
 ) -> FrameScores:
-    """``scores`` with a column per detector category appended (its frame values and what
-    each frame shows); the dominant labels stay CLIP's."""
+    """``scores`` with a column per detector category appended (its frame values, shown
+    at its minimum confidence), read again as a whole: a frame a detector flags is not
+    the null category's, and may take the dominant label. Scores measured the legacy
+    way keep their own reading, with the columns beside it."""
     if not categories:
         return scores
     if len(frames) != len(scores.times):
@@ -166,12 +159,18 @@ def with_detector_columns(
     specs = [c.detector for c in categories]
     if any(spec is None for spec in specs):
         raise ValueError("only detector categories take their columns from detections")
+    from policy_engine.analysis.scoring import MEASURE, scores_from_probabilities
+
     columns = np.stack([category_column(frames, s) for s in specs if s], axis=1)
+    probabilities = np.hstack([scores.probabilities, columns]).astype(np.float32)
+    everything = (*scores.categories, *categories)
+    if scores.measure == MEASURE:
+        return scores_from_probabilities(everything, scores.times, probabilities)
     shown = np.stack([shown_column(columns[:, i], s) for i, s in enumerate(specs) if s], axis=1)
     return replace(
         scores,
-        categories=(*scores.categories, *categories),
-        probabilities=np.hstack([scores.probabilities, columns]).astype(np.float32),
+        categories=everything,
+        probabilities=probabilities,
         shown=np.hstack([scores.shown, shown]),
     )
 
@@ -179,16 +178,48 @@ def with_detector_columns(
 def detections_to_json(
     models: dict[str, dict[str, Any]], frames: FrameDetections
 ) -> dict[str, Any]:
-    """What a scan stores: each detector's identity, and every frame's detections."""
-    return {"models": models, "frames": [[d.to_row() for d in found] for found in frames]}
+    """What a scan stores: each detector's name, identity and classes once, and every
+    frame's detections as [model, class, confidence, x1, y1, x2, y2] with the model and
+    the class as indexes into those (a film's boxes in a few megabytes at most)."""
+    names = list(models)
+    classes = {
+        name: list(
+            models[name].get("classes")
+            or sorted({d.class_name for found in frames for d in found if d.model == name})
+        )
+        for name in names
+    }
+    rows = [
+        [
+            [names.index(d.model), classes[d.model].index(d.class_name),
+             round(d.confidence, 5), *map(_rounded, d.box)]
+            for d in found
+        ]
+        for found in frames
+    ]  # fmt: skip
+    return {
+        "format": 2,
+        "models": [{"name": n, "identity": models[n], "classes": classes[n]} for n in names],
+        "frames": rows,
+    }
 
 
 def detections_from_json(data: dict[str, Any] | None) -> tuple[set[str], list[list[Detection]]]:
     """(the detectors that ran, per-frame detections) from what a scan stored."""
     if not data:
         return set(), []
-    frames = [[Detection.from_row(row) for row in found] for found in data.get("frames", [])]
-    return set(data.get("models", {})), frames
+    models = data.get("models", [])
+    names = [m["name"] for m in models]
+    classes = [m["classes"] for m in models]
+    frames = [
+        [
+            Detection(names[model], classes[model][kind], float(confidence),
+                      (float(x1), float(y1), float(x2), float(y2)))
+            for model, kind, confidence, x1, y1, x2, y2 in found
+        ]
+        for found in data.get("frames", [])
+    ]  # fmt: skip
+    return set(names), frames
 
 
 def _rounded(value: float) -> float:

@@ -68,8 +68,9 @@ class AnalysisOptions:
     # scene detection (PySceneDetect) on every frame of the same decode; None: not run
     # (``scenes`` sampling runs it with the defaults when this is None)
     scenes: SceneSettings | None = None
-    # the object detectors run on the sampled frames, by the names rule files give them
-    # (what a scan holds, so part of its reuse key); the loaded models are passed apart
+    # what the object detectors run on the sampled frames depend on (pipeline.detection.
+    # detector_descriptors): recorded with the scan, and checked before one is reused;
+    # the loaded models are passed apart
     detectors: tuple[str, ...] = ()
 
 

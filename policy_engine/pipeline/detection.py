@@ -7,16 +7,26 @@ copy of it (report, app, e-mail) ever holds the original.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from policy_engine.analysis.detections import Detection, DetectorSpec
+from policy_engine.analysis.detections import (
+    NUDENET,
+    NUDENET_EXPOSED,
+    Detection,
+    DetectorSpec,
+    counts_for,
+)
 from policy_engine.policy.model import RuleSet
 
-MIN_PICTURE_WIDTH = 640  # the picture detectors see: at least twice a 320 input
+# the picture detectors see (its long side): at least this, and at least the largest
+# model's input, so that no detector is given less than it was made for
+MIN_PICTURE_WIDTH = 640
 
 
 def detector_specs(rulesets: Sequence[RuleSet]) -> list[DetectorSpec]:
@@ -24,38 +34,77 @@ def detector_specs(rulesets: Sequence[RuleSet]) -> list[DetectorSpec]:
     return [s for s in specs if s is not None]
 
 
-def detector_models(rulesets: Sequence[RuleSet]) -> tuple[str, ...]:
-    """The detectors the rule sets need, by the names rule files give them."""
-    return tuple(sorted({s.model for s in detector_specs(rulesets)}))
+def hidden_classes(specs: Sequence[DetectorSpec]) -> dict[str, frozenset[str]]:
+    """Per model, the classes pixelated in every picture: those of categories with
+    ``hide``, and NudeNet's exposed classes always (whatever a category counts: a rule
+    set about faces must not put nudity in a report)."""
+    hidden: dict[str, set[str]] = {}
+    for spec in specs:
+        chosen = hidden.setdefault(spec.model, set())
+        if spec.hide:
+            chosen.update(spec.classes)
+        if spec.model == NUDENET:
+            chosen.update(NUDENET_EXPOSED)
+    return {model: frozenset(classes) for model, classes in hidden.items()}
+
+
+def detector_descriptors(rulesets: Sequence[RuleSet]) -> tuple[str, ...]:
+    """What a scan's boxes and evidence depend on, per detector: its model, the hash of its
+    weights, and which classes its evidence draws and pixelates. A scan is reused only
+    where it holds each of these exactly (a scan holding more serves fewer needs)."""
+    specs = detector_specs(rulesets)
+    hidden = hidden_classes(specs)
+    described = []
+    for model in sorted({s.model for s in specs}):
+        mine = [s for s in specs if s.model == model]
+        counted = sorted({json.dumps(s.key(), sort_keys=True) for s in mine})
+        described.append(
+            json.dumps(
+                {
+                    "model": model,
+                    "weights": _weights(mine[0]),
+                    "counted": counted,
+                    "hidden": sorted(hidden.get(model, ())),
+                },
+                sort_keys=True,
+            )
+        )
+    return tuple(described)
+
+
+def _weights(spec: DetectorSpec) -> str:
+    """The model file's hash (cached by path, size and time), without loading it."""
+    from policy_engine.errors import ModelError
+    from policy_engine.models.checkpoint import files_sha256
+
+    try:
+        if spec.model == NUDENET:
+            from policy_engine.models.detector import nudenet_model_path
+
+            return files_sha256([nudenet_model_path()])
+        path = Path(spec.model_path or spec.model)
+        return files_sha256([path]) if path.is_file() else "missing"
+    except (ModelError, OSError):
+        return "missing"  # loading it says why, with what to do
 
 
 @dataclass
 class DetectorSet:
-    """The loaded detectors (by model name), which of their classes any category counts
-    (drawn on evidence) and which must be pixelated."""
+    """The loaded detectors (by model name), what each category counts (boxes drawn on
+    evidence) and which classes must be pixelated."""
 
     detectors: dict[str, Any]  # model name -> models.detector.OnnxDetector
-    drawn: dict[str, frozenset[str]] = field(default_factory=dict)
+    specs: tuple[DetectorSpec, ...] = ()
     hidden: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def for_specs(cls, specs: Sequence[DetectorSpec], detectors: dict[str, Any]) -> DetectorSet:
-        drawn: dict[str, set[str]] = {}
-        hidden: dict[str, set[str]] = {}
-        for spec in specs:
-            drawn.setdefault(spec.model, set()).update(spec.classes)
-            if spec.hide:
-                hidden.setdefault(spec.model, set()).update(spec.classes)
-        return cls(
-            detectors,
-            {k: frozenset(v) for k, v in drawn.items()},
-            {k: frozenset(v) for k, v in hidden.items()},
-        )
+        return cls(detectors, tuple(specs), hidden_classes(specs))
 
     @property
     def picture_width(self) -> int:
         sizes = [d.identity.input_size for d in self.detectors.values()]
-        return max([MIN_PICTURE_WIDTH, *(2 * s for s in sizes)])
+        return max([MIN_PICTURE_WIDTH, *sizes])
 
     def identities(self) -> dict[str, dict[str, Any]]:
         return {name: d.identity.as_dict() for name, d in self.detectors.items()}
@@ -75,9 +124,15 @@ class DetectorSet:
     def evidence(
         self, picture: np.ndarray, found: Sequence[Detection], thumbnail_size: int
     ) -> bytes | None:
-        """The thumbnail with the detections that count drawn and hidden classes
-        pixelated (long side ``thumbnail_size``); None where none counts."""
-        shown = [d for d in found if d.class_name in self.drawn.get(d.model, ())]
+        """The thumbnail with the detections that count for a category drawn, and every
+        detection of a hidden class pixelated (long side ``thumbnail_size``); None where
+        there is neither."""
+        shown = [
+            d
+            for d in found
+            if any(counts_for(d, spec) for spec in self.specs)
+            or d.class_name in self.hidden.get(d.model, ())
+        ]
         if not shown or thumbnail_size <= 0:
             return None
         import cv2

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,8 @@ def judge(
     for ruleset in rulesets:
         scores = frame_scores(store, scans, ruleset.categories, models, judging, save=save_scores)
         if ruleset.detectors:
-            scores = _with_detections(scans, ruleset, scores, judging)
+            stored = store.scan_detections([s.id for s in scans if s.id in scores])
+            scores = _with_detections(scans, ruleset, scores, stored, judging)
         for scan in scans:
             if scan.id not in scores:
                 continue
@@ -149,6 +151,7 @@ def _with_detections(
     scans: Sequence[StoredScan],
     ruleset: RuleSet,
     scores: dict[int, FrameScores],
+    stored: dict[int, dict[str, Any] | None],
     judging: Judging,
 ) -> dict[int, FrameScores]:
     """The rule set's detector categories joined to each scan's scores, from the
@@ -159,19 +162,22 @@ def _with_detections(
     for scan in scans:
         if scan.id not in scores:
             continue
-        ran, frames = detections_from_json(scan.detections)
+        ran, frames = detections_from_json(stored.get(scan.id))
         missing = sorted(needed - ran)
-        if missing or len(frames) != len(scan.times):
-            judging.problems.append(
-                (
-                    scan,
-                    f"rule set {ruleset.name}: detector {', '.join(missing) or 'output'} not"
-                    f" stored with scan {scan.id}; scan the file again (--force) with this"
-                    " rule set loaded",
-                )
+        if missing:
+            problem = (
+                f"rule set {ruleset.name}: detector {', '.join(missing)} did not run on scan"
+                f" {scan.id}; scan the file again (--force) with this rule set loaded"
             )
+        elif len(frames) != len(scan.times):
+            problem = (
+                f"rule set {ruleset.name}: scan {scan.id} stored boxes for {len(frames)} of"
+                f" its {len(scan.times)} frames; scan the file again (--force)"
+            )
+        else:
+            joined[scan.id] = with_detector_columns(scores[scan.id], ruleset.detectors, frames)
             continue
-        joined[scan.id] = with_detector_columns(scores[scan.id], ruleset.detectors, frames)
+        judging.problems.append((scan, problem))
     return joined
 
 

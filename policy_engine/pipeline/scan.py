@@ -38,7 +38,7 @@ from policy_engine.pipeline.analysis import (
     pse_summary,
     rescore,
 )
-from policy_engine.pipeline.detection import DetectorSet, detector_models, detector_specs
+from policy_engine.pipeline.detection import DetectorSet, detector_descriptors, detector_specs
 from policy_engine.pipeline.judging import judge, outcome
 from policy_engine.policy.evaluate import Decision, combine
 from policy_engine.policy.model import RuleSet
@@ -187,10 +187,11 @@ def sampling_record(options: AnalysisOptions) -> tuple[dict[str, Any], str]:
         }
     if options.scenes is not None:  # scenes are stored with the scan: part of what it holds
         frames["scenes"] = options.scenes.to_dict()
-    if options.detectors:  # likewise the detectors' boxes
-        frames["detectors"] = list(options.detectors)
     key = text_sha256(json.dumps(frames, sort_keys=True))
-    return {**frames, "interval": options.interval_seconds}, key
+    # the detectors' boxes are recorded, not keyed: a scan holding more detectors than
+    # asked for serves (Store.reusable_scan checks that it holds every one asked for)
+    detectors = {"detectors": list(options.detectors)} if options.detectors else {}
+    return {**frames, **detectors, "interval": options.interval_seconds}, key
 
 
 def scan_scenes(analysis: AnalysisResult) -> ScanScenes | None:
@@ -243,7 +244,7 @@ class Scanner:
         self.options = replace(
             options,
             thumbnail_size=options.thumbnail_size or THUMBNAIL_SIZE,
-            detectors=detector_models(self.rulesets),
+            detectors=detector_descriptors(self.rulesets),
         )
         self.sampling, self.sampling_key = sampling_record(self.options)
         self.reports_dir = reports_dir
@@ -314,7 +315,7 @@ class Scanner:
         if not self.force:
             reusable = self.store.reusable_scan(
                 result.asset_id, model.weights_sha256, self.sampling_key,
-                self.models.runtime_family(),
+                self.models.runtime_family(), detectors=self.options.detectors,
             )  # fmt: skip
         if reusable is None:
             if not self._analyse(path, result, model):

@@ -257,7 +257,7 @@ def evaluate(
         f"{check} was not checked on this scan: review it, or scan again with the check on"
         for check in unmeasured
     )
-    disagreeing = disagreements(ruleset, coverage, fired + close)
+    disagreeing = disagreements(ruleset, coverage)
     warnings += tuple(disagreeing)
     return Decision(
         ruleset=ruleset.name,
@@ -281,10 +281,12 @@ FAR_BELOW = 0.25
 _ABOVE_METRICS = (m.SHARE_ABOVE, m.SECONDS_ABOVE, m.LONGEST_RUN_ABOVE)
 
 
-def disagreements(ruleset: m.RuleSet, coverage: Coverage, rules: Sequence[m.Rule]) -> list[str]:
-    """Where a rule that fired or nearly fired reads a category on which CLIP and its
-    second opinion (a detector category's ``second_opinion_for``) disagree far: which
-    models, on what, and when each saw it without the other."""
+def disagreements(ruleset: m.RuleSet, coverage: Coverage) -> list[str]:
+    """Where a rule reads a category on which CLIP and its second opinion (a detector
+    category's ``second_opinion_for``) disagree far about that rule's threshold, one over
+    it and the other far under: which models, on what, and when each saw it without the
+    other. Both ways: a rule on CLIP's category that does not fire because CLIP missed
+    what the detector saw is exactly what a person must look at."""
     if not ruleset.review_on_disagreement:
         return []
     pairs = {
@@ -293,7 +295,7 @@ def disagreements(ruleset: m.RuleSet, coverage: Coverage, rules: Sequence[m.Rule
         if (spec := c.detector) is not None and spec.second_opinion_for
     }
     found: dict[tuple[str, str], str] = {}
-    for rule in rules:
+    for rule in ruleset.rules:
         for clause in clauses(rule.when):
             if not isinstance(clause, m.Clause) or clause.metric not in _ABOVE_METRICS:
                 continue

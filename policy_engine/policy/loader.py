@@ -218,11 +218,7 @@ class _Parser:
             territories=territories,
             sampling=self.sampling(top.get("sampling")),
             near_miss_margin=margin,
-            review_on_disagreement=(
-                self.flag(top["review_on_disagreement"], "review_on_disagreement")
-                if "review_on_disagreement" in top
-                else False
-            ),
+            review_on_disagreement=self.review_on_disagreement(top, detectors),
             tests=tests,
             path=self.path,
             text=text,
@@ -327,6 +323,19 @@ class _Parser:
             )
         return tuple(categories), tuple(detectors)
 
+    def review_on_disagreement(self, top: dict[str, Node], detectors: Sequence[Category]) -> bool:
+        if "review_on_disagreement" not in top:
+            return False
+        node = top["review_on_disagreement"]
+        wanted = self.flag(node, "review_on_disagreement")
+        if wanted and not any(c.detector and c.detector.second_opinion_for for c in detectors):
+            self.error(
+                node,
+                "review_on_disagreement needs a second opinion to compare: give a detector"
+                " category 'second_opinion_for: <a category with prompts>'",
+            )
+        return wanted
+
     def detector(self, node: Node, category: str) -> DetectorSpec | None:
         what = f"category {category!r}: detector"
         items = self.mapping(node, DETECTOR_KEYS, what, required=("model",))
@@ -338,7 +347,9 @@ class _Parser:
             where = Path(model).expanduser()
             if not where.is_absolute() and self.path:
                 where = Path(self.path).parent / where  # beside the rule file
-            model_path = str(where)
+            # one file, one name: however a rule file spells its path, and whichever
+            # folder two rule files with the same relative path sit in
+            model = model_path = str(where.resolve())
         lists = {
             key: tuple(self.text(item, f"{what}.{key}", required=True) for item in entries)
             for key in ("classes", "model_classes")
@@ -824,7 +835,7 @@ def _with_sidecar_tests(ruleset: m.RuleSet, sidecar: Path) -> m.RuleSet:
     if fields and "tests" in fields:
         tests = parser.tests(
             fields["tests"],
-            {c.name for c in ruleset.categories},
+            {c.name for c in ruleset.all_categories},
             ruleset.levels,
             {r.id for r in ruleset.rules},
         )

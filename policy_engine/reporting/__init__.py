@@ -187,7 +187,8 @@ def _section(
         measure = decision.measure or LEGACY_MEASURE
         scores = _stored_scores(store, scan.id, scan.times, ruleset.categories, measure)
         if scores is not None and ruleset.detectors:
-            scores = _with_stored_detections(scores, ruleset, scan)
+            stored = store.scan_detections([scan.id])[scan.id]
+            scores = _with_stored_detections(scores, ruleset, stored)
         if scores is not None:
             coverage = coverage_from_scores(
                 scores,
@@ -265,10 +266,12 @@ def _stored_scores(
     return scores_from_probabilities(categories, times, stored, measure)
 
 
-def _with_stored_detections(scores: FrameScores, ruleset: RuleSet, scan: Any) -> FrameScores:
+def _with_stored_detections(
+    scores: FrameScores, ruleset: RuleSet, stored: dict[str, Any] | None
+) -> FrameScores:
     """The rule set's detector lanes joined, where the scan holds its detectors' boxes
     (a scan made before them shows CLIP's lanes alone; its decision says why)."""
-    ran, frames = detections_from_json(scan.detections)
+    ran, frames = detections_from_json(stored)
     needed = {c.detector.model for c in ruleset.detectors if c.detector is not None}
     if not needed <= ran or len(frames) != len(scores.times):
         return scores

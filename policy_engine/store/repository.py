@@ -90,7 +90,6 @@ class StoredScan:
     part: str | None = None  # how the scan was limited (a window, a frame cap), if it was
     photosensitivity: dict[str, Any] | None = None  # the check's summary, if it was run
     span_starts: np.ndarray | None = None  # where frames' spans start, if not at their time
-    detections: dict[str, Any] | None = None  # the detectors that ran and what they found
 
 
 def _part_of_video(sampling: dict[str, Any]) -> str | None:
@@ -466,23 +465,37 @@ class Store:
 
     # -- scans ---------------------------------------------------------------------------
     def reusable_scan(
-        self, asset_id: int, weights_sha256: str, sampling_key: str, runtime: str = "torch"
+        self,
+        asset_id: int,
+        weights_sha256: str,
+        sampling_key: str,
+        runtime: str = "torch",
+        *,
+        detectors: Sequence[str] = (),
     ) -> int | None:
         """The latest completed scan of this content with these weights and sampling, its
-        image tower run by this ``runtime`` (``torch``, ``openvino``: any version)."""
+        image tower run by this ``runtime`` (``torch``, ``openvino``: any version), that
+        holds the boxes of every one of ``detectors`` (as its sampling records them)."""
         same_runtime = Scan.runtime.startswith(f"{runtime} ") | (Scan.runtime == runtime)
         if runtime == "torch":
             same_runtime = same_runtime | Scan.runtime.is_(None)  # scans from before
+        needed = set(detectors)
         with self._transaction() as s:
-            return s.scalar(
-                select(func.max(Scan.id)).where(
+            candidates = s.execute(
+                select(Scan.id, Scan.sampling)
+                .where(
                     Scan.asset_id == asset_id,
                     Scan.weights_sha256 == weights_sha256,
                     Scan.sampling_key == sampling_key,
                     Scan.status == COMPLETED,
                     same_runtime,
                 )
+                .order_by(Scan.id.desc())
             )
+            for scan_id, sampling in candidates:
+                if needed <= set((sampling or {}).get("detectors", ())):
+                    return int(scan_id)
+        return None
 
     def start_scan(
         self,
@@ -640,8 +653,18 @@ class Store:
             span_starts=(
                 np.frombuffer(row.frame_spans, dtype=np.float64) if row.frame_spans else None
             ),
-            detections=row.detections,
         )
+
+    def scan_detections(self, scan_ids: Sequence[int]) -> dict[int, dict[str, Any] | None]:
+        """Per scan, the object detectors' identities and boxes stored with it (None: no
+        detector ran), read only where a rule set has detector categories."""
+        found: dict[int, dict[str, Any] | None] = dict.fromkeys(scan_ids)
+        with self._transaction() as s:
+            for chunk in _chunks(list(scan_ids)):
+                query = select(Scan.id, Scan.detections).where(Scan.id.in_(chunk))
+                for scan_id, detections in s.execute(query):
+                    found[scan_id] = detections
+        return found
 
     def frame_embeddings(self, scan_ids: Sequence[int]) -> dict[int, list[np.ndarray]]:
         """Per scan, each frame's (crops, D) float32 embeddings, in frame order."""

@@ -155,7 +155,8 @@ class Scan(Base):
     scenes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # the object detectors' identities and every frame's detections (model, class,
     # confidence, box as shares of the picture); empty when no detector ran
-    detections: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # (deferred: read only by rule sets with detector categories, not with every scan)
+    detections: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
     # the ingest worker that ran it (empty for `policy-engine scan`): a worker that dies
     # leaves its running scans to be marked failed by the one that notices
     worker_id: Mapped[str | None] = mapped_column(String(120), index=True)
