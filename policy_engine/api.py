@@ -16,6 +16,7 @@ from policy_engine.media.video import SamplingMode, SamplingSpec
 from policy_engine.models.clip import ClipEmbedder
 from policy_engine.pipeline import AnalysisOptions
 from policy_engine.pipeline.detection import DetectorSet
+from policy_engine.pipeline.xclip_windows import XClipRun
 from policy_engine.policy.model import RuleSet
 
 # rule-set sampling keys -> settings fields
@@ -124,6 +125,17 @@ def load_detectors(settings: Settings, rulesets: Sequence[RuleSet]) -> DetectorS
     if not specs:
         return None
     return DetectorSet.for_specs(specs, ModelProvider.from_settings(settings).detectors(specs))
+
+
+def load_xclip(settings: Settings, rulesets: Sequence[RuleSet]) -> XClipRun | None:
+    """X-CLIP with every prompt the rule sets' X-CLIP categories need; None without any."""
+    from policy_engine.models.provider import ModelProvider
+    from policy_engine.pipeline.xclip_windows import xclip_prompts
+
+    prompts = xclip_prompts(rulesets)
+    if not prompts:
+        return None
+    return XClipRun(ModelProvider.from_settings(settings).xclip(), prompts)
 
 
 def settings_for_ruleset(settings: Settings, ruleset: RuleSet) -> Settings:

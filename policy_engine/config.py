@@ -47,6 +47,8 @@ class Settings:
     # fps sampling: skip non-reference frames when decoding (faster; a sample may be a frame
     # or two further from its target). Needs pse = false and scenes = false.
     fast_decode: bool = False
+    # X-CLIP, for categories with `model: xclip`: a hub id or a checkpoint folder
+    xclip_model: str = "microsoft/xclip-base-patch32"
     # the photosensitivity (flash and pattern) check on every frame of each scan
     pse: bool = True
     pse_area: str = "regions"  # regions | frame (as IRIS) | wcag-field

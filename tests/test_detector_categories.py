@@ -87,7 +87,7 @@ def test_detector_category_mistakes_are_named_with_their_line() -> None:
     typo = RULES.replace("min_area: 1%", "min_aera: 1%")
     assert any(":12:" in p and "did you mean 'min_area'" in p for p in problems(typo))
     only = "ruleset: x\ncategories:\n  n: {detector: {model: nudenet-320n}}\nrules: []\n"
-    assert any("at least one category with prompts" in p for p in problems(only))
+    assert any("at least one CLIP category with prompts" in p for p in problems(only))
 
 
 def frames() -> list[list[Detection]]:

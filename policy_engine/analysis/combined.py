@@ -69,7 +69,9 @@ def combine_scores(sets: Sequence[tuple[str, FrameScores]]) -> CombinedScores:
                     " another null class than in the set before it: shown apart"
                 )
             keys[key] = len(categories)
-            categories.append(Category(label, category.prompts, detector=category.detector))
+            categories.append(
+                Category(label, category.prompts, detector=category.detector, model=category.model)
+            )
             probabilities.append(scores.probabilities[:, index])
             sources.append([set_name])
     null = Category(_null_name(sets, categories), null_prompts(sets[0][1].categories), True)

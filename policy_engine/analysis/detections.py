@@ -12,7 +12,7 @@ re-evaluated from the store without decoding.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -141,17 +141,10 @@ def category_column(frames: FrameDetections, spec: DetectorSpec) -> np.ndarray:
     return column
 
 
-def shown_column(column: np.ndarray, spec: DetectorSpec) -> np.ndarray:
-    return np.asarray(column) >= np.float32(spec.min_confidence)
-
-
 def with_detector_columns(
     scores: FrameScores, categories: Sequence[Category], frames: FrameDetections
 ) -> FrameScores:
-    """``scores`` with a column per detector category appended (its frame values, shown
-    at its minimum confidence), read again as a whole: a frame a detector flags is not
-    the null category's, and may take the dominant label. Scores measured the legacy
-    way keep their own reading, with the columns beside it."""
+    """``scores`` with a column per detector category joined (scoring.join_columns)."""
     if not categories:
         return scores
     if len(frames) != len(scores.times):
@@ -159,20 +152,10 @@ def with_detector_columns(
     specs = [c.detector for c in categories]
     if any(spec is None for spec in specs):
         raise ValueError("only detector categories take their columns from detections")
-    from policy_engine.analysis.scoring import MEASURE, scores_from_probabilities
+    from policy_engine.analysis.scoring import join_columns
 
     columns = np.stack([category_column(frames, s) for s in specs if s], axis=1)
-    probabilities = np.hstack([scores.probabilities, columns]).astype(np.float32)
-    everything = (*scores.categories, *categories)
-    if scores.measure == MEASURE:
-        return scores_from_probabilities(everything, scores.times, probabilities)
-    shown = np.stack([shown_column(columns[:, i], s) for i, s in enumerate(specs) if s], axis=1)
-    return replace(
-        scores,
-        categories=everything,
-        probabilities=probabilities,
-        shown=np.hstack([scores.shown, shown]),
-    )
+    return join_columns(scores, categories, columns)
 
 
 def detections_to_json(

@@ -36,6 +36,7 @@ import numpy as np
 from policy_engine.analysis.detections import DetectorSpec
 from policy_engine.hashing import text_sha256
 
+XCLIP = "xclip"  # a category's model: X-CLIP, per window of video
 MEASURE = "one-vs-null/1"  # how probabilities are made now: part of every score set's key
 LEGACY_MEASURE = "softmax-all/0"  # before: one softmax over all of a set's prompts
 SHOWN_AT = 0.5  # a frame shows a category whose probability against null exceeds this
@@ -57,10 +58,17 @@ class Category:
     prompts: tuple[str, ...]
     null: bool = False
     detector: DetectorSpec | None = None
+    # "xclip": its prompts are scored per window of video by X-CLIP (analysis/windows.py),
+    # not per frame by CLIP
+    model: str = ""
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a category needs a name")
+        if self.model not in ("", XCLIP):
+            raise ValueError(f"category {self.name!r}: model must be xclip or left out")
+        if self.model == XCLIP and (self.null or self.detector is not None):
+            raise ValueError(f"category {self.name!r}: an X-CLIP category has prompts, no null")
         if self.detector is not None:
             if self.prompts or self.null:
                 raise ValueError(
@@ -133,6 +141,9 @@ def measurement_key(category: Category, categories: Sequence[Category]) -> str:
     the same on the same frames."""
     if category.detector is not None:  # its detector's boxes, whatever sits beside it
         return text_sha256(json.dumps(["detector", category.detector.key()], sort_keys=True))
+    if category.model == XCLIP:
+        canonical_x = [XCLIP, sorted(category.prompts), sorted(null_prompts(categories))]
+        return text_sha256(json.dumps(canonical_x, ensure_ascii=False))
     canonical = [
         MEASURE, sorted(category.prompts), category.null, sorted(null_prompts(categories))
     ]  # fmt: skip
@@ -155,7 +166,7 @@ def validate_categories(categories: Sequence[Category]) -> None:
         raise ValueError("every category is null: at least one must be something to look for")
 
 
-def _own_share(logits: np.ndarray, own: np.ndarray, null: np.ndarray) -> np.ndarray:
+def own_share(logits: np.ndarray, own: np.ndarray, null: np.ndarray) -> np.ndarray:
     """The share the ``own`` prompts take against the ``null`` prompts (indexes into the
     last axis of ``logits``), each side the mean of its exponentials. Shifted by the
     larger of the two maxima: exact, and it depends on these prompts' logits alone."""
@@ -170,7 +181,7 @@ def _null_split(logits: np.ndarray, owner: np.ndarray, nulls: np.ndarray) -> np.
     all null prompts, strongest crop, renormalised)."""
     columns = [np.flatnonzero(owner == k) for k in nulls]
     everything = np.concatenate(columns)
-    split = np.stack([_own_share(logits, own, everything) for own in columns], axis=-1)
+    split = np.stack([own_share(logits, own, everything) for own in columns], axis=-1)
     strongest = split.max(axis=1)
     return strongest / strongest.sum(axis=1, keepdims=True)
 
@@ -200,7 +211,7 @@ def category_probabilities(
     null_prompt = np.flatnonzero((owner == NOTHING) | nullish[np.maximum(owner, 0)])
     probs = np.zeros((len(embeddings), len(nullish)), dtype=np.float64)
     for k in np.flatnonzero(~nullish):
-        probs[:, k] = _own_share(logits, np.flatnonzero(owner == k), null_prompt).max(axis=1)
+        probs[:, k] = own_share(logits, np.flatnonzero(owner == k), null_prompt).max(axis=1)
     nulls = np.flatnonzero(nullish)
     if len(nulls) and len(probs):
         left = 1.0 - probs[:, ~nullish].max(axis=1)
@@ -297,3 +308,37 @@ def score_frames(
     if len(times_array) != len(probs):
         raise ValueError(f"{len(times_array)} times for {len(probs)} frames")
     return scores_from_probabilities(categories, times_array, probs)
+
+
+def join_columns(
+    scores: FrameScores, categories: Sequence[Category], columns: np.ndarray
+) -> FrameScores:
+    """``scores`` with a column per second-opinion category appended ((F, len(categories))
+    values: a detector's best confidence, X-CLIP's window probability), read again as a
+    whole: a frame they show is not the null category's, and may take the dominant label.
+    Scores measured the legacy way keep their own reading, with the columns beside it."""
+    if not categories:
+        return scores
+    if len(columns) != len(scores.times):
+        raise ValueError(f"columns for {len(columns)} frames, scores for {len(scores.times)}")
+    probabilities = np.hstack([scores.probabilities, columns]).astype(np.float32)
+    everything = (*scores.categories, *categories)
+    if scores.measure == MEASURE:
+        return scores_from_probabilities(everything, scores.times, probabilities)
+    shown = np.stack(
+        [
+            columns[:, k] >= np.float32(c.detector.min_confidence)
+            if c.detector
+            else columns[:, k] > SHOWN_AT
+            for k, c in enumerate(categories)
+        ],
+        axis=1,
+    )
+    return FrameScores(
+        categories=everything,
+        times=scores.times,
+        probabilities=probabilities,
+        labels=scores.labels,
+        shown=np.hstack([scores.shown, shown]),
+        measure=scores.measure,
+    )

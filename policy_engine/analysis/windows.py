@@ -18,6 +18,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 DEFAULT_LENGTH_S = 4.0
 DEFAULT_HOP_S = 2.0
@@ -90,23 +93,18 @@ def _windows(
     *,
     own_spans: bool = False,
 ) -> list[ClipWindow]:
-    kept = [(s, e) for s, e in extents if _holds_a_frame(times, s, e)]
+    kept = [(s, e) for s, e in extents if holds_a_frame(times, s, e)]
     if not kept:
         return []
-    if own_spans:
-        spans = kept
-    else:
-        # overlapping windows: each stands for the time nearer its centre than any other's
-        centres = [(s + e) / 2 for s, e in kept]
-        bounds = [kept[0][0], *((a + b) / 2 for a, b in zip(centres, centres[1:])), kept[-1][1]]
-        spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    # overlapping windows: each stands for the time nearer its centre than any other's
+    spans = kept if own_spans else spans_of(kept)
     return [
         ClipWindow(start=s, end=e, frames=pick_frames(times, s, e, count), span=span)
         for (s, e), span in zip(kept, spans, strict=True)
     ]
 
 
-def _holds_a_frame(times: Sequence[float], start: float, end: float) -> bool:
+def holds_a_frame(times: Sequence[float], start: float, end: float) -> bool:
     first = bisect.bisect_left(times, start)
     return first < len(times) and times[first] < end
 
@@ -119,3 +117,80 @@ def _nearest(times: Sequence[float], instant: float) -> int:
         return len(times) - 1
     before = after - 1
     return before if instant - times[before] <= times[after] - instant else after
+
+
+def spans_of(extents: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The time each of these overlapping windows (start, end; in order) stands for: the
+    time nearer its centre than any other's, tiling the first start to the last end."""
+    if not extents:
+        return []
+    centres = [(s + e) / 2 for s, e in extents]
+    bounds = [extents[0][0], *((a + b) / 2 for a, b in zip(centres, centres[1:])), extents[-1][1]]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def frame_column(
+    frame_times: Sequence[float], spans: Sequence[tuple[float, float]], values: np.ndarray
+) -> np.ndarray:
+    """(F,) float32: each sampled frame takes the value of the window whose span holds its
+    time (before the first span, the first; after the last, the last)."""
+    if not spans:
+        return np.zeros(len(frame_times), dtype=np.float32)
+    starts = [lo for lo, _ in spans]
+    index = np.clip(np.searchsorted(starts, frame_times, side="right") - 1, 0, len(spans) - 1)
+    return np.asarray(values, dtype=np.float32)[index]
+
+
+def window_probability(
+    logits: np.ndarray, prompts: Sequence[str], own: Sequence[str], null: Sequence[str]
+) -> np.ndarray:
+    """(W,) a category's probability per window: its prompts against the null prompts,
+    each side the mean of its exponentials (the same one-against-null reading as CLIP's
+    per frame, on X-CLIP's video-conditioned logits)."""
+    from policy_engine.analysis.scoring import own_share
+
+    where = {p: i for i, p in enumerate(prompts)}
+    mine = np.array([where[p] for p in own])
+    theirs = np.array([where[p] for p in null])
+    return own_share(np.asarray(logits, dtype=np.float64), mine, theirs)
+
+
+def window_scores_to_json(
+    identity: dict[str, Any], prompts: Sequence[str], windows: Sequence[tuple[float, float]],
+    logits: np.ndarray,
+) -> dict[str, Any]:  # fmt: skip
+    """What a scan stores of X-CLIP: its identity, the prompts scored, and per window its
+    extent and one logit per prompt."""
+    return {
+        "format": 1,
+        "identity": identity,
+        "prompts": list(prompts),
+        "windows": [
+            [round(s, 6), round(e, 6), [round(float(v), 5) for v in row]]
+            for (s, e), row in zip(windows, np.asarray(logits), strict=True)
+        ],
+    }
+
+
+def window_columns(
+    stored: dict[str, Any], categories: Sequence[Any], null: Sequence[str],
+    frame_times: Sequence[float],
+) -> np.ndarray | None:  # fmt: skip
+    """(F, K) per sampled frame, each X-CLIP category's probability from the stored
+    windows; None where a prompt the categories need was not scored on this scan."""
+    prompts = stored.get("prompts", [])
+    needed = {p for c in categories for p in c.prompts} | set(null)
+    if not needed <= set(prompts):
+        return None
+    extents = [(float(w[0]), float(w[1])) for w in stored.get("windows", [])]
+    logits = np.array([w[2] for w in stored.get("windows", [])], dtype=np.float64)
+    spans = spans_of(extents)
+    columns = [
+        frame_column(
+            frame_times,
+            spans,
+            window_probability(logits, prompts, c.prompts, null) if len(extents) else np.zeros(0),
+        )
+        for c in categories
+    ]
+    return np.stack(columns, axis=1) if columns else np.zeros((len(frame_times), 0))

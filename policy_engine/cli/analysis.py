@@ -154,13 +154,14 @@ def _analyse_and_decide(
     quiet: bool,
 ) -> tuple[Any, list[Any]]:
     """Analyse once; each rule set then decides on its own categories (see pipeline.decide)."""
-    from policy_engine.api import analysis_options, load_detectors, load_embedder
+    from policy_engine.api import analysis_options, load_detectors, load_embedder, load_xclip
     from policy_engine.pipeline import analyze_video, decide
 
     options = analysis_options(settings, start=start, end=end, max_frames=max_frames)
     with err.status(f"loading model {escape(settings.model)} …", spinner="dots"):
         embedder = load_embedder(settings)
         detectors = load_detectors(settings, rulesets)
+        xclip = load_xclip(settings, rulesets)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -178,8 +179,9 @@ def _analyse_and_decide(
             progress.update(task, completed=done, total=total)
 
         result = analyze_video(
-            video, categories, embedder, options, progress=update, detectors=detectors
-        )
+            video, categories, embedder, options, progress=update, detectors=detectors,
+            xclip=xclip,
+        )  # fmt: skip
     return result, decide(result, rulesets, embedder)
 
 

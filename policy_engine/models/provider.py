@@ -49,6 +49,7 @@ class ModelProvider:
         batch_size: int = 32,
         while_loading: Callable[[str], AbstractContextManager[object]] | None = None,
         runtime: str = "auto",
+        xclip_model: str = "microsoft/xclip-base-patch32",
     ) -> None:
         """``while_loading(what)`` is entered around each real load (reading the
         checkpoint, loading the image model): a terminal shows it, the ingest marks it so
@@ -65,6 +66,8 @@ class ModelProvider:
         self._embedder = None
         self._text_encoders: dict[str, PromptEncoder] = {}
         self._detectors: dict[str, Any] = {}  # by model name: models.detector.OnnxDetector
+        self.xclip_model = xclip_model
+        self._xclip: Any = None  # models.xclip.XClipScorer, loaded when first needed
         # One load at a time: concurrent first requests would each load the same model
         # (and importing transformers from two threads at once can fail outright).
         self._loading = threading.RLock()
@@ -84,6 +87,7 @@ class ModelProvider:
             runtime=settings.runtime,
             batch_size=settings.batch_size,
             while_loading=while_loading,
+            xclip_model=getattr(settings, "xclip_model", "microsoft/xclip-base-patch32"),
         )
 
     def checkpoint(self) -> CheckpointIdentity:
@@ -132,6 +136,26 @@ class ModelProvider:
                     with self._while_loading(f"loading detector {spec.model} …"):
                         self._detectors[spec.model] = _load_detector(spec)
         return {s.model: self._detectors[s.model] for s in specs}
+
+    def xclip_weights(self) -> str:
+        """The configured X-CLIP checkpoint's weights hash, without loading it."""
+        if self._xclip is not None:
+            return str(self._xclip.identity.weights_sha256)
+        with self._while_loading(f"reading X-CLIP model {self.xclip_model} …"):
+            return weights_sha256(resolve_checkpoint(self.xclip_model))
+
+    def xclip(self) -> Any:  # -> models.xclip.XClipScorer (imports torch)
+        """The configured X-CLIP checkpoint, loaded once."""
+        if self._xclip is None:
+            from policy_engine.models.xclip import XClipScorer
+
+            with self._loading:
+                if self._xclip is None:
+                    with self._while_loading(f"loading X-CLIP model {self.xclip_model} …"):
+                        self._xclip = XClipScorer.load(
+                            self.xclip_model, device=self.device, dtype=self.dtype
+                        )
+        return self._xclip
 
     def runtime_family(self) -> str:
         """``torch`` or ``openvino``: what would run the image tower, without loading it

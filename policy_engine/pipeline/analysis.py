@@ -31,9 +31,12 @@ from policy_engine.analysis.scoring import (
     Category,
     FrameScores,
     flatten_prompts,
+    join_columns,
+    null_prompts,
     score_frames,
     validate_categories,
 )
+from policy_engine.analysis.windows import window_columns, window_scores_to_json
 from policy_engine.errors import EmptyWindowError, ModelError
 from policy_engine.media.framing import Framing
 from policy_engine.media.scenes import SceneCuts
@@ -48,11 +51,13 @@ from policy_engine.media.video import (
 )
 from policy_engine.models.clip import ClipEmbedder, ModelIdentity
 from policy_engine.pipeline.detection import DetectorSet
+from policy_engine.pipeline.xclip_windows import XClipRun
 from policy_engine.policy.evaluate import Decision, evaluate
 from policy_engine.policy.model import PHOTOSENSITIVITY, RuleSet
 
 ProgressCallback = Callable[[float, float], None]  # (seconds analysed, seconds in window)
 _QUEUE_BATCHES = 2  # decoded batches buffered ahead of the model
+XCLIP_PICTURE = 400  # long side of the picture X-CLIP's processor reduces to 224 high
 PSE_THREAD_NICENESS = 10  # the photosensitivity check's thread (Linux: per thread)
 
 
@@ -97,6 +102,8 @@ class AnalysisResult:
     # per sampled frame, every detection of the rule sets' detectors; None: none ran
     detections: list[list[Detection]] | None = None
     detector_models: dict[str, dict[str, Any]] = field(default_factory=dict)  # identities
+    # X-CLIP's windows (identity, prompts, per window its extent and logits); None: not run
+    xclip_windows: dict[str, Any] | None = None
 
     def to_dict(self, *, frames: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -122,6 +129,11 @@ class AnalysisResult:
             ]  # fmt: skip
         if self.scenes_skipped:
             data["scenes_skipped"] = self.scenes_skipped
+        if self.xclip_windows is not None:
+            data["xclip"] = {
+                "model": self.xclip_windows["identity"],
+                "windows": len(self.xclip_windows["windows"]),
+            }
         if self.detections is not None:
             data["detectors"] = self.detector_models
             data["detections"] = sum(len(found) for found in self.detections)
@@ -203,6 +215,7 @@ def analyze_video(
     *,
     progress: ProgressCallback | None = None,
     detectors: DetectorSet | None = None,
+    xclip: XClipRun | None = None,
 ) -> AnalysisResult:
     """Sample, embed, score and measure coverage for one video; ``detectors`` run on the
     same sampled frames. Raises MediaError for unreadable input (the caller decides
@@ -234,7 +247,9 @@ def analyze_video(
             PictureTap(flash_receiver.receive, options.pse_width) if flash_receiver else None
         ),
         cuts=cuts,
-        picture_size=detectors.picture_width if detectors else 0,
+        picture_size=max(
+            detectors.picture_width if detectors else 0, XCLIP_PICTURE if xclip else 0
+        ),
     )
     # Before decoding, window_end is the declared end: the progress bar's total.
     window = max(0.0, sampler.window_end - options.sampling.start)
@@ -262,6 +277,8 @@ def analyze_video(
             times.append(frame.time)
             stands_from.append(frame.stands_from)
             thumbnail = frame.thumbnail
+            if xclip is not None and frame.picture is not None:
+                xclip.add(frame.time, frame.picture)
             if detectors and detections is not None and frame.picture is not None:
                 detections.append(in_frame)
                 size = options.thumbnail_size
@@ -302,6 +319,11 @@ def analyze_video(
         begins=span_starts,
     )  # fmt: skip
     pse = flashes.result(end_time=end) if flashes is not None else None
+    windows = None
+    if xclip is not None:
+        extents, logits = xclip.finish(end)
+        identity = xclip.scorer.identity.as_dict()
+        windows = window_scores_to_json(identity, xclip.prompts, extents, logits)
     total = time.perf_counter() - started
     summary = sampler.summary
     return AnalysisResult(
@@ -334,6 +356,7 @@ def analyze_video(
         span_starts=span_starts,
         detections=detections,
         detector_models=detectors.identities() if detectors else {},
+        xclip_windows=windows,
     )
 
 
@@ -416,21 +439,38 @@ def decide(
             scores, coverage = result.scores, result.coverage
         else:
             scores, coverage = rescore(result, ruleset.categories, embedder)
-        if ruleset.detectors:
-            scores, coverage = _with_detectors(result, ruleset, scores)
+        if ruleset.second_opinions:
+            scores, coverage = _with_second_opinions(result, ruleset, scores)
         decisions.append(evaluate(ruleset, coverage, scores, checks=result_checks(result)))
     return decisions
 
 
-def _with_detectors(
+def _with_second_opinions(
     result: AnalysisResult, ruleset: RuleSet, scores: FrameScores
 ) -> tuple[FrameScores, Coverage]:
-    """Scores and coverage with the rule set's detector categories joined."""
-    if result.detections is None:
-        raise ModelError(
-            f"rule set {ruleset.name} has detector categories but no detector ran on this analysis"
-        )
-    scores = with_detector_columns(scores, ruleset.detectors, result.detections)
+    """Scores and coverage with the rule set's detector and X-CLIP categories joined."""
+    if ruleset.detectors:
+        if result.detections is None:
+            raise ModelError(
+                f"rule set {ruleset.name} has detector categories but no detector ran on"
+                " this analysis"
+            )
+        scores = with_detector_columns(scores, ruleset.detectors, result.detections)
+    if ruleset.xclip:
+        columns = (
+            window_columns(
+                result.xclip_windows, ruleset.xclip, null_prompts(ruleset.categories),
+                list(result.times),
+            )
+            if result.xclip_windows is not None
+            else None
+        )  # fmt: skip
+        if columns is None:
+            raise ModelError(
+                f"rule set {ruleset.name} has X-CLIP categories but X-CLIP did not score"
+                " their prompts on this analysis"
+            )
+        scores = join_columns(scores, ruleset.xclip, columns)
     coverage = coverage_from_scores(
         scores,
         start=result.coverage.start,

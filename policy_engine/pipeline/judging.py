@@ -29,9 +29,12 @@ from policy_engine.analysis.scoring import (
     categories_key,
     category_records,
     flatten_prompts,
+    join_columns,
+    null_prompts,
     score_frames,
     scores_from_probabilities,
 )
+from policy_engine.analysis.windows import window_columns
 from policy_engine.errors import ModelError
 from policy_engine.models.provider import ModelProvider
 from policy_engine.policy.evaluate import Checks, Decision, evaluate
@@ -132,6 +135,9 @@ def judge(
         if ruleset.detectors:
             stored = store.scan_detections([s.id for s in scans if s.id in scores])
             scores = _with_detections(scans, ruleset, scores, stored, judging)
+        if ruleset.xclip:
+            windows = store.scan_xclip([s.id for s in scans if s.id in scores])
+            scores = _with_windows(scans, ruleset, scores, windows, judging)
         for scan in scans:
             if scan.id not in scores:
                 continue
@@ -178,6 +184,35 @@ def _with_detections(
             joined[scan.id] = with_detector_columns(scores[scan.id], ruleset.detectors, frames)
             continue
         judging.problems.append((scan, problem))
+    return joined
+
+
+def _with_windows(
+    scans: Sequence[StoredScan],
+    ruleset: RuleSet,
+    scores: dict[int, FrameScores],
+    stored: dict[int, dict[str, Any] | None],
+    judging: Judging,
+) -> dict[int, FrameScores]:
+    """The rule set's X-CLIP categories joined to each scan's scores, from the windows
+    stored with it; a scan X-CLIP never scored these prompts on is a problem to report."""
+    joined = {}
+    null = null_prompts(ruleset.categories)
+    for scan in scans:
+        if scan.id not in scores:
+            continue
+        data = stored.get(scan.id)
+        columns = window_columns(data, ruleset.xclip, null, list(scan.times)) if data else None
+        if columns is None:
+            judging.problems.append(
+                (
+                    scan,
+                    f"rule set {ruleset.name}: X-CLIP did not score its prompts on scan"
+                    f" {scan.id}; scan the file again (--force) with this rule set loaded",
+                )
+            )
+            continue
+        joined[scan.id] = join_columns(scores[scan.id], ruleset.xclip, columns)
     return joined
 
 

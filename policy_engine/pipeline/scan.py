@@ -40,6 +40,7 @@ from policy_engine.pipeline.analysis import (
 )
 from policy_engine.pipeline.detection import DetectorSet, detector_descriptors, detector_specs
 from policy_engine.pipeline.judging import judge, outcome
+from policy_engine.pipeline.xclip_windows import XClipRun, xclip_descriptors, xclip_prompts
 from policy_engine.policy.evaluate import Decision, combine
 from policy_engine.policy.model import RuleSet
 from policy_engine.store import NewDecision, ScanFrames, ScanModel, Store
@@ -241,10 +242,12 @@ class Scanner:
         self.rulesets = list(rulesets)
         self.models = models
         self.detector_specs = detector_specs(self.rulesets)
+        self.xclip_prompts = xclip_prompts(self.rulesets)
+        needs = detector_descriptors(self.rulesets)
+        if self.xclip_prompts:
+            needs += xclip_descriptors(self.xclip_prompts, models.xclip_weights())
         self.options = replace(
-            options,
-            thumbnail_size=options.thumbnail_size or THUMBNAIL_SIZE,
-            detectors=detector_descriptors(self.rulesets),
+            options, thumbnail_size=options.thumbnail_size or THUMBNAIL_SIZE, detectors=needs
         )
         self.sampling, self.sampling_key = sampling_record(self.options)
         self.reports_dir = reports_dir
@@ -348,6 +351,7 @@ class Scanner:
         embedder = self.models.embedder()  # a model that fails to load stops the run here
         specs = self.detector_specs
         detectors = DetectorSet.for_specs(specs, self.models.detectors(specs)) if specs else None
+        xclip = XClipRun(self.models.xclip(), self.xclip_prompts) if self.xclip_prompts else None
         scan_id = result.scan_id = self._start(path, result.asset_id, model)
         try:
             analysis = analyze_video(
@@ -357,6 +361,7 @@ class Scanner:
                 self.options,
                 progress=self.listener.progress,
                 detectors=detectors,
+                xclip=xclip,
             )
         except MediaError as exc:
             self.store.fail_scan(scan_id, exc.reason)
@@ -404,6 +409,7 @@ class Scanner:
                 if analysis.detections is not None
                 else None
             ),
+            xclip=analysis.xclip_windows,
         )
         # Score every rule set's categories now, from full-precision embeddings; judging
         # (now and at every re-evaluation) reads these back. Each scene's coverage too.

@@ -43,6 +43,10 @@ def explain(ruleset: m.RuleSet) -> str:
     for c in ruleset.categories:
         kind = " (null: absorbs frames that match nothing else)" if c.null else ""
         lines.append(f"  {c.name}{kind}: " + "; ".join(f'"{p}"' for p in c.prompts))
+    for c in ruleset.xclip:
+        lines.append(
+            f"  {c.name} (X-CLIP, per window of video): " + "; ".join(f'"{p}"' for p in c.prompts)
+        )
     for c in ruleset.detectors:
         d = c.detector
         assert d is not None

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from policy_engine.analysis.detections import NUDENET, NUDENET_EXPOSED, DetectorSpec
-from policy_engine.analysis.scoring import Category
+from policy_engine.analysis.scoring import XCLIP, Category
 from policy_engine.errors import ConfigError
 from policy_engine.hashing import text_sha256
 from policy_engine.policy import model as m
@@ -47,7 +47,7 @@ TOP_KEYS = {
     "rules": "the rules",
     "tests": "test cases for `rules test`",
 }
-CATEGORY_KEYS = ("prompts", "null", "description", "detector")
+CATEGORY_KEYS = ("prompts", "null", "description", "detector", "model")
 DETECTOR_KEYS = (
     "model",
     "classes",
@@ -188,13 +188,13 @@ class _Parser:
             return None
         name = self.text(top.get("ruleset"), "ruleset", required="ruleset" in top)
         levels = self.levels(top.get("schedule_levels"))
-        categories, detectors = (
-            self.categories(top["categories"]) if "categories" in top else ((), ())
+        categories, detectors, windows = (
+            self.categories(top["categories"]) if "categories" in top else ((), (), ())
         )
         # Names as declared, valid or not: one broken category is one error, not one more
         # for every rule that names it.
-        category_names = {c.name for c in (*categories, *detectors)} | _declared_names(
-            top.get("categories")
+        category_names = {c.name for c in (*categories, *detectors, *windows)} | (
+            _declared_names(top.get("categories"))
         )
         rules = self.rules(top["rules"], category_names, levels) if "rules" in top else ()
         territories = self.territories(top.get("territories"), levels)
@@ -213,6 +213,7 @@ class _Parser:
             description=self.text(top.get("description"), "description"),
             categories=categories,
             detectors=detectors,
+            xclip=windows,
             rules=rules,
             levels=levels,
             territories=territories,
@@ -265,13 +266,16 @@ class _Parser:
                     result[key] = word
         return result
 
-    def categories(self, node: Node) -> tuple[tuple[Category, ...], tuple[Category, ...]]:
-        """(CLIP's categories, the detectors' categories)."""
+    def categories(
+        self, node: Node
+    ) -> tuple[tuple[Category, ...], tuple[Category, ...], tuple[Category, ...]]:
+        """(CLIP's categories, the detectors' categories, X-CLIP's categories)."""
         if not isinstance(node, MappingNode) or not node.value:
             self.error(node, "categories must be a mapping of category name to its prompts")
-            return (), ()
+            return (), (), ()
         categories: list[Category] = []
         detectors: list[Category] = []
+        windows: list[Category] = []
         for key, body in node.value:
             name = key_text(key)
             if not name.strip():
@@ -298,8 +302,19 @@ class _Parser:
             null = (
                 self.flag(items["null"], f"category {name!r}: null") if "null" in items else False
             )
+            model = self.text(items.get("model"), f"category {name!r}: model")
+            if model and not self.known(
+                items["model"], model, (XCLIP,), f"category {name!r}: model ",
+                listing="allowed: xclip (windows of video; leave out for CLIP's frames)",
+            ):  # fmt: skip
+                continue
+            if model and null:
+                self.error(items["null"], f"category {name!r}: an X-CLIP category is not null")
+                continue
             if prompts:
-                categories.append(Category(name, prompts, null=null))
+                (windows if model else categories).append(
+                    Category(name, prompts, null=null, model=model)
+                )
         if categories and all(c.null for c in categories):
             self.error(node, "every category is null: at least one must be something to look for")
         clip_names = {c.name for c in categories}
@@ -315,13 +330,13 @@ class _Parser:
                     ", which is not a category with prompts here",
                     listing=f"those: {', '.join(sorted(clip_names))}",
                 )
-        if detectors and not categories:
+        if (detectors or windows) and not categories:
             self.error(
                 node,
-                "a rule set with detector categories needs at least one category with prompts"
-                " beside them (CLIP samples the frames the detectors look at)",
+                "a rule set with detector or X-CLIP categories needs at least one CLIP category"
+                " with prompts beside them (CLIP samples the frames they look at)",
             )
-        return tuple(categories), tuple(detectors)
+        return tuple(categories), tuple(detectors), tuple(windows)
 
     def review_on_disagreement(self, top: dict[str, Node], detectors: Sequence[Category]) -> bool:
         if "review_on_disagreement" not in top:

@@ -125,6 +125,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     levels: tuple[str, ...] = DEFAULT_LEVELS
     detectors: tuple[Category, ...] = ()  # measured by object detectors (``detector``)
+    xclip: tuple[Category, ...] = ()  # measured per window of video by X-CLIP
     # a decision that fires or nearly fires on a category whose second opinion (a
     # detector's ``second_opinion_for``) disagrees far requires review
     review_on_disagreement: bool = False
@@ -140,9 +141,14 @@ class RuleSet:
         return self.levels.index(level)
 
     def category(self, name: str) -> Category:
-        return next(c for c in (*self.categories, *self.detectors) if c.name == name)
+        return next(c for c in self.all_categories if c.name == name)
 
     @property
     def all_categories(self) -> tuple[Category, ...]:
-        """CLIP's categories, then the detectors'."""
-        return (*self.categories, *self.detectors)
+        """CLIP's categories, then the detectors', then X-CLIP's."""
+        return (*self.categories, *self.detectors, *self.xclip)
+
+    @property
+    def second_opinions(self) -> tuple[Category, ...]:
+        """The categories not measured by CLIP per frame: joined to its scores."""
+        return (*self.detectors, *self.xclip)

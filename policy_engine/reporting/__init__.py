@@ -30,8 +30,11 @@ from policy_engine.analysis.scoring import (
     LEGACY_MEASURE,
     FrameScores,
     categories_key,
+    join_columns,
+    null_prompts,
     scores_from_probabilities,
 )
+from policy_engine.analysis.windows import window_columns
 from policy_engine.hashing import text_matches, text_sha256
 from policy_engine.media.timecode import format_timecode
 from policy_engine.policy.evaluate import Measurement, combine
@@ -189,6 +192,13 @@ def _section(
         if scores is not None and ruleset.detectors:
             stored = store.scan_detections([scan.id])[scan.id]
             scores = _with_stored_detections(scores, ruleset, stored)
+        if scores is not None and ruleset.xclip:
+            windows = store.scan_xclip([scan.id])[scan.id]
+            columns = window_columns(
+                windows, ruleset.xclip, null_prompts(ruleset.categories), list(scan.times)
+            ) if windows else None  # fmt: skip
+            if columns is not None:  # else CLIP's lanes alone; the decision says why
+                scores = join_columns(scores, ruleset.xclip, columns)
         if scores is not None:
             coverage = coverage_from_scores(
                 scores,

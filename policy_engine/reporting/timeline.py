@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from policy_engine.analysis.combined import combine_scores
 from policy_engine.analysis.coverage import Coverage, coverage_from_scores
-from policy_engine.analysis.scoring import MEASURE, FrameScores, categories_key
+from policy_engine.analysis.scoring import MEASURE, XCLIP, FrameScores, categories_key
 from policy_engine.media.timecode import format_timecode
 
 # Colour-blind-safe palette (Okabe-Ito); the null category is grey. Colours repeat when
@@ -91,8 +91,10 @@ def lanes(
 
 
 def _detectors(scores: FrameScores) -> dict[str, str]:
-    """Which lanes an object detector measures, and which detector."""
-    return {c.name: c.detector.model for c in scores.categories if c.detector is not None}
+    """Which lanes a second opinion measures: an object detector (which), or X-CLIP."""
+    found = {c.name: c.detector.model for c in scores.categories if c.detector is not None}
+    found.update({c.name: "X-CLIP" for c in scores.categories if c.model == XCLIP})
+    return found
 
 
 def _coverage(judged: Judged, scores: FrameScores) -> Coverage:

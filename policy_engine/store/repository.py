@@ -549,6 +549,7 @@ class Store:
         photosensitivity: dict[str, Any] | None = None,
         scenes: Any = None,  # store.scenes.ScanScenes
         detections: dict[str, Any] | None = None,
+        xclip: dict[str, Any] | None = None,
     ) -> None:
         """Frames (and scenes) and the scan's completion in one transaction: all or
         nothing, so a scan's frames are searchable from the moment it completes."""
@@ -571,6 +572,7 @@ class Store:
             scan.decoding = decoding
             scan.photosensitivity = photosensitivity
             scan.detections = detections
+            scan.xclip = xclip
             scan.scenes = scenes.summary if scenes is not None else None
             if scenes is not None:
                 s.add_all(scene_rows(scan_id, scenes))
@@ -658,12 +660,19 @@ class Store:
     def scan_detections(self, scan_ids: Sequence[int]) -> dict[int, dict[str, Any] | None]:
         """Per scan, the object detectors' identities and boxes stored with it (None: no
         detector ran), read only where a rule set has detector categories."""
+        return self._scan_json(Scan.detections, scan_ids)
+
+    def scan_xclip(self, scan_ids: Sequence[int]) -> dict[int, dict[str, Any] | None]:
+        """Per scan, X-CLIP's windows stored with it (None: X-CLIP did not run), read only
+        where a rule set has X-CLIP categories."""
+        return self._scan_json(Scan.xclip, scan_ids)
+
+    def _scan_json(self, column: Any, scan_ids: Sequence[int]) -> dict[int, dict[str, Any] | None]:
         found: dict[int, dict[str, Any] | None] = dict.fromkeys(scan_ids)
         with self._transaction() as s:
             for chunk in _chunks(list(scan_ids)):
-                query = select(Scan.id, Scan.detections).where(Scan.id.in_(chunk))
-                for scan_id, detections in s.execute(query):
-                    found[scan_id] = detections
+                for scan_id, value in s.execute(select(Scan.id, column).where(Scan.id.in_(chunk))):
+                    found[scan_id] = value
         return found
 
     def frame_embeddings(self, scan_ids: Sequence[int]) -> dict[int, list[np.ndarray]]:

@@ -157,6 +157,9 @@ class Scan(Base):
     # confidence, box as shares of the picture); empty when no detector ran
     # (deferred: read only by rule sets with detector categories, not with every scan)
     detections: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+    # X-CLIP's identity, the prompts it scored and per window its extent and logits
+    # (deferred likewise); empty when X-CLIP did not run
+    xclip: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
     # the ingest worker that ran it (empty for `policy-engine scan`): a worker that dies
     # leaves its running scans to be marked failed by the one that notices
     worker_id: Mapped[str | None] = mapped_column(String(120), index=True)

@@ -1,0 +1,102 @@
+"""X-CLIP categories through a real scan (tiny X-CLIP and tiny CLIP built here): windows
+scored from the sampled frames, stored, joined as a column, re-evaluated from the store
+without the video; a prompt never scored is reported, not passed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policy_engine.analysis.windows import fixed_windows
+from policy_engine.media.synthetic import write_color_segments
+from policy_engine.media.video import SamplingSpec
+from policy_engine.models.provider import ModelProvider
+from policy_engine.models.tiny import make_tiny_xclip
+from policy_engine.pipeline import AnalysisOptions
+from policy_engine.pipeline.judging import reevaluate
+from policy_engine.pipeline.scan import Scanner
+from policy_engine.policy.loader import RuleSetError, parse_ruleset
+from policy_engine.store import Store
+
+RULES = """\
+ruleset: actions
+categories:
+  violence: {{prompts: [people fighting]}}
+  background: {{prompts: [something else], null: true}}
+  punching:
+    prompts: [{prompt}]
+    model: xclip
+rules:
+  - id: punching-late
+    when: {{category: punching, coverage_above: {threshold}}}
+    then: {{schedule: post-watershed}}
+"""
+
+
+def rules(threshold: str = "0%", prompt: str = "a person punching someone"):
+    return parse_ruleset(RULES.format(threshold=threshold, prompt=prompt), "actions.yaml")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("actions")
+    segments = [(4.0, (200, 30, 30)), (6.0, (30, 30, 200))]
+    return write_color_segments(folder / "actions.mp4", segments, size=(320, 180))
+
+
+@pytest.fixture(scope="module")
+def xclip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_xclip(tmp_path_factory.mktemp("models") / "tiny-xclip")
+
+
+def provider(clip: Path, xclip: Path) -> ModelProvider:
+    return ModelProvider(
+        str(clip), device="cpu", dtype="fp32", batch_size=8, xclip_model=str(xclip)
+    )
+
+
+def test_xclip_categories_are_scored_per_window_stored_and_reevaluated(
+    store: Store, tiny_clip_dir: Path, xclip_dir: Path, video: Path, tmp_path: Path
+) -> None:
+    clip = tmp_path / "actions.mp4"
+    clip.write_bytes(video.read_bytes())
+    models = provider(tiny_clip_dir, xclip_dir)
+    options = AnalysisOptions(sampling=SamplingSpec(fps=2.0))
+    reports = tmp_path / "reports"
+    outcome = Scanner(store, [rules()], models, options, reports_dir=reports).scan_file(clip)
+    assert outcome.status == "scanned", outcome.error
+    [(_, decision)] = outcome.decisions
+    [scan] = store.completed_scans(scan_ids=[outcome.scan_id])
+    stored = store.scan_xclip([scan.id])[scan.id]
+    assert stored is not None and stored["identity"]["frames"] == 8
+    assert stored["prompts"] == ["a person punching someone", "something else"]
+    # the windows the pure function gives for the same frames: 4 s every 2 s
+    expected = [(w.start, w.end) for w in fixed_windows(list(scan.times), 10.0, 8)]
+    assert [(w[0], w[1]) for w in stored["windows"]] == expected == [
+        (0.0, 4.0), (2.0, 6.0), (4.0, 8.0), (6.0, 10.0)
+    ]  # fmt: skip
+    assert all(len(w[2]) == 2 for w in stored["windows"])
+    # whatever the random weights say, a 0% threshold fires exactly when a window shows it
+    logits = np.array([w[2] for w in stored["windows"]])
+    shows = bool((1 / (1 + np.exp(logits[:, 1] - logits[:, 0])) > 0.5).any())
+    assert (decision.schedule == "post-watershed") == shows
+    assert "punching (X-CLIP)" in Path(outcome.report or "").read_text()
+
+    clip.unlink()  # thresholds from the store, not the video
+    result = reevaluate(store, [rules(threshold="100%")], None)
+    assert not result.problems
+    assert all(c.after.schedule == "unrestricted" for c in result.changes)
+    new_prompt = reevaluate(store, [rules(prompt="a person falling")], None)
+    [(_, problem)] = new_prompt.problems
+    assert "X-CLIP did not score its prompts" in problem and "--force" in problem
+
+
+def test_xclip_category_mistakes_are_named() -> None:
+    text = RULES.format(threshold="5%", prompt="x").replace("model: xclip", "model: xlcip")
+    with pytest.raises(RuleSetError, match="did you mean 'xclip'"):
+        parse_ruleset(text, "actions.yaml")
+    ruleset = rules()
+    assert [c.name for c in ruleset.xclip] == ["punching"]
+    assert ruleset.category("punching").model == "xclip"
