@@ -100,3 +100,49 @@ def test_xclip_category_mistakes_are_named() -> None:
     ruleset = rules()
     assert [c.name for c in ruleset.xclip] == ["punching"]
     assert ruleset.category("punching").model == "xclip"
+
+
+def test_one_rule_over_clip_xclip_and_detector_categories_is_reevaluated_from_the_store(
+    store: Store, tiny_clip_dir: Path, xclip_dir: Path, video: Path, tmp_path: Path
+) -> None:
+    """A rule reading all three kinds: scanned once, then a threshold edit re-evaluated
+    with the video gone and no model loaded."""
+    pytest.importorskip("onnxruntime", reason="the `detectors` extra is not installed")
+    pytest.importorskip("onnx", reason="the `test` extra (onnx) is not installed")
+    from tiny_detector import tiny_detector
+
+    knife = tiny_detector(tmp_path / "knife.onnx")
+    text = """\
+ruleset: mixed
+categories:
+  violence: {{prompts: [people fighting]}}
+  background: {{prompts: [something else], null: true}}
+  punching: {{prompts: [a person punching someone], model: xclip}}
+  knives:
+    detector: {{model: {knife}, classes: [knife], model_classes: [knife, person], min_confidence: 20%}}
+rules:
+  - id: any-of-three
+    when:
+      any:
+        - {{category: violence, coverage_above: {t}}}
+        - {{category: punching, coverage_above: {t}}}
+        - {{category: knives, coverage_above: {t}}}
+    then: {{schedule: post-watershed}}
+"""
+    clip = tmp_path / "mixed.mp4"
+    clip.write_bytes(video.read_bytes())
+    models = provider(tiny_clip_dir, xclip_dir)
+    options = AnalysisOptions(sampling=SamplingSpec(fps=2.0))
+    first = parse_ruleset(text.format(knife=knife, t="0%"), "mixed.yaml")
+    outcome = Scanner(store, [first], models, options).scan_file(clip)
+    assert outcome.status == "scanned", outcome.error
+    [(_, decision)] = outcome.decisions
+    assert decision.schedule == "post-watershed"  # at 0%, anything seen at all fires
+    measured = {m.category for r in decision.reasons for m in r.measurements}
+    assert measured == {"violence", "punching", "knives"}
+    clip.unlink()
+    edited = parse_ruleset(text.format(knife=knife, t="100%"), "mixed.yaml")
+    result = reevaluate(store, [edited], None)
+    assert not result.problems
+    [change] = result.changes
+    assert change.after.schedule == "unrestricted"
