@@ -103,10 +103,10 @@ def test_xclip_category_mistakes_are_named() -> None:
 
 
 def test_one_rule_over_clip_xclip_and_detector_categories_is_reevaluated_from_the_store(
-    store: Store, tiny_clip_dir: Path, xclip_dir: Path, video: Path, tmp_path: Path
+    store: Store, tiny_clip_dir: Path, xclip_dir: Path, tmp_path: Path
 ) -> None:
-    """A rule reading all three kinds: scanned once, then a threshold edit re-evaluated
-    with the video gone and no model loaded."""
+    """A rule reading all three kinds, the detector's the one over its threshold: scanned
+    once, then re-evaluated with the video gone and no model loaded."""
     pytest.importorskip("onnxruntime", reason="the `detectors` extra is not installed")
     pytest.importorskip("onnx", reason="the `test` extra (onnx) is not installed")
     from tiny_detector import tiny_detector
@@ -119,30 +119,47 @@ categories:
   background: {{prompts: [something else], null: true}}
   punching: {{prompts: [a person punching someone], model: xclip}}
   knives:
-    detector: {{model: {knife}, classes: [knife], model_classes: [knife, person], min_confidence: 20%}}
+    detector: {{model: {knife}, classes: [knife], model_classes: [knife, person]}}
 rules:
   - id: any-of-three
     when:
       any:
-        - {{category: violence, coverage_above: {t}}}
-        - {{category: punching, coverage_above: {t}}}
+        - {{category: violence, coverage_above: 100%}}
+        - {{category: punching, coverage_above: 100%}}
         - {{category: knives, coverage_above: {t}}}
     then: {{schedule: post-watershed}}
 """
-    clip = tmp_path / "mixed.mp4"
-    clip.write_bytes(video.read_bytes())
+    clip = write_color_segments(  # black, then white: the tiny knife is sure on white
+        tmp_path / "mixed.mp4", [(4.0, (0, 0, 0)), (6.0, (255, 255, 255))], size=(320, 180)
+    )
     models = provider(tiny_clip_dir, xclip_dir)
     options = AnalysisOptions(sampling=SamplingSpec(fps=2.0))
-    first = parse_ruleset(text.format(knife=knife, t="0%"), "mixed.yaml")
+    first = parse_ruleset(text.format(knife=knife, t="50%"), "mixed.yaml")
     outcome = Scanner(store, [first], models, options).scan_file(clip)
     assert outcome.status == "scanned", outcome.error
     [(_, decision)] = outcome.decisions
-    assert decision.schedule == "post-watershed"  # at 0%, anything seen at all fires
-    measured = {m.category for r in decision.reasons for m in r.measurements}
-    assert measured == {"violence", "punching", "knives"}
+    assert decision.schedule == "post-watershed"
+    measured = {m.category: m.measured for r in decision.reasons for m in r.measurements}
+    assert measured["knives"] == pytest.approx(0.6)  # the white 6 s of 10
+    assert 0.0 <= measured["punching"] <= 1.0  # X-CLIP's column, joined
+    assert store.scan_xclip([outcome.scan_id])[outcome.scan_id] is not None
     clip.unlink()
-    edited = parse_ruleset(text.format(knife=knife, t="100%"), "mixed.yaml")
-    result = reevaluate(store, [edited], None)
+    result = reevaluate(store, [parse_ruleset(text.format(knife=knife, t="70%"), "m.yaml")], None)
     assert not result.problems
     [change] = result.changes
     assert change.after.schedule == "unrestricted"
+
+
+def test_x_clip_needs_its_model_and_fps_sampling_and_says_so(
+    store: Store, tiny_clip_dir: Path, tmp_path: Path
+) -> None:
+    from policy_engine.errors import ConfigError, ModelError
+    from policy_engine.media.video import SamplingMode
+
+    missing = provider(tiny_clip_dir, tmp_path / "no-xclip")
+    options = AnalysisOptions(sampling=SamplingSpec(fps=2.0))
+    with pytest.raises(ModelError, match="X-CLIP model .* not available .*xclip_model"):
+        Scanner(store, [rules()], missing, options)
+    stills = AnalysisOptions(sampling=SamplingSpec(mode=SamplingMode.KEYFRAMES))
+    with pytest.raises(ConfigError, match="need fps sampling"):
+        Scanner(store, [rules()], missing, stills)

@@ -68,6 +68,7 @@ class ModelProvider:
         self._detectors: dict[str, Any] = {}  # by model name: models.detector.OnnxDetector
         self.xclip_model = xclip_model
         self._xclip: Any = None  # models.xclip.XClipScorer, loaded when first needed
+        self._xclip_weights: str | None = None
         # One load at a time: concurrent first requests would each load the same model
         # (and importing transformers from two threads at once can fail outright).
         self._loading = threading.RLock()
@@ -138,22 +139,41 @@ class ModelProvider:
         return {s.model: self._detectors[s.model] for s in specs}
 
     def xclip_weights(self) -> str:
-        """The configured X-CLIP checkpoint's weights hash, without loading it."""
+        """The configured X-CLIP checkpoint's weights hash, without loading it (read once);
+        a missing checkpoint raises ModelError saying how to provide one."""
         if self._xclip is not None:
             return str(self._xclip.identity.weights_sha256)
-        with self._while_loading(f"reading X-CLIP model {self.xclip_model} …"):
-            return weights_sha256(resolve_checkpoint(self.xclip_model))
+        if self._xclip_weights is None:
+            with self._while_loading(f"reading X-CLIP model {self.xclip_model} …"):
+                self._xclip_weights = weights_sha256(self._xclip_checkpoint())
+        return self._xclip_weights
+
+    def _xclip_checkpoint(self) -> Checkpoint:
+        try:
+            return resolve_checkpoint(self.xclip_model)
+        except ModelError as exc:
+            raise ModelError(
+                f"the X-CLIP model for categories with 'model: xclip' is not available"
+                f" ({self.xclip_model}): set xclip_model (settings file or"
+                " POLICY_ENGINE_XCLIP_MODEL) to a folder written by"
+                " XCLIPModel.save_pretrained and XCLIPProcessor.save_pretrained, or to a hub"
+                " id already in the local cache; or take the X-CLIP categories out of the"
+                f" rule sets. ({exc})"
+            ) from exc
 
     def xclip(self) -> Any:  # -> models.xclip.XClipScorer (imports torch)
         """The configured X-CLIP checkpoint, loaded once."""
         if self._xclip is None:
+            from policy_engine.models.device import select_device
+            from policy_engine.models.runtime import make_runtime
             from policy_engine.models.xclip import XClipScorer
 
             with self._loading:
                 if self._xclip is None:
                     with self._while_loading(f"loading X-CLIP model {self.xclip_model} …"):
-                        self._xclip = XClipScorer.load(
-                            self.xclip_model, device=self.device, dtype=self.dtype
+                        self._xclip = XClipScorer(
+                            self._xclip_checkpoint(),
+                            make_runtime(select_device(self.device), self.dtype),
                         )
         return self._xclip
 

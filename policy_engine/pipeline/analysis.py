@@ -57,7 +57,9 @@ from policy_engine.policy.model import PHOTOSENSITIVITY, RuleSet
 
 ProgressCallback = Callable[[float, float], None]  # (seconds analysed, seconds in window)
 _QUEUE_BATCHES = 2  # decoded batches buffered ahead of the model
-XCLIP_PICTURE = 400  # long side of the picture X-CLIP's processor reduces to 224 high
+# long side of the picture X-CLIP's processor reduces to 224 on its short side: enough
+# for pictures up to 2.4:1 (scope) without enlarging them
+XCLIP_PICTURE = 540
 PSE_THREAD_NICENESS = 10  # the photosensitivity check's thread (Linux: per thread)
 
 
@@ -226,6 +228,13 @@ def analyze_video(
     prompts, _ = flatten_prompts(categories)
     text_embeddings = embedder.embed_texts(prompts)
 
+    if xclip is not None:
+        if options.sampling.mode is not SamplingMode.FPS:
+            raise ValueError(
+                f"X-CLIP categories need fps sampling (windows of moving pictures);"
+                f" {options.sampling.mode.value} sampling would give X-CLIP stills"
+            )
+        xclip.start = options.sampling.start  # its windows start where the analysis does
     flashes, skipped = _photosensitivity_check(options)
     cuts, scenes_skipped = _scene_detection(options)
     # the check runs beside the decoder, not in its thread (see ReceiverThread), at a
@@ -278,7 +287,9 @@ def analyze_video(
             stands_from.append(frame.stands_from)
             thumbnail = frame.thumbnail
             if xclip is not None and frame.picture is not None:
+                tick = time.perf_counter()
                 xclip.add(frame.time, frame.picture)
+                model_seconds += time.perf_counter() - tick
             if detectors and detections is not None and frame.picture is not None:
                 detections.append(in_frame)
                 size = options.thumbnail_size
@@ -321,7 +332,9 @@ def analyze_video(
     pse = flashes.result(end_time=end) if flashes is not None else None
     windows = None
     if xclip is not None:
+        tick = time.perf_counter()
         extents, logits = xclip.finish(end)
+        model_seconds += time.perf_counter() - tick
         identity = xclip.scorer.identity.as_dict()
         windows = window_scores_to_json(identity, xclip.prompts, extents, logits)
     total = time.perf_counter() - started

@@ -26,10 +26,10 @@ from policy_engine import __version__
 from policy_engine.analysis.detections import detections_to_json
 from policy_engine.analysis.scenes import frame_vectors, scene_embeddings, scene_shares
 from policy_engine.analysis.scoring import categories_key, category_records
-from policy_engine.errors import MediaError, PolicyEngineError, StoreError
+from policy_engine.errors import ConfigError, MediaError, PolicyEngineError, StoreError
 from policy_engine.hashing import file_sha256, text_sha256
 from policy_engine.media.formats import VIDEO_PATTERNS
-from policy_engine.media.video import probe
+from policy_engine.media.video import SamplingMode, probe
 from policy_engine.models.provider import ModelProvider
 from policy_engine.pipeline.analysis import (
     AnalysisOptions,
@@ -243,6 +243,11 @@ class Scanner:
         self.models = models
         self.detector_specs = detector_specs(self.rulesets)
         self.xclip_prompts = xclip_prompts(self.rulesets)
+        if self.xclip_prompts and options.sampling.mode is not SamplingMode.FPS:
+            raise ConfigError(
+                "X-CLIP categories need fps sampling (windows of moving pictures):"
+                f" {options.sampling.mode.value} sampling would give X-CLIP stills"
+            )
         needs = detector_descriptors(self.rulesets)
         if self.xclip_prompts:
             needs += xclip_descriptors(self.xclip_prompts, models.xclip_weights())

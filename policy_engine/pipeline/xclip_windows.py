@@ -36,9 +36,10 @@ class XClipRun:
     prompts: tuple[str, ...]
     length: float = DEFAULT_LENGTH_S
     hop: float = DEFAULT_HOP_S
+    start: float = 0.0  # where the analysed window starts (the scan's --start)
     times: list[float] = field(default_factory=list)
     _pictures: dict[int, np.ndarray] = field(default_factory=dict)
-    _next_start: float = 0.0
+    _next_start: float | None = None
     _done: set[tuple[float, float]] = field(default_factory=set)
     _pending: list[tuple[float, float, tuple[int, ...]]] = field(default_factory=list)
     extents: list[tuple[float, float]] = field(default_factory=list)
@@ -48,6 +49,8 @@ class XClipRun:
         """The next sampled frame (times ascending) and its picture."""
         self._pictures[len(self.times)] = picture
         self.times.append(float(time))
+        if self._next_start is None:
+            self._next_start = self.start
         while self._next_start + self.length <= time + 1e-9:
             start = self._next_start
             self._queue(start, start + self.length)
@@ -58,11 +61,13 @@ class XClipRun:
     def finish(self, end_time: float) -> tuple[list[tuple[float, float]], np.ndarray]:
         """Score what is left (windows ending by the end, and one ending at it); the
         windows in order and their (W, P) logits."""
+        if self._next_start is None:
+            self._next_start = self.start
         while self._next_start + self.length < end_time - 1e-9:
             self._queue(self._next_start, self._next_start + self.length)
             self._next_start += self.hop
-        if self.times and end_time > 0:
-            self._queue(max(0.0, end_time - self.length), end_time)
+        if self.times and end_time > self.start:
+            self._queue(max(self.start, end_time - self.length), end_time)
         self._score(final=True)
         order = sorted(range(len(self.extents)), key=lambda i: self.extents[i])
         extents = [self.extents[i] for i in order]
@@ -96,7 +101,8 @@ class XClipRun:
     def _forget(self, time: float) -> None:
         """Drop pictures no window to come can pick: before the next window's start and
         before the last ``length`` seconds (the window ending at the end)."""
-        keep_from = min(self._next_start, time - self.length) - 1e-6
+        next_start = self.start if self._next_start is None else self._next_start
+        keep_from = min(next_start, time - self.length) - 1e-6
         needed = {i for _, _, frames in self._pending for i in frames}
         for index in list(self._pictures):
             if self.times[index] < keep_from and index not in needed:

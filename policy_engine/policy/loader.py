@@ -294,6 +294,12 @@ class _Parser:
             if "detector" in items:
                 if "null" in items:
                     self.error(items["null"], f"category {name!r}: a detector category is not null")
+                if "model" in items:
+                    self.error(
+                        items["model"],
+                        f"category {name!r}: a detector category names its model inside"
+                        " 'detector:'; 'model: xclip' is for categories with prompts",
+                    )
                 spec = self.detector(items["detector"], name)
                 if spec is not None:
                     detectors.append(Category(name, (), detector=spec))
