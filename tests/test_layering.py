@@ -11,6 +11,7 @@ PURE = [
     "policy_engine.analysis.photosensitivity",
     "policy_engine.analysis.scenes",
     "policy_engine.analysis.windows",
+    "policy_engine.analysis.second_opinions",
     "policy_engine.accounts",
     "policy_engine.policy.loader",
     "policy_engine.policy.evaluate",

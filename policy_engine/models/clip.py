@@ -185,7 +185,7 @@ class TextEncoder:
         return _unit_rows(features)
 
 
-def _identity(
+def model_identity(
     checkpoint: Checkpoint,
     runtime: Runtime,
     image_size: int,
@@ -219,7 +219,7 @@ class LoadedTextEncoder(TextEncoder):
         text_config.projection_dim = config.projection_dim
         model = CLIPTextModelWithProjection.from_pretrained(checkpoint.path, config=text_config)
         super().__init__(checkpoint, runtime, model, batch_size)
-        self.identity = _identity(
+        self.identity = model_identity(
             checkpoint, runtime, int(config.vision_config.image_size), self.embed_dim
         )
 
@@ -285,7 +285,9 @@ class ClipEmbedder:
         self._scale_np = self._scale.cpu().numpy().astype(np.float32)
         self._offset_np = self._offset.cpu().numpy().astype(np.float32)
         ran_by = f"openvino {self._openvino.version}" if self._openvino is not None else "torch"
-        self.identity = _identity(checkpoint, runtime, self.image_input.size, embed_dim, ran_by)
+        self.identity = model_identity(
+            checkpoint, runtime, self.image_input.size, embed_dim, ran_by
+        )
 
     @classmethod
     def _from_openvino_cache(

@@ -69,14 +69,7 @@ def make_tiny_clip(
     vocab = _write_tokenizer(directory)
     config = CLIPConfig(
         text_config=_text_config(vocab, hidden_size, layers),
-        vision_config={
-            "hidden_size": hidden_size,
-            "intermediate_size": hidden_size * 2,
-            "num_hidden_layers": layers,
-            "num_attention_heads": 2,
-            "image_size": image_size,
-            "patch_size": patch_size,
-        },
+        vision_config=_vision_config(hidden_size, layers, image_size, patch_size),
         projection_dim=projection_dim,
     )
     torch.manual_seed(seed)
@@ -124,12 +117,7 @@ def make_tiny_xclip(
     config = XCLIPConfig(
         text_config=_text_config(vocab, hidden_size, layers),
         vision_config={
-            "hidden_size": hidden_size,
-            "intermediate_size": hidden_size * 2,
-            "num_hidden_layers": layers,
-            "num_attention_heads": 2,
-            "image_size": image_size,
-            "patch_size": patch_size,
+            **_vision_config(hidden_size, layers, image_size, patch_size),
             "num_frames": frames,
             "mit_hidden_size": projection_dim,
             "mit_intermediate_size": projection_dim * 2,
@@ -188,4 +176,17 @@ def _text_config(vocab: dict[str, int], hidden_size: int, layers: int) -> dict[s
         "pad_token_id": vocab["<|endoftext|>"],
         "bos_token_id": vocab["<|startoftext|>"],
         "eos_token_id": vocab["<|endoftext|>"],
+    }
+
+
+def _vision_config(
+    hidden_size: int, layers: int, image_size: int, patch_size: int
+) -> dict[str, int]:
+    return {
+        "hidden_size": hidden_size,
+        "intermediate_size": hidden_size * 2,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "image_size": image_size,
+        "patch_size": patch_size,
     }

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from policy_engine.models.checkpoint import Checkpoint, resolve_checkpoint, weights_sha256
-from policy_engine.models.clip import ModelIdentity, quiet_transformers
+from policy_engine.models.checkpoint import Checkpoint, resolve_checkpoint
+from policy_engine.models.clip import ModelIdentity, model_identity, quiet_transformers
 from policy_engine.models.device import select_device
 from policy_engine.models.runtime import Runtime, make_runtime
 
@@ -53,18 +53,10 @@ class XClipScorer:
         self.model: Any = runtime.place(model.eval())  # transformers types its parts loosely
         config: Any = model.config
         self.frames_per_window = int(config.vision_config.num_frames)
-        self.identity = XClipIdentity(
-            name=checkpoint.name,
-            path=str(checkpoint.path),
-            revision=checkpoint.revision,
-            weights_sha256=weights_sha256(checkpoint),
-            device_asked=runtime.device.asked,
-            device_used=runtime.device.used,
-            dtype=runtime.dtype_name,
-            image_size=int(config.vision_config.image_size),
-            embed_dim=int(config.projection_dim),
-            frames=self.frames_per_window,
+        common = model_identity(
+            checkpoint, runtime, int(config.vision_config.image_size), int(config.projection_dim)
         )
+        self.identity = XClipIdentity(**common.as_dict(), frames=self.frames_per_window)
         self._text: dict[str, torch.Tensor] = {}  # the text encoder's output per prompt
 
     @classmethod

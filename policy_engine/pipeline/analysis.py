@@ -431,14 +431,7 @@ def rescore(
         embedder.embed_texts(prompts),
         embedder.logit_scale,
     )
-    coverage = coverage_from_scores(
-        scores,
-        start=result.coverage.start,
-        end=result.coverage.end,
-        interval_seconds=result.coverage.interval_seconds,
-        begins=result.span_starts,
-    )
-    return scores, coverage
+    return scores, _coverage_like(result, scores)
 
 
 def decide(
@@ -484,14 +477,18 @@ def _with_second_opinions(
                 " their prompts on this analysis"
             )
         scores = join_columns(scores, ruleset.xclip, columns)
-    coverage = coverage_from_scores(
+    return scores, _coverage_like(result, scores)
+
+
+def _coverage_like(result: AnalysisResult, scores: FrameScores) -> Coverage:
+    """Coverage of other scores of the same frames, over the same window and intervals."""
+    return coverage_from_scores(
         scores,
         start=result.coverage.start,
         end=result.coverage.end,
         interval_seconds=result.coverage.interval_seconds,
         begins=result.span_starts,
     )
-    return scores, coverage
 
 
 def result_checks(result: AnalysisResult) -> dict[str, dict[str, Any]]:

@@ -16,12 +16,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 
 from policy_engine.analysis.coverage import coverage_from_scores
-from policy_engine.analysis.detections import detections_from_json, with_detector_columns
 from policy_engine.analysis.scoring import (
     LEGACY_MEASURE,
     Category,
@@ -29,12 +27,11 @@ from policy_engine.analysis.scoring import (
     categories_key,
     category_records,
     flatten_prompts,
-    join_columns,
     null_prompts,
     score_frames,
     scores_from_probabilities,
 )
-from policy_engine.analysis.windows import window_columns
+from policy_engine.analysis.second_opinions import join_stored
 from policy_engine.errors import ModelError
 from policy_engine.models.provider import ModelProvider
 from policy_engine.policy.evaluate import Checks, Decision, evaluate
@@ -132,12 +129,8 @@ def judge(
     judging = Judging()
     for ruleset in rulesets:
         scores = frame_scores(store, scans, ruleset.categories, models, judging, save=save_scores)
-        if ruleset.detectors:
-            stored = store.scan_detections([s.id for s in scans if s.id in scores])
-            scores = _with_detections(scans, ruleset, scores, stored, judging)
-        if ruleset.xclip:
-            windows = store.scan_xclip([s.id for s in scans if s.id in scores])
-            scores = _with_windows(scans, ruleset, scores, windows, judging)
+        if ruleset.second_opinions:
+            scores = _with_second_opinions(store, scans, ruleset, scores, judging)
         for scan in scans:
             if scan.id not in scores:
                 continue
@@ -153,66 +146,31 @@ def judge(
     return judging
 
 
-def _with_detections(
+def _with_second_opinions(
+    store: Store,
     scans: Sequence[StoredScan],
     ruleset: RuleSet,
     scores: dict[int, FrameScores],
-    stored: dict[int, dict[str, Any] | None],
     judging: Judging,
 ) -> dict[int, FrameScores]:
-    """The rule set's detector categories joined to each scan's scores, from the
-    detections stored with it; a scan its detectors never looked at is a problem to
-    report (scan it again with the rule set loaded), not a pass."""
-    needed = {c.detector.model for c in ruleset.detectors if c.detector is not None}
-    joined = {}
-    for scan in scans:
-        if scan.id not in scores:
-            continue
-        ran, frames = detections_from_json(stored.get(scan.id))
-        missing = sorted(needed - ran)
-        if missing:
-            problem = (
-                f"rule set {ruleset.name}: detector {', '.join(missing)} did not run on scan"
-                f" {scan.id}; scan the file again (--force) with this rule set loaded"
-            )
-        elif len(frames) != len(scan.times):
-            problem = (
-                f"rule set {ruleset.name}: scan {scan.id} stored boxes for {len(frames)} of"
-                f" its {len(scan.times)} frames; scan the file again (--force)"
-            )
-        else:
-            joined[scan.id] = with_detector_columns(scores[scan.id], ruleset.detectors, frames)
-            continue
-        judging.problems.append((scan, problem))
-    return joined
-
-
-def _with_windows(
-    scans: Sequence[StoredScan],
-    ruleset: RuleSet,
-    scores: dict[int, FrameScores],
-    stored: dict[int, dict[str, Any] | None],
-    judging: Judging,
-) -> dict[int, FrameScores]:
-    """The rule set's X-CLIP categories joined to each scan's scores, from the windows
-    stored with it; a scan X-CLIP never scored these prompts on is a problem to report."""
-    joined = {}
+    """The rule set's detector and X-CLIP categories joined to each scan's scores from
+    what the scan stored; a scan missing one is a problem, and not judged."""
+    ids = [s.id for s in scans if s.id in scores]
+    boxes = store.scan_detections(ids) if ruleset.detectors else {}
+    windows = store.scan_xclip(ids) if ruleset.xclip else {}
     null = null_prompts(ruleset.categories)
+    joined = {}
     for scan in scans:
         if scan.id not in scores:
             continue
-        data = stored.get(scan.id)
-        columns = window_columns(data, ruleset.xclip, null, list(scan.times)) if data else None
-        if columns is None:
-            judging.problems.append(
-                (
-                    scan,
-                    f"rule set {ruleset.name}: X-CLIP did not score its prompts on scan"
-                    f" {scan.id}; scan the file again (--force) with this rule set loaded",
-                )
-            )
-            continue
-        joined[scan.id] = join_columns(scores[scan.id], ruleset.xclip, columns)
+        merged, problems = join_stored(
+            scores[scan.id], detectors=ruleset.detectors, xclip=ruleset.xclip, null=null,
+            detections=boxes.get(scan.id), windows=windows.get(scan.id),
+            ruleset=ruleset.name, scan_id=scan.id,
+        )  # fmt: skip
+        judging.problems.extend((scan, problem) for problem in problems)
+        if not problems:
+            joined[scan.id] = merged
     return joined
 
 

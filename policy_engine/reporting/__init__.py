@@ -25,16 +25,14 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from policy_engine import __version__
 from policy_engine.analysis.coverage import Coverage, coverage_from_scores
-from policy_engine.analysis.detections import detections_from_json, with_detector_columns
 from policy_engine.analysis.scoring import (
     LEGACY_MEASURE,
     FrameScores,
     categories_key,
-    join_columns,
     null_prompts,
     scores_from_probabilities,
 )
-from policy_engine.analysis.windows import window_columns
+from policy_engine.analysis.second_opinions import join_stored
 from policy_engine.hashing import text_matches, text_sha256
 from policy_engine.media.timecode import format_timecode
 from policy_engine.policy.evaluate import Measurement, combine
@@ -189,16 +187,15 @@ def _section(
     if scan is not None and ruleset is not None:
         measure = decision.measure or LEGACY_MEASURE
         scores = _stored_scores(store, scan.id, scan.times, ruleset.categories, measure)
-        if scores is not None and ruleset.detectors:
-            stored = store.scan_detections([scan.id])[scan.id]
-            scores = _with_stored_detections(scores, ruleset, stored)
-        if scores is not None and ruleset.xclip:
-            windows = store.scan_xclip([scan.id])[scan.id]
-            columns = window_columns(
-                windows, ruleset.xclip, null_prompts(ruleset.categories), list(scan.times)
-            ) if windows else None  # fmt: skip
-            if columns is not None:  # else CLIP's lanes alone; the decision says why
-                scores = join_columns(scores, ruleset.xclip, columns)
+        if scores is not None and ruleset.second_opinions:
+            # what the scan holds is shown; what it lacks its decision says
+            scores, _ = join_stored(
+                scores, detectors=ruleset.detectors, xclip=ruleset.xclip,
+                null=null_prompts(ruleset.categories),
+                detections=store.scan_detections([scan.id])[scan.id] if ruleset.detectors else None,
+                windows=store.scan_xclip([scan.id])[scan.id] if ruleset.xclip else None,
+                ruleset=ruleset.name, scan_id=scan.id,
+            )  # fmt: skip
         if scores is not None:
             coverage = coverage_from_scores(
                 scores,
@@ -274,18 +271,6 @@ def _stored_scores(
     if stored is None or stored.size != len(times) * len(categories):
         return None
     return scores_from_probabilities(categories, times, stored, measure)
-
-
-def _with_stored_detections(
-    scores: FrameScores, ruleset: RuleSet, stored: dict[str, Any] | None
-) -> FrameScores:
-    """The rule set's detector lanes joined, where the scan holds its detectors' boxes
-    (a scan made before them shows CLIP's lanes alone; its decision says why)."""
-    ran, frames = detections_from_json(stored)
-    needed = {c.detector.model for c in ruleset.detectors if c.detector is not None}
-    if not needed <= ran or len(frames) != len(scores.times):
-        return scores
-    return with_detector_columns(scores, ruleset.detectors, frames)
 
 
 def _scenes(store: Store, scan: Any, sections: list[RulesetSection]) -> SceneSection | None:
