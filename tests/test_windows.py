@@ -47,8 +47,39 @@ def test_windows_without_a_sampled_frame_are_left_out() -> None:
     assert windows[0].span == (0, 5) and windows[1].span == (5, 10)
 
 
-def test_one_window_per_scene() -> None:
-    times = [i / 2 for i in range(20)]
-    windows = scene_windows(times, [(0.0, 3.5), (3.5, 3.5), (3.5, 10.0)], 8)
-    assert [(w.start, w.end) for w in windows] == [(0.0, 3.5), (3.5, 10.0)]
-    assert [w.span for w in windows] == [(0.0, 3.5), (3.5, 10.0)]  # each its own scene
+def test_windows_never_cross_a_cut() -> None:
+    """A scene no longer than a window is one window; a longer one gets the fixed windows
+    inside it, the last ending at its cut; the spans tile each scene, none crossing."""
+    times = [i / 2 for i in range(40)]  # 20 s at 2 fps
+    scenes = [(0.0, 3.5), (3.5, 3.5), (3.5, 10.0), (10.0, 20.0)]
+    windows = scene_windows(times, scenes, 8)
+    assert [(w.start, w.end) for w in windows] == [
+        (0.0, 3.5), (3.5, 7.5), (5.5, 9.5), (6.0, 10.0),
+        (10.0, 14.0), (12.0, 16.0), (14.0, 18.0), (16.0, 20.0),
+    ]  # fmt: skip
+    assert [w.span for w in windows] == [
+        (0.0, 3.5), (3.5, 6.5), (6.5, 7.75), (7.75, 10.0),
+        (10.0, 13.0), (13.0, 15.0), (15.0, 17.0), (17.0, 20.0),
+    ]  # fmt: skip
+    assert all(len(w.frames) == 8 for w in windows)
+    # each window's frames come from its own scene only
+    for window in windows:
+        assert all(window.start <= times[i] < window.end for i in window.frames)
+
+
+def test_a_scene_without_a_sampled_frame_has_no_window() -> None:
+    times = [0.0, 0.5, 1.0, 5.0, 5.5]
+    windows = scene_windows(times, [(0.0, 1.2), (1.2, 4.9), (4.9, 6.0)], 8)
+    assert [w.span for w in windows] == [(0.0, 1.2), (4.9, 6.0)]
+
+
+def test_windows_stored_before_spans_were_stored_still_read() -> None:
+    """Format 1 (no spans: windows never met a cut) reads as the spans nearer each centre."""
+    from policy_engine.analysis.windows import stored_spans, window_scores_to_json
+
+    extents = [(0.0, 4.0), (2.0, 6.0), (4.0, 8.0)]
+    old = {"format": 1, "prompts": ["a"], "windows": [[s, e, [0.0]] for s, e in extents]}
+    assert stored_spans(old) == [(0.0, 3.0), (3.0, 5.0), (5.0, 8.0)]
+    spans = [(0.0, 4.0), (4.0, 6.0), (6.0, 8.0)]
+    new = window_scores_to_json({}, ["a"], extents, [[0.0]] * 3, spans)
+    assert stored_spans(new) == spans

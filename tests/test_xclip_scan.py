@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from policy_engine.analysis.scenes import SceneSettings
 from policy_engine.analysis.windows import fixed_windows
 from policy_engine.media.synthetic import write_color_segments
 from policy_engine.media.video import SamplingSpec
@@ -91,6 +92,24 @@ def test_xclip_categories_are_scored_per_window_stored_and_reevaluated(
     new_prompt = reevaluate(store, [rules(prompt="a person falling")], None)
     [(_, problem)] = new_prompt.problems
     assert "X-CLIP did not score its prompts" in problem and "--force" in problem
+
+
+def test_with_scene_detection_xclip_windows_never_cross_a_cut(
+    store: Store, tiny_clip_dir: Path, xclip_dir: Path, video: Path, tmp_path: Path
+) -> None:
+    """The red-to-blue cut at 4 s: the red scene is one window, the blue one the fixed
+    windows inside it; the spans are stored and tile each scene."""
+    clip = tmp_path / "actions.mp4"
+    clip.write_bytes(video.read_bytes())
+    options = AnalysisOptions(sampling=SamplingSpec(fps=2.0), scenes=SceneSettings())
+    scanner = Scanner(store, [rules()], provider(tiny_clip_dir, xclip_dir), options)
+    outcome = scanner.scan_file(clip)
+    assert outcome.status == "scanned", outcome.error
+    [scan] = store.completed_scans(scan_ids=[outcome.scan_id])
+    stored = store.scan_xclip([scan.id])[scan.id]
+    assert stored is not None and stored["format"] == 2
+    assert [(w[0], w[1]) for w in stored["windows"]] == [(0.0, 4.0), (4.0, 8.0), (6.0, 10.0)]
+    assert [tuple(w[3]) for w in stored["windows"]] == [(0.0, 4.0), (4.0, 7.0), (7.0, 10.0)]
 
 
 def test_xclip_category_mistakes_are_named() -> None:

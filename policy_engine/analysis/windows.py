@@ -64,44 +64,65 @@ def fixed_windows(
     """Windows of `length` seconds every `hop` seconds over [start, end_time); the last one
     ends at end_time (a video shorter than `length` is one window). Windows holding no
     sampled frame are left out."""
-    if length <= 0 or hop <= 0:
-        raise ValueError(f"window length and hop must be positive, got {length} and {hop}")
-    if end_time <= start or not times:
-        return []
-    starts: list[float] = []
-    at = start
-    while at + length < end_time - 1e-9:
-        starts.append(at)
-        at += hop
-    starts.append(max(start, end_time - length))
-    extents = sorted({(s, min(end_time, s + length)) for s in starts})
-    return _windows(times, extents, count)
+    return scene_windows(times, [(start, end_time)], count, length=length, hop=hop)
 
 
 def scene_windows(
-    times: Sequence[float], scenes: Sequence[tuple[float, float]], count: int
-) -> list[ClipWindow]:
-    """One window per scene (start, end), where scenes were detected; each stands for its
-    own scene."""
-    return _windows(times, [(s, e) for s, e in scenes if e > s], count, own_spans=True)
-
-
-def _windows(
     times: Sequence[float],
-    extents: Sequence[tuple[float, float]],
+    scenes: Sequence[tuple[float, float]],
     count: int,
     *,
-    own_spans: bool = False,
+    length: float = DEFAULT_LENGTH_S,
+    hop: float = DEFAULT_HOP_S,
 ) -> list[ClipWindow]:
-    kept = [(s, e) for s, e in extents if holds_a_frame(times, s, e)]
-    if not kept:
+    """Windows that never cross a cut: one per scene (start, end) no longer than `length`,
+    the fixed windows inside a longer one (a 30 s shot is not judged on 8 frames 4 s
+    apart). Each window's span stays inside its scene; the spans tile every scene that
+    holds a sampled frame."""
+    windows: list[ClipWindow] = []
+    for scene_start, scene_end in scenes:
+        extents = [
+            e for e in window_extents(scene_start, scene_end, length, hop)
+            if holds_a_frame(times, *e)
+        ]  # fmt: skip
+        spans = scene_spans_of(extents, scene_start, scene_end)
+        windows.extend(
+            ClipWindow(start=s, end=e, frames=pick_frames(times, s, e, count), span=span)
+            for (s, e), span in zip(extents, spans, strict=True)
+        )
+    return windows
+
+
+def window_extents(
+    start: float, end: float, length: float = DEFAULT_LENGTH_S, hop: float = DEFAULT_HOP_S
+) -> list[tuple[float, float]]:
+    """(start, end) of the windows over [start, end): `length` long every `hop`, the last
+    ending at `end`; one window where the stretch is no longer than `length`."""
+    if length <= 0 or hop <= 0:
+        raise ValueError(f"window length and hop must be positive, got {length} and {hop}")
+    if end <= start:
         return []
-    # overlapping windows: each stands for the time nearer its centre than any other's
-    spans = kept if own_spans else spans_of(kept)
-    return [
-        ClipWindow(start=s, end=e, frames=pick_frames(times, s, e, count), span=span)
-        for (s, e), span in zip(kept, spans, strict=True)
-    ]
+    starts: list[float] = []
+    at = start
+    while at + length < end - 1e-9:
+        starts.append(at)
+        at += hop
+    starts.append(max(start, end - length))
+    return sorted({(s, min(end, s + length)) for s in starts})
+
+
+def scene_spans_of(
+    extents: Sequence[tuple[float, float]], scene_start: float, scene_end: float
+) -> list[tuple[float, float]]:
+    """The spans of one scene's windows (in order): nearer each one's centre, clipped to
+    the scene, the first from its start and the last to its end."""
+    spans = spans_of(extents)
+    if not spans:
+        return []
+    clipped = [(max(scene_start, lo), min(scene_end, hi)) for lo, hi in spans]
+    clipped[0] = (scene_start, clipped[0][1])
+    clipped[-1] = (clipped[-1][0], scene_end)
+    return clipped
 
 
 def holds_a_frame(times: Sequence[float], start: float, end: float) -> bool:
@@ -157,19 +178,33 @@ def window_probability(
 
 def window_scores_to_json(
     identity: dict[str, Any], prompts: Sequence[str], windows: Sequence[tuple[float, float]],
-    logits: np.ndarray,
+    logits: np.ndarray, spans: Sequence[tuple[float, float]],
 ) -> dict[str, Any]:  # fmt: skip
     """What a scan stores of X-CLIP: its identity, the prompts scored, and per window its
-    extent and one logit per prompt."""
+    extent, one logit per prompt and the span its verdict stands for (format 2; format 1
+    had no spans: its windows never met a cut, so the spans follow from the extents)."""
     return {
-        "format": 1,
+        "format": 2,
         "identity": identity,
         "prompts": list(prompts),
         "windows": [
-            [round(s, 6), round(e, 6), [round(float(v), 5) for v in row]]
-            for (s, e), row in zip(windows, np.asarray(logits), strict=True)
+            [
+                round(s, 6),
+                round(e, 6),
+                [round(float(v), 5) for v in row],
+                [round(lo, 6), round(hi, 6)],
+            ]
+            for (s, e), row, (lo, hi) in zip(windows, np.asarray(logits), spans, strict=True)
         ],
     }
+
+
+def stored_spans(stored: dict[str, Any]) -> list[tuple[float, float]]:
+    """The span each stored window stands for (format 1: nearer its centre)."""
+    windows = stored.get("windows", [])
+    if all(len(w) > 3 for w in windows):
+        return [(float(w[3][0]), float(w[3][1])) for w in windows]
+    return spans_of([(float(w[0]), float(w[1])) for w in windows])
 
 
 def window_columns(
@@ -182,14 +217,14 @@ def window_columns(
     needed = {p for c in categories for p in c.prompts} | set(null)
     if not needed <= set(prompts):
         return None
-    extents = [(float(w[0]), float(w[1])) for w in stored.get("windows", [])]
-    logits = np.array([w[2] for w in stored.get("windows", [])], dtype=np.float64)
-    spans = spans_of(extents)
+    windows = stored.get("windows", [])
+    logits = np.array([w[2] for w in windows], dtype=np.float64)
+    spans = stored_spans(stored)
     columns = [
         frame_column(
             frame_times,
             spans,
-            window_probability(logits, prompts, c.prompts, null) if len(extents) else np.zeros(0),
+            window_probability(logits, prompts, c.prompts, null) if windows else np.zeros(0),
         )
         for c in categories
     ]

@@ -124,6 +124,9 @@ class SampledFrame:
     # scenes sampling: where the time this frame stands for starts (its scene's cut, or its
     # part of a long scene), so coverage stays time-weighted; None: at its own time
     stands_from: float | None = None
+    # fps and all sampling with scene detection: the cuts the detector reported since the
+    # previous sampled frame (times ascending; a cut may be reported a little late)
+    cuts: tuple[float, ...] = ()
 
 
 class CutSource(Protocol):
@@ -362,6 +365,7 @@ class FrameSampler:
                 pixels=self._convert(frame),
                 thumbnail=self._thumbnail(frame) if self.thumbnail_size else None,
                 picture=self._display(frame, self.picture_size) if self.picture_size else None,
+                cuts=tuple(self.cuts.take_cuts()) if self.cuts is not None else (),
             )
             self.summary.sampled_frames += 1
             return sampled

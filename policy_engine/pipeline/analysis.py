@@ -228,15 +228,17 @@ def analyze_video(
     prompts, _ = flatten_prompts(categories)
     text_embeddings = embedder.embed_texts(prompts)
 
-    if xclip is not None:
-        if options.sampling.mode is not SamplingMode.FPS:
-            raise ValueError(
-                f"X-CLIP categories need fps sampling (windows of moving pictures);"
-                f" {options.sampling.mode.value} sampling would give X-CLIP stills"
-            )
-        xclip.start = options.sampling.start  # its windows start where the analysis does
+    if xclip is not None and options.sampling.mode is not SamplingMode.FPS:
+        raise ValueError(
+            f"X-CLIP categories need fps sampling (windows of moving pictures);"
+            f" {options.sampling.mode.value} sampling would give X-CLIP stills"
+        )
     flashes, skipped = _photosensitivity_check(options)
     cuts, scenes_skipped = _scene_detection(options)
+    if xclip is not None:
+        xclip.start = options.sampling.start  # its windows start where the analysis does
+        # windows never cross a cut; a cut may be reported up to about a window late
+        xclip.cut_lag = xclip.length if cuts is not None else 0.0
     # the check runs beside the decoder, not in its thread (see ReceiverThread), at a
     # lower priority: the image tower's threads wait for each other, so a check thread
     # taking one of their cores stalls both; niced, it runs in the gaps they leave
@@ -288,7 +290,7 @@ def analyze_video(
             thumbnail = frame.thumbnail
             if xclip is not None and frame.picture is not None:
                 tick = time.perf_counter()
-                xclip.add(frame.time, frame.picture)
+                xclip.add(frame.time, frame.picture, frame.cuts)
                 model_seconds += time.perf_counter() - tick
             if detectors and detections is not None and frame.picture is not None:
                 detections.append(in_frame)
@@ -333,10 +335,10 @@ def analyze_video(
     windows = None
     if xclip is not None:
         tick = time.perf_counter()
-        extents, logits = xclip.finish(end)
+        extents, logits, spans = xclip.finish(end, cuts.cuts if cuts is not None else ())
         model_seconds += time.perf_counter() - tick
         identity = xclip.scorer.identity.as_dict()
-        windows = window_scores_to_json(identity, xclip.prompts, extents, logits)
+        windows = window_scores_to_json(identity, xclip.prompts, extents, logits, spans)
     total = time.perf_counter() - started
     summary = sampler.summary
     return AnalysisResult(

@@ -1,15 +1,25 @@
-"""X-CLIP over a scan's sampled frames as they arrive: windows of 4 s every 2 s (the last
-ending at the end), each scored as soon as a later frame shows it is complete, keeping
-only the pictures a window still to come can need (a film is never held in memory).
+"""X-CLIP over a scan's sampled frames as they arrive: windows of 4 s every 2 s that never
+cross a cut (a scene no longer than a window is one window), each scored as soon as the
+frames show it complete, keeping only the pictures a window still to come can need (a
+film is never held in memory).
 
-The windows are those of ``analysis.windows.fixed_windows`` over the same frames; each
-gets exactly the checkpoint's frame count, picked by time from the sampled frames.
+The windows are those of ``analysis.windows.scene_windows`` over the same frames and the
+scan's scenes (one scene, the whole window, without scene detection); each gets exactly
+the checkpoint's frame count, picked by time from the sampled frames.
+
+A scene detector may report a cut a little after it happened (PySceneDetect holds a cut
+back for ``min_scene_len`` frames; a fade is cut at its middle once it has ended), so
+with cuts a window is scored only once the frames have passed its end by ``cut_lag``
+seconds. A cut reported later still (a fade longer than that) ends its scene where it
+is, but a window already scored across it stays as it was: its span is clipped to the
+scene, so each moment is still weighed once.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +31,12 @@ from policy_engine.analysis.windows import (
     DEFAULT_LENGTH_S,
     holds_a_frame,
     pick_frames,
+    scene_spans_of,
 )
 from policy_engine.policy.model import RuleSet
 
 WINDOWS_PER_CALL = 4
+_EPS = 1e-9
 
 
 @dataclass
@@ -37,46 +49,90 @@ class XClipRun:
     length: float = DEFAULT_LENGTH_S
     hop: float = DEFAULT_HOP_S
     start: float = 0.0  # where the analysed window starts (the scan's --start)
+    cut_lag: float = 0.0  # how late a cut may be reported (0: no scene detection)
     times: list[float] = field(default_factory=list)
     _pictures: dict[int, np.ndarray] = field(default_factory=dict)
-    _next_start: float | None = None
+    _scene_start: float | None = None  # the open scene's (None: nothing seen yet)
+    _next_start: float = 0.0  # the open scene's next window
+    _cuts: list[float] = field(default_factory=list)  # reported, not yet ending a scene
+    _scenes: list[tuple[float, float]] = field(default_factory=list)  # closed ones
     _done: set[tuple[float, float]] = field(default_factory=set)
-    _pending: list[tuple[float, float, tuple[int, ...]]] = field(default_factory=list)
-    extents: list[tuple[float, float]] = field(default_factory=list)
-    _logits: list[np.ndarray] = field(default_factory=list)
+    _pending: list[tuple[float, float, float, tuple[int, ...]]] = field(default_factory=list)
+    _scored: list[tuple[float, float, float, np.ndarray]] = field(default_factory=list)
 
-    def add(self, time: float, picture: np.ndarray) -> None:
-        """The next sampled frame (times ascending) and its picture."""
+    def add(self, time: float, picture: np.ndarray, cuts: Iterable[float] = ()) -> None:
+        """The next sampled frame (times ascending), its picture, and the cuts the scene
+        detector reported since the previous one."""
+        self._open()
         self._pictures[len(self.times)] = picture
         self.times.append(float(time))
-        if self._next_start is None:
-            self._next_start = self.start
-        while self._next_start + self.length <= time + 1e-9:
-            start = self._next_start
-            self._queue(start, start + self.length)
+        self._note_cuts(cuts)
+        settled = time - self.cut_lag  # every cut before this is known by now
+        while self._cuts and self._cuts[0] <= settled:
+            self._close_scene(self._cuts.pop(0))
+        assert self._scene_start is not None
+        while self._next_start + self.length <= settled + _EPS:
+            self._queue(self._next_start, self._next_start + self.length)
             self._next_start += self.hop
         self._score(final=False)
         self._forget(time)
 
-    def finish(self, end_time: float) -> tuple[list[tuple[float, float]], np.ndarray]:
-        """Score what is left (windows ending by the end, and one ending at it); the
-        windows in order and their (W, P) logits."""
-        if self._next_start is None:
-            self._next_start = self.start
-        while self._next_start + self.length < end_time - 1e-9:
-            self._queue(self._next_start, self._next_start + self.length)
-            self._next_start += self.hop
-        if self.times and end_time > self.start:
-            self._queue(max(self.start, end_time - self.length), end_time)
+    def finish(
+        self, end_time: float, cuts: Iterable[float] = ()
+    ) -> tuple[list[tuple[float, float]], np.ndarray, list[tuple[float, float]]]:
+        """Score what is left (every scene closed, the last at the end); the windows in
+        order, their (W, P) logits and the span each stands for."""
+        self._open()
+        self._note_cuts(c for c in cuts if c < end_time)
+        for cut in self._cuts:
+            self._close_scene(cut)
+        self._cuts = []
+        if self.times:
+            self._close_scene(end_time)
         self._score(final=True)
-        order = sorted(range(len(self.extents)), key=lambda i: self.extents[i])
-        extents = [self.extents[i] for i in order]
+        scored = sorted(self._scored, key=lambda w: (w[0], w[1]))
+        extents = [(s, e) for s, e, _, _ in scored]
+        spans = self._spans(scored)
         logits = (
-            np.stack([self._logits[i] for i in order])
-            if order
+            np.stack([row for _, _, _, row in scored])
+            if scored
             else np.zeros((0, len(self.prompts)), dtype=np.float32)
         )
-        return extents, logits
+        return extents, logits, spans
+
+    def _open(self) -> None:
+        if self._scene_start is None:
+            self._scene_start = self._next_start = self.start
+
+    def _note_cuts(self, cuts: Iterable[float]) -> None:
+        assert self._scene_start is not None
+        for cut in cuts:
+            # a cut at or before the open scene's start came too late to split anything
+            if cut > self._scene_start + _EPS and cut not in self._cuts:
+                bisect.insort(self._cuts, float(cut))
+
+    def _close_scene(self, end: float) -> None:
+        """The open scene ends at `end`: queue the rest of its windows, the last ending
+        there, and open the next."""
+        start = self._scene_start
+        assert start is not None
+        if end <= start + _EPS:
+            return
+        while self._next_start + self.length < end - _EPS:
+            self._queue(self._next_start, self._next_start + self.length)
+            self._next_start += self.hop
+        self._queue(max(start, end - self.length), end)
+        self._scenes.append((start, end))
+        self._scene_start = self._next_start = end
+        # windows queued before a late cut was known, wholly after it: the new scene's
+        self._pending = [
+            (s, e, end if scene == start and s >= end - _EPS else scene, f)
+            for s, e, scene, f in self._pending
+        ]
+        self._scored = [
+            (s, e, end if scene == start and s >= end - _EPS else scene, row)
+            for s, e, scene, row in self._scored
+        ]
 
     def _queue(self, start: float, end: float) -> None:
         key = (round(start, 6), round(end, 6))
@@ -84,7 +140,8 @@ class XClipRun:
             return
         self._done.add(key)
         frames = pick_frames(self.times, start, end, self.scorer.frames_per_window)
-        self._pending.append((start, end, frames))
+        assert self._scene_start is not None
+        self._pending.append((start, end, self._scene_start, frames))
 
     def _score(self, *, final: bool) -> None:
         while self._pending and (final or len(self._pending) >= WINDOWS_PER_CALL):
@@ -92,18 +149,30 @@ class XClipRun:
                 self._pending[:WINDOWS_PER_CALL],
                 self._pending[WINDOWS_PER_CALL:],
             )
-            pixels = self.scorer.pixels([[self._pictures[i] for i in f] for _, _, f in part])
+            pixels = self.scorer.pixels([[self._pictures[i] for i in f] for *_, f in part])
             logits = self.scorer.logits(pixels, self.prompts)
-            for (start, end, _), row in zip(part, logits, strict=True):
-                self.extents.append((start, end))
-                self._logits.append(np.asarray(row, dtype=np.float32))
+            for (start, end, scene, _), row in zip(part, logits, strict=True):
+                self._scored.append((start, end, scene, np.asarray(row, dtype=np.float32)))
+
+    def _spans(
+        self, scored: Sequence[tuple[float, float, float, np.ndarray]]
+    ) -> list[tuple[float, float]]:
+        """Each window's span (in the order given): within its scene, nearer its centre
+        than the scene's other windows'."""
+        ends = dict(self._scenes)
+        spans: dict[int, tuple[float, float]] = {}
+        for scene_start in {w[2] for w in scored}:
+            members = [i for i, w in enumerate(scored) if w[2] == scene_start]
+            extents = [(scored[i][0], scored[i][1]) for i in members]
+            found = scene_spans_of(extents, scene_start, ends[scene_start])
+            spans.update(zip(members, found, strict=True))
+        return [spans[i] for i in range(len(scored))]
 
     def _forget(self, time: float) -> None:
-        """Drop pictures no window to come can pick: before the next window's start and
-        before the last ``length`` seconds (the window ending at the end)."""
-        next_start = self.start if self._next_start is None else self._next_start
-        keep_from = min(next_start, time - self.length) - 1e-6
-        needed = {i for _, _, frames in self._pending for i in frames}
+        """Drop pictures no window to come can pick: before the open scene's next window
+        and before the last ``length`` seconds that a cut still to come may end."""
+        keep_from = min(self._next_start, time - self.cut_lag - self.length) - 1e-6
+        needed = {i for *_, frames in self._pending for i in frames}
         for index in list(self._pictures):
             if self.times[index] < keep_from and index not in needed:
                 del self._pictures[index]
