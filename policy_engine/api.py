@@ -72,6 +72,7 @@ def analysis_options(
         interval_seconds=settings.interval,
         photosensitivity=pse_settings(settings) if settings.pse else None,
         scenes=scene_settings(settings) if settings.scenes else None,
+        keep_revealed=settings.reveal_hidden_evidence,
     )
 
 

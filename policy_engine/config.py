@@ -49,6 +49,9 @@ class Settings:
     fast_decode: bool = False
     # X-CLIP, for categories with `model: xclip`: a hub id or a checkpoint folder
     xclip_model: str = "microsoft/xclip-base-patch32"
+    # detector classes hidden in evidence (nudity): also keep each such thumbnail
+    # unpixelated, shown only in the app, only to reviewers logged in there who ask
+    reveal_hidden_evidence: bool = False
     # the photosensitivity (flash and pattern) check on every frame of each scan
     pse: bool = True
     pse_area: str = "regions"  # regions | frame (as IRIS) | wcag-field

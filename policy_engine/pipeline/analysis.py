@@ -69,6 +69,9 @@ class AnalysisOptions:
     framing: Framing = Framing.LETTERBOX
     interval_seconds: float = DEFAULT_INTERVAL_SECONDS
     thumbnail_size: int = 0  # long side of evidence thumbnails in pixels; 0: none
+    # where a detector's hidden classes were pixelated in a thumbnail, keep a copy as it
+    # was too (for authorised reviewers in the app only; reports never read it)
+    keep_revealed: bool = False
     # the photosensitivity check on every frame of the same decode; None: not checked
     photosensitivity: PseSettings | None = None
     pse_width: int | None = 160  # width of the pictures it measures; None: as stored
@@ -106,6 +109,9 @@ class AnalysisResult:
     detector_models: dict[str, dict[str, Any]] = field(default_factory=dict)  # identities
     # X-CLIP's windows (identity, prompts, per window its extent and logits); None: not run
     xclip_windows: dict[str, Any] | None = None
+    # per frame, the thumbnail with its hidden regions as they were (options.keep_revealed;
+    # None where nothing was hidden); empty when not kept
+    revealed_thumbnails: list[bytes | None] = field(default_factory=list)
 
     def to_dict(self, *, frames: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -268,6 +274,7 @@ def analyze_video(
     stands_from: list[float | None] = []
     embeddings: list[np.ndarray] = []
     thumbnails: list[bytes | None] = []
+    revealed: list[bytes | None] = []
     detections: list[list[Detection]] | None = [] if detectors else None
     pending: list[SampledFrame] = []
     model_seconds = 0.0
@@ -292,11 +299,14 @@ def analyze_video(
                 tick = time.perf_counter()
                 xclip.add(frame.time, frame.picture, frame.cuts)
                 model_seconds += time.perf_counter() - tick
+            as_it_was = None
             if detectors and detections is not None and frame.picture is not None:
                 detections.append(in_frame)
-                size = options.thumbnail_size
-                thumbnail = detectors.evidence(frame.picture, in_frame, size) or thumbnail
+                size, reveal = options.thumbnail_size, options.keep_revealed
+                shown, as_it_was = detectors.evidence(frame.picture, in_frame, size, reveal)
+                thumbnail = shown or thumbnail
             thumbnails.append(thumbnail)
+            revealed.append(as_it_was)
             offset += crops
         if progress is not None:
             progress(max(0.0, pending[-1].time - options.sampling.start), window)
@@ -372,6 +382,7 @@ def analyze_video(
         detections=detections,
         detector_models=detectors.identities() if detectors else {},
         xclip_windows=windows,
+        revealed_thumbnails=revealed if any(r is not None for r in revealed) else [],
     )
 
 

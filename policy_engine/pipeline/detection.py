@@ -6,7 +6,6 @@ copy of it (report, app, e-mail) ever holds the original.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -122,11 +121,16 @@ class DetectorSet:
         return found
 
     def evidence(
-        self, picture: np.ndarray, found: Sequence[Detection], thumbnail_size: int
-    ) -> bytes | None:
+        self,
+        picture: np.ndarray,
+        found: Sequence[Detection],
+        thumbnail_size: int,
+        keep_revealed: bool = False,
+    ) -> tuple[bytes | None, bytes | None]:
         """The thumbnail with the detections that count for a category drawn, and every
-        detection of a hidden class pixelated (long side ``thumbnail_size``); None where
-        there is neither."""
+        detection of a hidden class pixelated (long side ``thumbnail_size``), None where
+        there is neither; and, with ``keep_revealed``, the same drawn without pixelating
+        where something was hidden (for authorised reviewers in the app only)."""
         shown = [
             d
             for d in found
@@ -134,12 +138,11 @@ class DetectorSet:
             or d.class_name in self.hidden.get(d.model, ())
         ]
         if not shown or thumbnail_size <= 0:
-            return None
+            return None, None
         import cv2
         import supervision as sv
-        from PIL import Image
 
-        from policy_engine.media.evidence import draw_evidence
+        from policy_engine.media.evidence import evidence_jpeg
 
         height, width = picture.shape[:2]
         scale = thumbnail_size / max(height, width)
@@ -157,7 +160,7 @@ class DetectorSet:
             class_id=np.arange(len(shown)),
             data={"class_name": np.array(names, dtype=object)},
         )
-        scene = draw_evidence(small, detections, hidden_classes=hidden)
-        buffer = io.BytesIO()
-        Image.fromarray(scene).save(buffer, "JPEG", quality=80)
-        return buffer.getvalue()
+        drawn = evidence_jpeg(small, detections, hidden_classes=hidden)
+        if not (keep_revealed and any(name in hidden for name in names)):
+            return drawn, None
+        return drawn, evidence_jpeg(small, detections, hidden_classes=hidden, reveal=True)

@@ -404,6 +404,7 @@ class Scanner:
                 window_start=analysis.coverage.start,
                 window_end=analysis.coverage.end,
                 span_starts=analysis.span_starts,
+                revealed=analysis.revealed_thumbnails,
             ),
             timings=analysis.timings,
             decoding=analysis.decoding,

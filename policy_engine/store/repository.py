@@ -69,6 +69,9 @@ class ScanFrames:
     window_start: float
     window_end: float
     span_starts: np.ndarray | None = None  # where each frame's span starts (scenes sampling)
+    # per frame, the thumbnail unpixelated where hidden classes were pixelated (None:
+    # nothing hidden); empty: none kept
+    revealed: Sequence[bytes | None] = ()
 
 
 @dataclass(frozen=True)
@@ -576,6 +579,7 @@ class Store:
             scan.scenes = scenes.summary if scenes is not None else None
             if scenes is not None:
                 s.add_all(scene_rows(scan_id, scenes))
+            revealed = frames.revealed or [None] * len(times)
             s.add_all(
                 Frame(
                     scan_id=scan_id,
@@ -584,9 +588,10 @@ class Store:
                     crops=len(vectors),
                     embedding=embedding_bytes(vectors),
                     thumbnail=thumb,
+                    revealed_thumbnail=as_it_was,
                 )
-                for index, (time, vectors, thumb) in enumerate(
-                    zip(times, frames.embeddings, frames.thumbnails, strict=True)
+                for index, (time, vectors, thumb, as_it_was) in enumerate(
+                    zip(times, frames.embeddings, frames.thumbnails, revealed, strict=True)
                 )
             )
 
@@ -690,6 +695,23 @@ class Store:
                 Frame.scan_id == scan_id, Frame.index.in_(sorted(set(indexes)))
             )
             return {i: data for i, data in s.execute(query) if data is not None}
+
+    def revealed_thumbnail(self, scan_id: int, index: int) -> bytes | None:
+        """A frame's thumbnail with its hidden regions as they were, where one was kept
+        (for authorised reviewers in the app only: nothing else reads it)."""
+        with self._transaction() as s:
+            query = select(Frame.revealed_thumbnail).where(
+                Frame.scan_id == scan_id, Frame.index == index
+            )
+            return s.scalar(query)
+
+    def frames_revealed(self, scan_id: int) -> set[int]:
+        """The frames of a scan kept with their hidden regions as they were."""
+        with self._transaction() as s:
+            query = select(Frame.index).where(
+                Frame.scan_id == scan_id, Frame.revealed_thumbnail.is_not(None)
+            )
+            return set(s.scalars(query))
 
     def frames_with_thumbnails(self, scan_id: int, indexes: Iterable[int]) -> list[int]:
         """Which of these frames have a picture (without reading the pictures)."""

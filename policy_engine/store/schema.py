@@ -181,6 +181,10 @@ class Frame(Base):
     crops: Mapped[int] = mapped_column(Integer)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # (crops, D) float16
     thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)  # JPEG
+    # the same, where a detector's hidden classes were pixelated in it, as it was: kept
+    # only with ``reveal_hidden_evidence``, shown only in the app to reviewers logged in
+    # there (deferred: read by nothing else)
+    revealed_thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class ScoreSet(Base):

@@ -65,6 +65,7 @@ def asset_page(
     request: Request,
     who: Viewer,
     unblurred: bool = False,
+    revealed: bool = False,
     done: Annotated[str, Query(max_length=20)] = "",
 ) -> HTMLResponse:
     from policy_engine.policy.loader import parse_ruleset
@@ -75,9 +76,18 @@ def asset_page(
     store = engine.store()
     _found(store, asset_id)
     clear = unblurred and who.may(OVERRULE)  # evidence unblurred only for those who rule
+    # hidden regions (nudity) as they were: only where kept, only to a reviewer here
+    may_reveal = clear and engine.settings.reveal_hidden_evidence and who.account.kind == "user"
+    shown_as_was = revealed and may_reveal
+    kept: dict[int, set[int]] = {}  # per scan, the frames kept as they were
 
     def picture(scan_id: int, frame: int) -> str:
         url = f"/api/v1/scans/{scan_id}/frames/{frame}/thumbnail"
+        if shown_as_was:
+            if scan_id not in kept:
+                kept[scan_id] = store.frames_revealed(scan_id)
+            if frame in kept[scan_id]:
+                return url + "?unblurred=true&revealed=true"
         return url + "?unblurred=true" if clear else url
 
     report = build_asset_report(store, asset_id, image_src=picture)
@@ -95,6 +105,7 @@ def asset_page(
         claim=reviews.claims([asset_id]).get(asset_id), me=author(who.account),
         proposals=reviews.proposals(asset_ids=[asset_id]), four_eyes=engine.settings.four_eyes,
         reasons=engine.settings.override_reasons, unblurred=clear,
+        may_reveal=may_reveal, revealed=shown_as_was,
         notice=NOTICES.get(done), may_rule=who.may(OVERRULE),
     )  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,8 +16,10 @@ from policy_engine.errors import ConfigError
 from policy_engine.service.deps import Reader, Reviewer, who
 from policy_engine.service.problems import Problem
 from policy_engine.service.resources import resources
+from policy_engine.store.accounts import Account
 
 router = APIRouter(prefix="/api/v1", tags=["decisions"])
+logger = logging.getLogger(__name__)
 
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -63,15 +66,23 @@ def thumbnail(
     request: Request,
     caller: Reader,
     unblurred: bool = False,
+    revealed: bool = False,
 ) -> Response:
     """A sampled frame's picture, blurred: evidence that leaves the engine never shows
-    explicit material as it is. `unblurred=true` is for roles that may overrule."""
-    if unblurred and not caller.may(OVERRULE):
+    explicit material as it is. `unblurred=true` is for roles that may overrule; the
+    regions of a detector's hidden classes (nudity) stay pixelated. `revealed=true` shows
+    them as they were, only in the app (a reviewer logged in there, never a token), only
+    where the `reveal_hidden_evidence` setting kept them; each time is logged."""
+    if (unblurred or revealed) and not caller.may(OVERRULE):
         raise Problem(403, "forbidden", f"{caller.role} may not see evidence unblurred")
-    pictures = resources(request).store().thumbnails(scan_id, [index])
-    if index not in pictures:
-        raise Problem(404, "no-such-frame", f"scan {scan_id} has no picture for frame {index}")
-    data = pictures[index] if unblurred else blurred(pictures[index])
+    store = resources(request).store()
+    if revealed:
+        data = _revealed(request, caller, scan_id, index)
+    else:
+        pictures = store.thumbnails(scan_id, [index])
+        if index not in pictures:
+            raise Problem(404, "no-such-frame", f"scan {scan_id} has no picture for frame {index}")
+        data = pictures[index] if unblurred else blurred(pictures[index])
     return Response(
         data, media_type="image/jpeg",
         headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
@@ -179,6 +190,33 @@ def answer_proposal(
         "before": asdict(result.before),
         "after": asdict(result.after),
     }
+
+
+def _revealed(request: Request, caller: Account, scan_id: int, index: int) -> bytes:
+    engine = resources(request)
+    if not engine.settings.reveal_hidden_evidence:
+        raise Problem(
+            403, "forbidden",
+            "hidden regions are shown only where the reveal_hidden_evidence setting is on",
+        )  # fmt: skip
+    if caller.kind != "user":
+        raise Problem(
+            403, "forbidden",
+            f"{caller.kind} {caller.name}: hidden regions are shown only in the app, to a"
+            " reviewer logged in there",
+        )  # fmt: skip
+    data = engine.store().revealed_thumbnail(scan_id, index)
+    if data is None:
+        raise Problem(
+            404, "no-such-picture",
+            f"scan {scan_id} kept no picture of frame {index} with hidden regions shown",
+        )  # fmt: skip
+    logger.info(
+        "evidence shown with its hidden regions: scan %s frame %s to %s",
+        scan_id, index, caller.name,
+        extra={"scan_id": scan_id, "frame": index, "user": caller.name},
+    )  # fmt: skip
+    return data
 
 
 def blurred(jpeg: bytes) -> bytes:
