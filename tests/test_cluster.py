@@ -322,3 +322,60 @@ def test_a_model_the_workers_cannot_load_fails_the_batch_and_gives_the_files_bac
         queued = c.execute(text("SELECT state, attempts FROM ingest_files")).all()
     engine.dispose()
     assert [tuple(row) for row in queued] == [("waiting", 0)]
+
+
+LEAN_PROBE = """
+import json, os, sys
+from dataclasses import replace
+from policy_engine.config import Settings
+from policy_engine.workers.cluster import connect
+
+def descendants(root):
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            parents[int(pid)] = int(stat[1])
+        except OSError:
+            pass
+    found, frontier = [], {root}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier}
+        found.extend(frontier)
+    lines = []
+    for pid in found:
+        try:
+            lines.append(open(f"/proc/{pid}/cmdline").read().replace("\\0", " "))
+        except OSError:
+            pass
+    return lines
+
+ray, started = connect(replace(Settings(), executor="ray", db=sys.argv[1], ray_address=""))
+import ray._private.parameter as parameter
+running = descendants(os.getpid())
+restored = parameter.RayParams.__init__.__name__ == "__init__"
+ray.shutdown()
+print(json.dumps({"started": started, "running": running, "restored": restored}))
+"""
+
+
+def test_ray_started_by_a_command_runs_without_its_idle_monitors(tmp_path, postgres_url):
+    """The autoscaler's monitor (nothing to autoscale) and the log monitor (logs are not
+    sent to the driver) are left out of a Ray the command starts for itself: stopping
+    the monitor alone took most of ray.shutdown()'s 1.4 s. Ray's own processes run."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_ADDRESS": "", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", LEAN_PROBE, postgres_url],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["started"] and found["restored"]
+    running = " | ".join(found["running"])
+    assert "gcs_server" in running and "raylet" in running  # Ray itself is up
+    assert "autoscaler/_private/monitor.py" not in running
+    assert "log_monitor.py" not in running
