@@ -112,6 +112,31 @@ def test_with_scene_detection_xclip_windows_never_cross_a_cut(
     assert [tuple(w[3]) for w in stored["windows"]] == [(0.0, 4.0), (4.0, 7.0), (7.0, 10.0)]
 
 
+def test_a_long_fade_to_black_cut_late_by_the_threshold_detector_scans(
+    store: Store, tiny_clip_dir: Path, xclip_dir: Path, tmp_path: Path
+) -> None:
+    """PySceneDetect's threshold detector cuts a 15 s black stretch at its middle (13.5 s,
+    off the 2 s grid of windows) once it ends, 7.5 s after the cut: the scan completes
+    and the spans tile the time (tests/test_xclip_windows.py holds the cases where such
+    a cut once asked for a picture already let go)."""
+    clip = write_color_segments(
+        tmp_path / "fade.mp4",
+        [(6.0, (200, 200, 200)), (15.0, (0, 0, 0)), (5.0, (200, 200, 200))],
+        size=(160, 90),
+    )
+    scenes = SceneSettings(detector="threshold")
+    options = AnalysisOptions(sampling=SamplingSpec(fps=2.0), scenes=scenes)
+    scanner = Scanner(store, [rules()], provider(tiny_clip_dir, xclip_dir), options)
+    outcome = scanner.scan_file(clip)
+    assert outcome.status == "scanned", outcome.error
+    [scan] = store.completed_scans(scan_ids=[outcome.scan_id])
+    stored = store.scan_xclip([scan.id])[scan.id]
+    assert stored is not None
+    spans = [tuple(w[3]) for w in stored["windows"]]
+    assert spans[0][0] == 0.0 and spans[-1][1] == 26.0
+    assert all(a[1] == b[0] and a[1] > a[0] for a, b in zip(spans, spans[1:]))
+
+
 def test_xclip_category_mistakes_are_named() -> None:
     text = RULES.format(threshold="5%", prompt="x").replace("model: xclip", "model: xlcip")
     with pytest.raises(RuleSetError, match="did you mean 'xclip'"):

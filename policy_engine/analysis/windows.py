@@ -78,19 +78,36 @@ def scene_windows(
     """Windows that never cross a cut: one per scene (start, end) no longer than `length`,
     the fixed windows inside a longer one (a 30 s shot is not judged on 8 frames 4 s
     apart). Each window's span stays inside its scene; the spans tile every scene that
-    holds a sampled frame."""
-    windows: list[ClipWindow] = []
+    holds a sampled frame; a scene without one is stood for by the window before (or, at
+    the start, after), so the spans tile the whole time."""
+    extents: list[tuple[float, float]] = []
+    spans: list[tuple[float, float]] = []
     for scene_start, scene_end in scenes:
-        extents = [
+        inside = [
             e for e in window_extents(scene_start, scene_end, length, hop)
             if holds_a_frame(times, *e)
         ]  # fmt: skip
-        spans = scene_spans_of(extents, scene_start, scene_end)
-        windows.extend(
-            ClipWindow(start=s, end=e, frames=pick_frames(times, s, e, count), span=span)
-            for (s, e), span in zip(extents, spans, strict=True)
-        )
-    return windows
+        extents.extend(inside)
+        spans.extend(scene_spans_of(inside, scene_start, scene_end))
+    spans = close_gaps(spans, scenes[0][0] if scenes else 0.0, scenes[-1][1] if scenes else 0.0)
+    return [
+        ClipWindow(start=s, end=e, frames=pick_frames(times, s, e, count), span=span)
+        for (s, e), span in zip(extents, spans, strict=True)
+    ]
+
+
+def close_gaps(
+    spans: Sequence[tuple[float, float]], start: float, end: float
+) -> list[tuple[float, float]]:
+    """Spans (in order) stretched to tile [start, end): each to the next one's start, the
+    first from `start`, the last to `end` (time where no window was scored, a scene
+    without a sampled frame, goes to the window before it)."""
+    if not spans:
+        return []
+    tiled = [(lo, after) for (lo, _), (after, _) in zip(spans, spans[1:])] + [spans[-1]]
+    tiled[0] = (start, tiled[0][1])
+    tiled[-1] = (tiled[-1][0], end)
+    return tiled
 
 
 def window_extents(
@@ -114,15 +131,16 @@ def window_extents(
 def scene_spans_of(
     extents: Sequence[tuple[float, float]], scene_start: float, scene_end: float
 ) -> list[tuple[float, float]]:
-    """The spans of one scene's windows (in order): nearer each one's centre, clipped to
-    the scene, the first from its start and the last to its end."""
-    spans = spans_of(extents)
+    """The spans of one scene's windows (in order of start): nearer the centre of each
+    one's part inside the scene (a window scored across a cut reported late reaches
+    past it), the first from the scene's start and the last to its end."""
+    inside = [(max(scene_start, s), min(scene_end, e)) for s, e in extents]
+    spans = spans_of(inside)
     if not spans:
         return []
-    clipped = [(max(scene_start, lo), min(scene_end, hi)) for lo, hi in spans]
-    clipped[0] = (scene_start, clipped[0][1])
-    clipped[-1] = (clipped[-1][0], scene_end)
-    return clipped
+    spans[0] = (scene_start, spans[0][1])
+    spans[-1] = (spans[-1][0], scene_end)
+    return spans
 
 
 def holds_a_frame(times: Sequence[float], start: float, end: float) -> bool:
@@ -157,9 +175,10 @@ def frame_column(
     time (before the first span, the first; after the last, the last)."""
     if not spans:
         return np.zeros(len(frame_times), dtype=np.float32)
-    starts = [lo for lo, _ in spans]
+    order = np.argsort([lo for lo, _ in spans], kind="stable")  # spans tile: by start
+    starts = np.array([spans[i][0] for i in order])
     index = np.clip(np.searchsorted(starts, frame_times, side="right") - 1, 0, len(spans) - 1)
-    return np.asarray(values, dtype=np.float32)[index]
+    return np.asarray(values, dtype=np.float32)[order][index]
 
 
 def window_probability(

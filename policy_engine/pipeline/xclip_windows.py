@@ -8,11 +8,13 @@ scan's scenes (one scene, the whole window, without scene detection); each gets 
 the checkpoint's frame count, picked by time from the sampled frames.
 
 A scene detector may report a cut a little after it happened (PySceneDetect holds a cut
-back for ``min_scene_len`` frames; a fade is cut at its middle once it has ended), so
-with cuts a window is scored only once the frames have passed its end by ``cut_lag``
-seconds. A cut reported later still (a fade longer than that) ends its scene where it
-is, but a window already scored across it stays as it was: its span is clipped to the
-scene, so each moment is still weighed once.
+back for ``min_scene_len`` frames; the threshold detector cuts a fade at its middle once
+it has ended), so with cuts a window is scored only once the frames have passed its end
+by ``cut_lag`` seconds. A cut reported later still (a fade to black longer than that)
+behind windows already queued ends its scene where it is, but adds no window there (the
+pictures it would need may be gone): the windows queued across it stay, each standing
+only for its scene's part, and the next scene's windows start at the cut or after the
+last one queued, so each moment is still weighed once.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from policy_engine.analysis.scoring import null_prompts
 from policy_engine.analysis.windows import (
     DEFAULT_HOP_S,
     DEFAULT_LENGTH_S,
+    close_gaps,
     holds_a_frame,
     pick_frames,
     scene_spans_of,
@@ -53,6 +56,7 @@ class XClipRun:
     times: list[float] = field(default_factory=list)
     _pictures: dict[int, np.ndarray] = field(default_factory=dict)
     _scene_start: float | None = None  # the open scene's (None: nothing seen yet)
+    _settled: float = -np.inf  # windows ending by here are queued: a cut before it is late
     _next_start: float = 0.0  # the open scene's next window
     _cuts: list[float] = field(default_factory=list)  # reported, not yet ending a scene
     _scenes: list[tuple[float, float]] = field(default_factory=list)  # closed ones
@@ -74,6 +78,7 @@ class XClipRun:
         while self._next_start + self.length <= settled + _EPS:
             self._queue(self._next_start, self._next_start + self.length)
             self._next_start += self.hop
+        self._settled = max(self._settled, settled)
         self._score(final=False)
         self._forget(time)
 
@@ -106,10 +111,34 @@ class XClipRun:
 
     def _note_cuts(self, cuts: Iterable[float]) -> None:
         assert self._scene_start is not None
-        for cut in cuts:
-            # a cut at or before the open scene's start came too late to split anything
-            if cut > self._scene_start + _EPS and cut not in self._cuts:
-                bisect.insort(self._cuts, float(cut))
+        for cut in map(float, cuts):
+            if cut in self._cuts:
+                continue
+            if cut <= self._scene_start + _EPS:
+                self._split_closed_scene(cut)  # reported after a later one (rare)
+            elif cut < self._settled - _EPS:
+                self._late_cut(cut)
+            else:
+                bisect.insort(self._cuts, cut)
+
+    def _late_cut(self, cut: float) -> None:
+        """A cut behind windows already queued: the open scene ends there with no window
+        of its own (its pictures may be gone); windows wholly after it move to the new
+        scene, whose windows go on no earlier than the cut."""
+        start = self._scene_start
+        assert start is not None
+        self._scenes.append((start, cut))
+        self._scene_start = cut
+        self._next_start = max(self._next_start, cut)
+        self._move_windows_after(cut, start)
+
+    def _split_closed_scene(self, cut: float) -> None:
+        """A cut inside a scene already closed: two scenes, the windows as they were."""
+        for place, (start, end) in enumerate(self._scenes):
+            if start + _EPS < cut < end - _EPS:
+                self._scenes[place : place + 1] = [(start, cut), (cut, end)]
+                self._move_windows_after(cut, start)
+                return
 
     def _close_scene(self, end: float) -> None:
         """The open scene ends at `end`: queue the rest of its windows, the last ending
@@ -124,13 +153,15 @@ class XClipRun:
         self._queue(max(start, end - self.length), end)
         self._scenes.append((start, end))
         self._scene_start = self._next_start = end
-        # windows queued before a late cut was known, wholly after it: the new scene's
+
+    def _move_windows_after(self, cut: float, old_scene: float) -> None:
+        """Windows of ``old_scene`` that start at or after ``cut``: the new scene's."""
         self._pending = [
-            (s, e, end if scene == start and s >= end - _EPS else scene, f)
+            (s, e, cut if scene == old_scene and s >= cut - _EPS else scene, f)
             for s, e, scene, f in self._pending
         ]
         self._scored = [
-            (s, e, end if scene == start and s >= end - _EPS else scene, row)
+            (s, e, cut if scene == old_scene and s >= cut - _EPS else scene, row)
             for s, e, scene, row in self._scored
         ]
 
@@ -166,6 +197,12 @@ class XClipRun:
             extents = [(scored[i][0], scored[i][1]) for i in members]
             found = scene_spans_of(extents, scene_start, ends[scene_start])
             spans.update(zip(members, found, strict=True))
+        # a scene where no window was scored (no sampled frame in it, or a cut reported
+        # after a later one left no window after it) is stood for by the window before
+        order = sorted(spans, key=lambda i: spans[i][0])
+        end = max(end for _, end in self._scenes) if self._scenes else self.start
+        tiled = close_gaps([spans[i] for i in order], self.start, end)
+        spans.update(zip(order, tiled, strict=True))
         return [spans[i] for i in range(len(scored))]
 
     def _forget(self, time: float) -> None:
