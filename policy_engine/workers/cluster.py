@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +43,7 @@ from policy_engine.workers.executor import RAY_EXTRA, ActorPlan, executor_of, pl
 
 log = logging.getLogger(__name__)
 
+_PATCHING = threading.Lock()
 RUN_ERROR = "run-error"  # a Handled kind: the worker cannot scan at all (model, database)
 WAIT_POLL_S = 0.5  # how often the driver looks for a stop request while tasks run
 
@@ -67,7 +69,7 @@ def connect(settings: Settings) -> tuple[Any, bool]:
         return ray, False
     address = settings.ray_address.strip() or None
     try:
-        with _lean_head(started_here=address is None):
+        with _lean_head(started_here=address in (None, "local")):
             ray.init(
                 address=address,
                 include_dashboard=False,
@@ -100,18 +102,19 @@ def _lean_head(*, started_here: bool) -> Iterator[None]:
     if not started_here or params is None:
         yield
         return
-    original = params.__init__
+    with _PATCHING:  # two threads starting Ray at once must not leave the patch in place
+        original = params.__init__
 
-    def lean(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        if hasattr(self, "no_monitor") and hasattr(self, "include_log_monitor"):
-            self.no_monitor, self.include_log_monitor = True, False
+        def lean(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            if hasattr(self, "no_monitor") and hasattr(self, "include_log_monitor"):
+                self.no_monitor, self.include_log_monitor = True, False
 
-    params.__init__ = lean
-    try:
-        yield
-    finally:
-        params.__init__ = original
+        params.__init__ = lean
+        try:
+            yield
+        finally:
+            params.__init__ = original
 
 
 def _rebuilt(kind: str, message: str) -> PolicyEngineError:
