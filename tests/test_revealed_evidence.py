@@ -32,6 +32,7 @@ from policy_engine.policy.loader import parse_ruleset  # noqa: E402
 from policy_engine.service.app import create_app  # noqa: E402
 from policy_engine.store import Store  # noqa: E402
 from policy_engine.store.accounts import Accounts  # noqa: E402
+from policy_engine.store.evidence import RevealedPictures  # noqa: E402
 
 FRAME = 3
 
@@ -63,11 +64,11 @@ def test_a_scan_keeps_the_picture_as_it_was_only_where_asked(
     store: Store, tiny_clip_dir: Path, tmp_path: Path, scanned
 ) -> None:  # type: ignore[no-untyped-def]
     [thumb] = store.thumbnails(scanned.scan_id, [FRAME]).values()
-    as_it_was = store.revealed_thumbnail(scanned.scan_id, FRAME)
+    as_it_was = RevealedPictures(store).picture(scanned.scan_id, FRAME)
     assert as_it_was is not None
     assert hidden_region(thumb) < 0.2  # pixelated where everything else reads it
     assert hidden_region(as_it_was) > 0.5  # the board inside the box, as it was
-    assert store.frames_revealed(scanned.scan_id) == set(range(8))  # every frame boxed
+    assert RevealedPictures(store).frames(scanned.scan_id) == set(range(8))  # every frame boxed
 
     # without the setting nothing is kept (a new file: the scan above is not reused)
     model = tiny_detector(tmp_path / "knife2.onnx")
@@ -77,8 +78,8 @@ def test_a_scan_keeps_the_picture_as_it_was_only_where_asked(
     video = textured(tmp_path / "other.mp4", seconds=3.0)
     plain = Scanner(store, [parse_ruleset(text, "w.yaml")], models, options).scan_file(video)
     assert plain.status == "scanned", plain.error
-    assert store.frames_revealed(plain.scan_id) == set()
-    assert store.revealed_thumbnail(plain.scan_id, FRAME) is None
+    assert RevealedPictures(store).frames(plain.scan_id) == set()
+    assert RevealedPictures(store).picture(plain.scan_id, FRAME) is None
 
 
 def app(store: Store, db_url: str, tmp_path: Path, reveal: bool) -> TestClient:
@@ -98,7 +99,7 @@ def test_only_a_reviewer_in_the_app_sees_hidden_regions_and_never_a_report(
     from policy_engine.reporting import build_asset_report, render_asset_report
 
     url = f"/api/v1/scans/{scanned.scan_id}/frames/{FRAME}/thumbnail"
-    as_it_was = store.revealed_thumbnail(scanned.scan_id, FRAME)
+    as_it_was = RevealedPictures(store).picture(scanned.scan_id, FRAME)
     [pixelated] = store.thumbnails(scanned.scan_id, [FRAME]).values()
     token = Accounts(store).create_token("asset-manager", "reviewer", by="test")
     page_url = f"/assets/{scanned.asset_id}"
@@ -114,7 +115,7 @@ def test_only_a_reviewer_in_the_app_sees_hidden_regions_and_never_a_report(
         for frame in map(int, shown):
             answer = client.get(url.replace(f"/{FRAME}/", f"/{frame}/") + "?revealed=true")
             assert answer.status_code == 200
-            assert answer.content == store.revealed_thumbnail(scanned.scan_id, frame)
+            assert answer.content == RevealedPictures(store).picture(scanned.scan_id, frame)
         answer = client.get(url + "?unblurred=true&revealed=true")
         assert answer.status_code == 200 and answer.content == as_it_was
         assert answer.headers["cache-control"] == "private, no-store"
@@ -137,3 +138,60 @@ def test_only_a_reviewer_in_the_app_sees_hidden_regions_and_never_a_report(
 
     report = render_asset_report(build_asset_report(store, scanned.asset_id))
     assert base64.b64encode(as_it_was).decode() not in report
+
+
+def test_every_showing_is_in_the_audit_log_and_another_site_cannot_embed_one(
+    store: Store, db_url: str, tmp_path: Path, scanned
+) -> None:  # type: ignore[no-untyped-def]
+    from policy_engine.store.review import Reviews
+
+    url = f"/api/v1/scans/{scanned.scan_id}/frames/{FRAME}/thumbnail?revealed=true"
+    with app(store, db_url, tmp_path, reveal=True) as client:
+        log_in(client, "alice")
+        shown = client.get(url, headers={"Sec-Fetch-Site": "same-origin"})
+        assert shown.status_code == 200
+        assert shown.headers["cross-origin-resource-policy"] == "same-origin"
+        embedded = client.get(url, headers={"Sec-Fetch-Site": "cross-site"})
+        assert embedded.status_code == 403 and "the app's own pages" in embedded.text
+        page = client.get(f"/audit?asset={scanned.asset_id}").text
+        assert f"shown frame {FRAME} of scan {scanned.scan_id}" in page
+    [event] = Reviews(store).audit_events(kinds=["reveal"])
+    assert (event.actor, event.asset_id) == ("user:alice", scanned.asset_id)
+    assert len(Reviews(store).audit_events(asset_id=scanned.asset_id, kinds=["reveal"])) == 1
+
+
+def test_purge_deletes_the_pictures_and_keeps_who_saw_them(
+    store: Store, db_url: str, tmp_path: Path, scanned
+) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from sqlalchemy import text
+
+    from policy_engine.store.review import Reviews
+
+    url = f"/api/v1/scans/{scanned.scan_id}/frames/{FRAME}/thumbnail?revealed=true"
+    pictures = RevealedPictures(store)
+    with app(store, db_url, tmp_path, reveal=True) as client:
+        log_in(client, "alice")
+        assert client.get(url).status_code == 200
+    cli = Path(sys.executable).parent / "policy-engine"
+    command = [str(cli), "--db", db_url, "db", "purge-revealed"]
+    kept = subprocess.run([*command, "--older-than", "1"], capture_output=True, text=True)
+    assert kept.returncode == 0, kept.stderr
+    assert "deleted 0 picture(s)" in kept.stdout and "8 left" in kept.stdout  # kept today
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "deleted 8 picture(s)" in done.stdout and "0 left" in done.stdout
+    assert pictures.frames(scanned.scan_id) == set() and pictures.held() == (0, 0)
+    assert store.thumbnails(scanned.scan_id, [FRAME])  # the pixelated ones stay
+    with app(store, db_url, tmp_path, reveal=True) as client:
+        log_in(client, "alice")
+        gone = client.get(url)
+        assert gone.status_code == 404 and "kept no picture" in gone.text
+        page = client.get(f"/assets/{scanned.asset_id}?unblurred=1&revealed=1").text
+        assert "revealed=true" not in page
+    assert len(Reviews(store).audit_events(kinds=["reveal"])) == 1  # who saw it stays
+    refused = pytest.raises(Exception, match="audit trail|append-only|refused")
+    with refused, store.engine.begin() as connection:  # who saw what is append-only
+        connection.execute(text("DELETE FROM revealed_views"))

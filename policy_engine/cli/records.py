@@ -426,3 +426,43 @@ def db_status(ctx: typer.Context, config: ConfigOpt = None) -> None:
     )
     if current is not None and current != head:
         raise typer.Exit(5)
+
+
+@db_app.command("purge-revealed")
+def db_purge_revealed(
+    ctx: typer.Context,
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than",
+            min=0,
+            metavar="DAYS",
+            help="Only pictures kept more than DAYS days ago (default: every one).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete the evidence pictures kept with their hidden regions (nudity) as they were
+    (setting reveal_hidden_evidence). The pixelated thumbnails, the decisions and the
+    audit log's record of who saw which picture stay."""
+    from datetime import UTC, datetime, timedelta
+
+    from policy_engine.store.evidence import RevealedPictures
+
+    now = datetime.now(UTC)
+    before = now - timedelta(days=older_than) if older_than is not None else None
+    try:
+        store = open_store(settings_for(ctx, {}, config))
+        try:
+            pictures = RevealedPictures(store)
+            deleted = pictures.purge(kept_before=before)
+            left, size = pictures.held()
+        finally:
+            store.close()
+    except PolicyEngineError as exc:
+        raise fail(exc) from None
+    out.print(
+        f"deleted {deleted} picture(s) kept with hidden regions as they were;"
+        f" {left} left ({size / 1e6:.1f} MB)",
+        highlight=False, markup=False,
+    )  # fmt: skip

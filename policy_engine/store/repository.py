@@ -30,6 +30,7 @@ from policy_engine.store.schema import (
     Override,
     ReasonRecord,
     ReportRecord,
+    RevealedPicture,
     RuleSetInForce,
     RuleSetRecord,
     Scan,
@@ -579,7 +580,6 @@ class Store:
             scan.scenes = scenes.summary if scenes is not None else None
             if scenes is not None:
                 s.add_all(scene_rows(scan_id, scenes))
-            revealed = frames.revealed or [None] * len(times)
             s.add_all(
                 Frame(
                     scan_id=scan_id,
@@ -588,11 +588,15 @@ class Store:
                     crops=len(vectors),
                     embedding=embedding_bytes(vectors),
                     thumbnail=thumb,
-                    revealed_thumbnail=as_it_was,
                 )
-                for index, (time, vectors, thumb, as_it_was) in enumerate(
-                    zip(times, frames.embeddings, frames.thumbnails, revealed, strict=True)
+                for index, (time, vectors, thumb) in enumerate(
+                    zip(times, frames.embeddings, frames.thumbnails, strict=True)
                 )
+            )
+            s.add_all(  # kept apart from the frames: deletable (store.evidence)
+                RevealedPicture(scan_id=scan_id, frame_index=index, jpeg=jpeg)
+                for index, jpeg in enumerate(frames.revealed)
+                if jpeg is not None
             )
 
     def fail_scan(self, scan_id: int, reason: str) -> None:
@@ -695,23 +699,6 @@ class Store:
                 Frame.scan_id == scan_id, Frame.index.in_(sorted(set(indexes)))
             )
             return {i: data for i, data in s.execute(query) if data is not None}
-
-    def revealed_thumbnail(self, scan_id: int, index: int) -> bytes | None:
-        """A frame's thumbnail with its hidden regions as they were, where one was kept
-        (for authorised reviewers in the app only: nothing else reads it)."""
-        with self._transaction() as s:
-            query = select(Frame.revealed_thumbnail).where(
-                Frame.scan_id == scan_id, Frame.index == index
-            )
-            return s.scalar(query)
-
-    def frames_revealed(self, scan_id: int) -> set[int]:
-        """The frames of a scan kept with their hidden regions as they were."""
-        with self._transaction() as s:
-            query = select(Frame.index).where(
-                Frame.scan_id == scan_id, Frame.revealed_thumbnail.is_not(None)
-            )
-            return set(s.scalars(query))
 
     def frames_with_thumbnails(self, scan_id: int, indexes: Iterable[int]) -> list[int]:
         """Which of these frames have a picture (without reading the pictures)."""

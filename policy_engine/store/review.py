@@ -23,6 +23,7 @@ from policy_engine.store.schema import (
     OverrideConfirmation,
     OverrideProposal,
     ReasonRecord,
+    RevealedView,
     ReviewClaim,
     RuleSetInForce,
     RuleSetRecord,
@@ -71,7 +72,7 @@ class QueueItem:
 @dataclass(frozen=True)
 class AuditEvent:
     at: datetime
-    kind: str  # override | proposal | confirmation | ruleset | login
+    kind: str  # override | proposal | confirmation | ruleset | login | reveal
     actor: str
     via: str | None
     asset_id: int | None
@@ -79,7 +80,7 @@ class AuditEvent:
     summary: str
 
 
-AUDIT_KINDS = ("override", "proposal", "confirmation", "ruleset", "login")
+AUDIT_KINDS = ("override", "proposal", "confirmation", "ruleset", "login", "reveal")
 
 
 class AlreadyAnswered(ConfigError):
@@ -303,7 +304,8 @@ class Reviews(StoreFacet):
     ) -> list[AuditEvent]:  # fmt: skip
         """The newest ``limit`` events before ``until`` (and from ``since``), newest first:
         overrides, four-eyes proposals and confirmations, rule-set versions coming into
-        force, logins. ``actor``: text in who acted; ``asset_id``: that asset's only."""
+        force, logins, evidence shown with its hidden regions. ``actor``: text in who
+        acted; ``asset_id``: that asset's only."""
         events: list[AuditEvent] = []
         with self._transaction() as s:
             for kind in kinds:
@@ -408,6 +410,23 @@ class Reviews(StoreFacet):
             AuditEvent(e.at, "login", f"user:{e.user_name}", None, None, None,
                        f"{e.outcome} from {e.address}")
             for e in s.scalars(query)
+        ]  # fmt: skip
+
+    def _reveal_events(self, s: Any, actor: Any, asset_id: Any, since: Any, until: Any,
+                       limit: int) -> list[AuditEvent]:  # fmt: skip
+        query = select(RevealedView)
+        if actor:
+            query = query.where(
+                func.lower(RevealedView.user_name).contains(actor.lower(), autoescape=True)
+            )
+        if asset_id is not None:
+            query = query.where(RevealedView.asset_id == asset_id)
+        query = self._window(query, RevealedView.at, since, until, limit)
+        return [
+            AuditEvent(v.at, "reveal", f"user:{v.user_name}", "app", v.asset_id, None,
+                       f"shown frame {v.frame_index} of scan {v.scan_id} with the regions a"
+                       " detector hides as they were")
+            for v in s.scalars(query)
         ]  # fmt: skip
 
 

@@ -181,10 +181,6 @@ class Frame(Base):
     crops: Mapped[int] = mapped_column(Integer)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # (crops, D) float16
     thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)  # JPEG
-    # the same, where a detector's hidden classes were pixelated in it, as it was: kept
-    # only with ``reveal_hidden_evidence``, shown only in the app to reviewers logged in
-    # there (deferred: read by nothing else)
-    revealed_thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class ScoreSet(Base):
@@ -472,6 +468,40 @@ class LoginEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RevealedPicture(Base):
+    """A frame's thumbnail where a detector's hidden classes (nudity) were pixelated, as
+    it was: kept only with ``reveal_hidden_evidence``, shown only in the app to reviewers
+    logged in there. Not append-only, unlike the frames: explicit material must be
+    deletable (``policy-engine db purge-revealed``)."""
+
+    __tablename__ = "revealed_pictures"
+    __table_args__ = (
+        UniqueConstraint("scan_id", "frame_index"),
+        Index("ix_revealed_pictures_kept_at", "kept_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    frame_index: Mapped[int] = mapped_column(Integer)
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+    kept_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RevealedView(Base):
+    """Each showing of a revealed picture (who, when, which frame), for the audit log.
+    Append-only."""
+
+    __tablename__ = "revealed_views"
+    __table_args__ = (Index("ix_revealed_views_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64))
+    scan_id: Mapped[int] = mapped_column(Integer)
+    frame_index: Mapped[int] = mapped_column(Integer)
+    asset_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # -- nightly ingest ------------------------------------------------------------------------
 class IngestWorker(Base):
     """A running (or finished) ingest worker process. Claims name their worker; a claim
@@ -639,6 +669,7 @@ FROZEN_COLUMNS: dict[type[Base], tuple[str, ...]] = {
 for _model in (
     DecisionRecord, ReasonRecord, Override, Frame, ScoreSet, ReportRecord, RuleSetInForce,
     SceneRecord, SceneShares, OverrideProposal, OverrideConfirmation, LoginEvent,
+    RevealedView,
 ):  # fmt: skip
     event.listen(_model, "before_update", _refuse("updating one"))
     event.listen(_model, "before_delete", _refuse("deleting one"))

@@ -27,6 +27,7 @@ from policy_engine.service.pages.common import (
     render,
 )
 from policy_engine.service.resources import resources
+from policy_engine.store.evidence import RevealedPictures
 
 router = APIRouter(include_in_schema=False)
 
@@ -85,7 +86,7 @@ def asset_page(
         url = f"/api/v1/scans/{scan_id}/frames/{frame}/thumbnail"
         if shown_as_was:
             if scan_id not in kept:
-                kept[scan_id] = store.frames_revealed(scan_id)
+                kept[scan_id] = RevealedPictures(store).frames(scan_id)
             if frame in kept[scan_id]:
                 return url + "?unblurred=true&revealed=true"
         return url + "?unblurred=true" if clear else url

@@ -17,6 +17,7 @@ from policy_engine.service.deps import Reader, Reviewer, who
 from policy_engine.service.problems import Problem
 from policy_engine.service.resources import resources
 from policy_engine.store.accounts import Account
+from policy_engine.store.evidence import RevealedPictures
 
 router = APIRouter(prefix="/api/v1", tags=["decisions"])
 logger = logging.getLogger(__name__)
@@ -76,6 +77,11 @@ def thumbnail(
     if (unblurred or revealed) and not caller.may(OVERRULE):
         raise Problem(403, "forbidden", f"{caller.role} may not see evidence unblurred")
     store = resources(request).store()
+    headers = {
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Cross-Origin-Resource-Policy": "same-origin",  # no other site may embed it
+    }
     if revealed:
         data = _revealed(request, caller, scan_id, index)
     else:
@@ -83,10 +89,7 @@ def thumbnail(
         if index not in pictures:
             raise Problem(404, "no-such-frame", f"scan {scan_id} has no picture for frame {index}")
         data = pictures[index] if unblurred else blurred(pictures[index])
-    return Response(
-        data, media_type="image/jpeg",
-        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
-    )  # fmt: skip
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 @router.post("/decisions/{decision_id}/overrides", status_code=201)
@@ -205,12 +208,21 @@ def _revealed(request: Request, caller: Account, scan_id: int, index: int) -> by
             f"{caller.kind} {caller.name}: hidden regions are shown only in the app, to a"
             " reviewer logged in there",
         )  # fmt: skip
-    data = engine.store().revealed_thumbnail(scan_id, index)
+    # a browser says where a request comes from: a picture embedded by another site (an
+    # <img> on its page, the reviewer's cookies riding along) is refused
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise Problem(
+            403, "forbidden", f"hidden regions are shown only on the app's own pages ({site})"
+        )
+    pictures = RevealedPictures(engine.store())
+    data = pictures.picture(scan_id, index)
     if data is None:
         raise Problem(
             404, "no-such-picture",
             f"scan {scan_id} kept no picture of frame {index} with hidden regions shown",
         )  # fmt: skip
+    pictures.record_view(caller.name, scan_id, index)  # the audit log's "reveal" events
     logger.info(
         "evidence shown with its hidden regions: scan %s frame %s to %s",
         scan_id, index, caller.name,
