@@ -437,7 +437,7 @@ def db_purge_revealed(
             "--older-than",
             min=0,
             metavar="DAYS",
-            help="Only pictures kept more than DAYS days ago (default: every one).",
+            help="Only pictures kept more than DAYS days ago; without it, every one.",
         ),
     ] = None,
     config: ConfigOpt = None,
