@@ -14,7 +14,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_app import PASSWORDS, seed
@@ -66,13 +69,22 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path, colour
     for name, (role, password) in PASSWORDS.items():
         Accounts(store).add_user(name, role, password, by="test")
     store.close()
+    settings = {"FOUR_EYES": "true", "REVIEW_SAMPLE": "1", "MODEL": str(tiny_clip_dir),
+                "SEARCH_CACHE": str(root / "search")}  # fmt: skip
+    with serving(root, db, settings) as base:
+        yield base, db, outcome
+
+
+@contextmanager
+def serving(root: Path, db: str, settings: dict[str, str]) -> Iterator[str]:
+    """`policy-engine serve` on a free loopback port over ``db``, in ``root`` (its reports
+    there), with these settings (POLICY_ENGINE_<NAME>); its base URL while it runs."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "POLICY_ENGINE_REPORTS": str(root / "reports"),
-           "POLICY_ENGINE_FOUR_EYES": "true", "POLICY_ENGINE_REVIEW_SAMPLE": "1",
-           "POLICY_ENGINE_LOG_FORMAT": "json", "POLICY_ENGINE_MODEL": str(tiny_clip_dir),
-           "POLICY_ENGINE_DEVICE": "cpu", "POLICY_ENGINE_SEARCH_CACHE": str(root / "search")}  # fmt: skip
+           "POLICY_ENGINE_LOG_FORMAT": "json", "POLICY_ENGINE_DEVICE": "cpu",
+           **{f"POLICY_ENGINE_{name}": value for name, value in settings.items()}}  # fmt: skip
     cli = Path(sys.executable).parent / "policy-engine"
     server = subprocess.Popen(
         [str(cli), "--db", db, "serve", "--port", str(port)], cwd=root, env=env,
@@ -81,7 +93,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path, colour
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(server, base)
-        yield base, db, outcome
+        yield base
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -132,9 +144,16 @@ class Watched:
 
 @pytest.fixture(scope="module")
 def browser(served):
+    with chromium("chromium-app-profile") as context:
+        yield context
+
+
+@contextmanager
+def chromium(profile: str) -> Iterator[Any]:
+    """Debian's Chromium, headless, with a fresh profile under .artifacts/."""
     from playwright.sync_api import sync_playwright
 
-    user_data = ARTIFACTS / "chromium-app-profile"
+    user_data = ARTIFACTS / profile
     shutil.rmtree(user_data, ignore_errors=True)
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
@@ -204,9 +223,7 @@ def test_an_evidence_frame_or_a_segment_seeks_the_player(served, browser) -> Non
     frame = page.locator("#evidence button.seek").nth(1)
     wanted = float(frame.get_attribute("data-seek"))
     frame.click()
-    wait_until(page,
-        f"Math.abs(document.getElementById('player').currentTime - {wanted}) < 0.05"
-    )
+    wait_until(page, f"Math.abs(document.getElementById('player').currentTime - {wanted}) < 0.05")
     head = page.locator("svg.timeline .playhead").first
     wait_until(page, "Number(document.querySelector('svg.timeline .playhead')"
                            ".getAttribute('x1')) > 150")  # fmt: skip
@@ -215,9 +232,7 @@ def test_an_evidence_frame_or_a_segment_seeks_the_player(served, browser) -> Non
     segment = page.locator("svg.timeline rect.seek").last
     start = float(segment.get_attribute("data-seek"))
     segment.click()
-    wait_until(page,
-        f"Math.abs(document.getElementById('player').currentTime - {start}) < 0.05"
-    )
+    wait_until(page, f"Math.abs(document.getElementById('player').currentTime - {start}) < 0.05")
     images = page.locator("#evidence img")
     assert images.count() > 0 and all("/thumbnail" in images.nth(i).get_attribute("src")
                                       for i in range(images.count()))  # fmt: skip
@@ -296,7 +311,9 @@ def test_the_queue_and_the_rule_set_pages(served, browser) -> None:
     w.check()
     w = open_as(browser, base, "eve", "/rulesets/dry-run")
     page = w.page
-    page.get_by_label("Rule file (YAML)").fill(TRAILERS.replace("coverage_above: 0%", "coverage_above: 100%"))
+    page.get_by_label("Rule file (YAML)").fill(
+        TRAILERS.replace("coverage_above: 0%", "coverage_above: 100%")
+    )
     page.get_by_role("button", name="Try it on the archive").click()
     page.wait_for_selector("#result")
     assert "real promo.mp4" in page.locator("#changes").inner_text()
@@ -352,8 +369,19 @@ def test_search_by_description_and_by_picture_and_a_hit_opens_the_player_there(
     w.check()
 
 
-@pytest.mark.parametrize("path", ["asset", "/", "/queue", "/audit", "/search", "/rulesets",
-                                  "/rulesets/trailers", "/rulesets/dry-run"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "asset",
+        "/",
+        "/queue",
+        "/audit",
+        "/search",
+        "/rulesets",
+        "/rulesets/trailers",
+        "/rulesets/dry-run",
+    ],
+)
 def test_keyboard_alone_reaches_every_control(served, browser, path: str) -> None:
     base, _, outcome = served
     path = f"/assets/{_asset_id(outcome)}" if path == "asset" else path

@@ -7,12 +7,6 @@ viewer is offered neither link."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,9 +15,9 @@ pytest.importorskip("onnxruntime", reason="the `detectors` extra is not installe
 pytest.importorskip("onnx", reason="the `test` extra (onnx) is not installed")
 
 from test_app import PASSWORDS  # noqa: E402
-from test_app_browser import WAIT_MS, Watched, _wait_ready, open_as  # noqa: E402
+from test_app_browser import WAIT_MS, Watched, chromium, open_as, serving  # noqa: E402
 from test_detector_scan import RULES, textured  # noqa: E402
-from test_reports import ARTIFACTS, CHROMIUM  # noqa: E402
+from test_reports import CHROMIUM  # noqa: E402
 from tiny_detector import tiny_detector  # noqa: E402
 
 from policy_engine.media.video import SamplingSpec  # noqa: E402
@@ -57,40 +51,15 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path):
     for name, (role, password) in PASSWORDS.items():
         Accounts(store).add_user(name, role, password, by="test")
     store.close()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "POLICY_ENGINE_REPORTS": str(root / "reports"),
-           "POLICY_ENGINE_REVEAL_HIDDEN_EVIDENCE": "true", "POLICY_ENGINE_LOG_FORMAT": "json",
-           "POLICY_ENGINE_MODEL": str(tiny_clip_dir), "POLICY_ENGINE_DEVICE": "cpu"}  # fmt: skip
-    cli = Path(sys.executable).parent / "policy-engine"
-    server = subprocess.Popen(
-        [str(cli), "--db", db, "serve", "--port", str(port)], cwd=root, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(server, base)
+    settings = {"REVEAL_HIDDEN_EVIDENCE": "true", "MODEL": str(tiny_clip_dir)}
+    with serving(root, db, settings) as base:
         yield base, db, outcome
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
 def browser(served):
-    from playwright.sync_api import sync_playwright
-
-    user_data = ARTIFACTS / "chromium-reveal-profile"
-    shutil.rmtree(user_data, ignore_errors=True)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(user_data), executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--no-first-run"],
-        )  # fmt: skip
+    with chromium("chromium-reveal-profile") as context:
         yield context
-        context.close()
 
 
 def loaded_pictures(watched: Watched) -> list[tuple[str, int]]:
