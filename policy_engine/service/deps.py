@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from policy_engine.accounts import ANALYSE, EDIT_RULES, MANAGE_ACCOUNTS, OVERRULE, READ
+from policy_engine.config import Settings
 from policy_engine.service.auth import require
 from policy_engine.store.accounts import Account
 
@@ -30,6 +31,22 @@ def utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
+
+
+def why_not_reveal(account: Account, settings: Settings) -> str | None:
+    """Why this caller may not see the regions a detector hides (nudity) as they were;
+    None where they may: a role that may overrule, the setting on, a person in the app
+    (never a client system's token). The picture endpoint and the asset page both ask."""
+    if not account.may(OVERRULE):
+        return f"{account.role} may not see evidence unblurred"
+    if not settings.reveal_hidden_evidence:
+        return "hidden regions are shown only where the reveal_hidden_evidence setting is on"
+    if account.kind != "user":
+        return (
+            f"{account.kind} {account.name}: hidden regions are shown only in the app, to a"
+            " reviewer logged in there"
+        )
+    return None
 
 
 def who(account: Account) -> str:

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from policy_engine.accounts import OVERRULE
 from policy_engine.errors import ConfigError
 from policy_engine.service.deps import who as author
+from policy_engine.service.deps import why_not_reveal
 from policy_engine.service.pages.common import (
     Form,
     PageError,
@@ -78,7 +79,7 @@ def asset_page(
     _found(store, asset_id)
     clear = unblurred and who.may(OVERRULE)  # evidence unblurred only for those who rule
     # hidden regions (nudity) as they were: only where kept, only to a reviewer here
-    may_reveal = clear and engine.settings.reveal_hidden_evidence and who.account.kind == "user"
+    may_reveal = clear and why_not_reveal(who.account, engine.settings) is None
     shown_as_was = revealed and may_reveal
     kept: dict[int, set[int]] = {}  # per scan, the frames kept as they were
 

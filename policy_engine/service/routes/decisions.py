@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from policy_engine.accounts import OVERRULE
 from policy_engine.errors import ConfigError
-from policy_engine.service.deps import Reader, Reviewer, who
+from policy_engine.service.deps import Reader, Reviewer, who, why_not_reveal
 from policy_engine.service.problems import Problem
 from policy_engine.service.resources import resources
 from policy_engine.store.accounts import Account
@@ -74,9 +74,8 @@ def thumbnail(
     regions of a detector's hidden classes (nudity) stay pixelated. `revealed=true` shows
     them as they were, only in the app (a reviewer logged in there, never a token), only
     where the `reveal_hidden_evidence` setting kept them; each time is logged."""
-    if (unblurred or revealed) and not caller.may(OVERRULE):
+    if unblurred and not caller.may(OVERRULE):
         raise Problem(403, "forbidden", f"{caller.role} may not see evidence unblurred")
-    store = resources(request).store()
     headers = {
         "Cache-Control": "private, no-store",
         "X-Content-Type-Options": "nosniff",
@@ -85,7 +84,7 @@ def thumbnail(
     if revealed:
         data = _revealed(request, caller, scan_id, index)
     else:
-        pictures = store.thumbnails(scan_id, [index])
+        pictures = resources(request).store().thumbnails(scan_id, [index])
         if index not in pictures:
             raise Problem(404, "no-such-frame", f"scan {scan_id} has no picture for frame {index}")
         data = pictures[index] if unblurred else blurred(pictures[index])
@@ -197,17 +196,9 @@ def answer_proposal(
 
 def _revealed(request: Request, caller: Account, scan_id: int, index: int) -> bytes:
     engine = resources(request)
-    if not engine.settings.reveal_hidden_evidence:
-        raise Problem(
-            403, "forbidden",
-            "hidden regions are shown only where the reveal_hidden_evidence setting is on",
-        )  # fmt: skip
-    if caller.kind != "user":
-        raise Problem(
-            403, "forbidden",
-            f"{caller.kind} {caller.name}: hidden regions are shown only in the app, to a"
-            " reviewer logged in there",
-        )  # fmt: skip
+    refused = why_not_reveal(caller, engine.settings)
+    if refused is not None:
+        raise Problem(403, "forbidden", refused)
     # a browser says where a request comes from: a picture embedded by another site (an
     # <img> on its page, the reviewer's cookies riding along) is refused
     site = request.headers.get("Sec-Fetch-Site")
