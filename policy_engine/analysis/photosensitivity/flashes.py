@@ -168,11 +168,11 @@ class AreaMeasure:
                     break
                 level = n
             return level
-        flat = counts.ravel()
-        order = np.argsort(-flat, kind="stable")
-        covered = np.cumsum(self._flat[order])
-        reached = int(np.searchsorted(covered, self.threshold))
-        return int(flat[order[reached]]) if reached < flat.size else 0
+        # the share of the screen with exactly n transitions, then with n or more
+        exactly = np.bincount(counts.ravel(), weights=self._flat)
+        at_least = np.cumsum(exactly[::-1])[::-1]
+        reached = np.flatnonzero(at_least >= self.threshold)
+        return int(reached[-1]) if reached.size else 0
 
 
 def _box_sums(values: np.ndarray, box: tuple[int, int]) -> np.ndarray:

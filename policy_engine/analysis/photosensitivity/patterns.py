@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-MAX_DUTY_RATIO = 4.0  # longest / shortest run of a light-dark link
+MAX_DUTY_RATIO = 4  # longest / shortest run of a light-dark link
 MIN_RUN = 2  # pixels of the working picture
 MAX_PERIOD_SPREAD = 1 / 3  # coefficient of variation of the periods of a chain
 END_RUN_RATIO = 1.5  # an end run wider than this many inner runs is not part of the pattern
@@ -81,28 +81,35 @@ def _chains(
     starts: np.ndarray, stream: np.ndarray, line_start: np.ndarray, rule: StripeRule
 ) -> np.ndarray | None:
     """The stretches of the stream covered by long, regular chains of light-dark runs."""
-    import cv2  # installed for scene detection; imported here to keep the import light
-
     first = np.flatnonzero(starts)  # where each run starts
     total = starts.size
-    if first.size < 2 * rule.min_pairs:
+    chain_runs = 2 * rule.min_pairs
+    if first.size < chain_runs:
         return None
-    # each run's mean from a running sum (OpenCV's integral of a one-row image: float64,
-    # as the sum runs over the whole batch); np.add.reduceat over thousands of short
-    # runs a picture, or np.cumsum, took three to five times as long
-    running = cv2.integral(stream.reshape(1, -1), sdepth=cv2.CV_64F)[1]
     stop = np.empty_like(first)
     stop[:-1], stop[-1] = first[1:], total
     size = stop - first
-    mean = (running[stop] - running[first]) / size
-    link = _links(~line_start[first[1:]], mean, size, rule)
-    chain_start = np.flatnonzero(np.concatenate(([True], ~link)))
-    runs = np.empty_like(chain_start)
-    runs[:-1], runs[-1] = chain_start[1:] - chain_start[:-1], first.size - chain_start[-1]
-    long_enough = runs >= 2 * rule.min_pairs
-    if not long_enough.any():
+    # Links by the runs' widths alone are a superset of the real ones, and only the runs
+    # of long chains of them (a few percent of a natural picture's) can be in a pattern:
+    # their means, and the contrast tests, are all that is computed.
+    widths = _width_links(~line_start[first[1:]], size)
+    head, count = _long_chains(widths, chain_runs)
+    if not head.size:
+        return None
+    run = _members(head, count)  # the runs of the candidate chains, in order
+    # their pixels gathered, each run's mean in float64 (a few thousand pixels a batch:
+    # casting the whole stream, or summing it whole, cost more than all the rest)
+    widths_of_run = size[run]
+    pixels = np.take(stream, _members(first[run], widths_of_run)).astype(np.float64)
+    offsets = np.cumsum(widths_of_run) - widths_of_run
+    mean = np.add.reduceat(pixels, offsets) / widths_of_run
+    within = np.flatnonzero(np.diff(run) == 1)  # a candidate run and the next
+    link = np.zeros_like(widths)
+    pair = run[within]
+    link[pair] = widths[pair] & _contrasting(mean[within], mean[within + 1], rule)
+    head, count = _long_chains(link, chain_runs)
+    if not head.size:
         return None  # the usual case: no chain of enough stripes anywhere
-    head, count = chain_start[long_enough], runs[long_enough]
     regular = _regular_chains(head, count, size)
     if not regular.any():
         return None
@@ -143,16 +150,37 @@ def _window_counts(length: int, width: int) -> np.ndarray:
     )
 
 
-def _links(
-    same_line: np.ndarray, mean: np.ndarray, size: np.ndarray, rule: StripeRule
-) -> np.ndarray:
-    """Whether each run and the next (on the same line) form a light-dark pair of stripes."""
-    contrast = np.abs(mean[1:] - mean[:-1]) >= rule.contrast
-    dark = np.minimum(mean[1:], mean[:-1]) < rule.dark_limit
+def _width_links(same_line: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Whether each run and the next (on the same line) have widths a pair of stripes can
+    have: neither more than four times the other (a duty cycle from 20 % to 80 %)."""
     a, b = size[:-1], size[1:]
-    duty = (a * MAX_DUTY_RATIO >= b) & (b * MAX_DUTY_RATIO >= a)
-    wide = np.minimum(a, b) >= MIN_RUN  # single pixels are noise at this resolution
-    return same_line & contrast & dark & duty & wide
+    wide = size >= MIN_RUN  # single pixels are noise at this resolution
+    links = same_line & wide[:-1] & wide[1:]
+    links &= a * MAX_DUTY_RATIO >= b
+    links &= b * MAX_DUTY_RATIO >= a
+    return links
+
+
+def _contrasting(mean: np.ndarray, following: np.ndarray, rule: StripeRule) -> np.ndarray:
+    """Whether runs of these means form a light-dark pair: they differ by the contrast
+    and the darker is below the dark limit."""
+    contrast = np.abs(following - mean) >= rule.contrast
+    return contrast & (np.minimum(following, mean) < rule.dark_limit)
+
+
+def _long_chains(link: np.ndarray, runs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first run, number of runs) of each chain of linked runs at least `runs` long."""
+    chain_start = np.flatnonzero(np.concatenate(([True], ~link)))
+    count = np.empty_like(chain_start)
+    count[:-1], count[-1] = chain_start[1:] - chain_start[:-1], link.size + 1 - chain_start[-1]
+    long_enough = count >= runs
+    return chain_start[long_enough], count[long_enough]
+
+
+def _members(head: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The run indices of chains (first run, number of runs), chain after chain."""
+    offset = np.cumsum(count) - count
+    return np.arange(count.sum()) - np.repeat(offset - head, count)
 
 
 def _regular_chains(head: np.ndarray, count: np.ndarray, size: np.ndarray) -> np.ndarray:
