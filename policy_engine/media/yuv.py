@@ -14,6 +14,7 @@ palettes) return None and go through swscale.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -48,8 +49,10 @@ def coefficients(colorspace: int, height: int) -> tuple[float, float]:
     return _MATRICES.get(colorspace, _BT709)
 
 
+@lru_cache(maxsize=32)
 def yuv_to_rgb_matrix(kr: float, kb: float, *, full_range: bool, order: str = "rgb24") -> Any:
-    """The 3x4 affine matrix taking (Y, Cb, Cr, 1) to 8-bit (R, G, B) or (B, G, R)."""
+    """The 3x4 affine matrix taking (Y, Cb, Cr, 1) to 8-bit (R, G, B) or (B, G, R).
+    Cached: every frame of a video asks for the same one (read-only, never changed)."""
     kg = 1.0 - kr - kb
     luma, chroma, black = (1.0, 1.0, 0.0) if full_range else (255 / 219, 255 / 224, 16.0)
     rows = np.array(
@@ -60,7 +63,9 @@ def yuv_to_rgb_matrix(kr: float, kb: float, *, full_range: bool, order: str = "r
         ]
     )
     offset = -(rows[:, 0] * black + (rows[:, 1] + rows[:, 2]) * 128.0)
-    return np.hstack([rows, offset[:, None]])[list(_FORMATS[order])].astype(np.float32)
+    matrix = np.hstack([rows, offset[:, None]])[list(_FORMATS[order])].astype(np.float32)
+    matrix.flags.writeable = False  # shared by every caller through the cache
+    return matrix
 
 
 def box_reduce(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
