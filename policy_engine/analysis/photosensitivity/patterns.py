@@ -178,7 +178,8 @@ def _long_chains(link: np.ndarray, runs: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _members(head: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """The run indices of chains (first run, number of runs), chain after chain."""
+    """The indices of spans given as (first index, length), span after span: the runs
+    of chains, or the pixels of runs."""
     offset = np.cumsum(count) - count
     return np.arange(count.sum()) - np.repeat(offset - head, count)
 
@@ -188,9 +189,7 @@ def _regular_chains(head: np.ndarray, count: np.ndarray, size: np.ndarray) -> np
     pattern, not clutter). Every run of a chain is linked to the next."""
     links = count - 1
     owner = np.repeat(np.arange(head.size), links)
-    # the index of each linked run: its chain's head plus its place in the chain
-    place = np.arange(links.sum()) - np.repeat(np.cumsum(links) - links, links)
-    run = head[owner] + place
+    run = _members(head, links)  # each linked run (all but the last of its chain)
     period = (size[run] + size[run + 1]).astype(np.float64)
     total = np.bincount(owner, weights=period, minlength=head.size)
     squares = np.bincount(owner, weights=period * period, minlength=head.size)
